@@ -1,0 +1,25 @@
+//! The myqtt engine: an MQTT 3.1, 3.1.1 and 5.0 client and listener in one
+//! library.
+//!
+//! # Layout
+//!
+//! - [`codec`]: sans-IO packets to bytes and back, with strict validation.
+//!   Every decode error names the normative statement it enforces and the
+//!   MQTT 5 reason code it causes.
+//! - [`topic`]: validated topic names and filters, the subscription trie and
+//!   the retained-message tree.
+//! - [`session`]: sans-IO protocol state of one connection, client or server
+//!   side: packet ids, QoS 1/2 inflight tables, keep-alive deadlines, flow
+//!   control, topic aliases. Time is an argument; nothing here reads a clock
+//!   or touches a socket.
+//! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
+//!
+//! The codec, topic and session modules never import tokio: they are tested
+//! in memory, with simulated time.
+
+mod bytestr;
+pub mod codec;
+pub mod session;
+pub mod topic;
+
+pub use bytestr::ByteStr;

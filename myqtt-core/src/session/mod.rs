@@ -1,0 +1,2 @@
+//! Sans-IO protocol state of one MQTT connection, for the client and the
+//! server side.

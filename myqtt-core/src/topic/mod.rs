@@ -1,0 +1,8 @@
+//! Topics: validated [`TopicName`] and [`TopicFilter`] types, the
+//! subscription trie that answers "who is subscribed to this topic", and the
+//! retained-message tree that answers "which retained topics match this
+//! filter".
+
+mod name;
+
+pub use name::{TopicError, TopicFilter, TopicName};

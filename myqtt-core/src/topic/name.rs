@@ -1,0 +1,301 @@
+//! Validated topic names and topic filters (MQTT 3.1.1 §4.7, MQTT 5.0 §4.7
+//! and §4.8.2 for shared subscriptions).
+
+use std::fmt;
+
+use crate::bytestr::ByteStr;
+
+/// Why a string is not a valid topic name or topic filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Topic names and filters are at least one character long.
+    #[error("[MQTT-4.7.3-1] topic names and topic filters must be at least one character long")]
+    Empty,
+    /// Topic names and filters fit a two-byte length prefix.
+    #[error("[MQTT-4.7.3-3] topic is longer than 65535 bytes")]
+    TooLong,
+    /// U+0000 may not appear in a topic.
+    #[error("[MQTT-4.7.3-2] topic contains the null character U+0000")]
+    NullCharacter,
+    /// A topic name (what PUBLISH carries) may not contain `+` or `#`.
+    #[error("[MQTT-3.3.2-2] topic name contains a wildcard character")]
+    WildcardInName,
+    /// `#` must be the last character of a filter and occupy a whole level.
+    #[error("[MQTT-4.7.1-2] multi-level wildcard '#' must be alone in the last level")]
+    MisplacedMultiLevelWildcard,
+    /// `+` must occupy a whole level.
+    #[error("[MQTT-4.7.1-3] single-level wildcard '+' must occupy an entire level")]
+    MisplacedSingleLevelWildcard,
+    /// `$share/{ShareName}/{filter}` needs a non-empty share name without
+    /// `/`, `+` or `#`, followed by a filter.
+    #[error("[MQTT-4.8.2-1] shared subscription needs a share name without '/', '+' or '#'")]
+    InvalidShareName,
+    /// `$share/{ShareName}` must be followed by `/` and a topic filter.
+    #[error("[MQTT-4.8.2-2] shared subscription has no topic filter after the share name")]
+    MissingSharedFilter,
+}
+
+fn check_common(s: &str) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if s.len() > usize::from(u16::MAX) {
+        return Err(TopicError::TooLong);
+    }
+    if s.contains('\0') {
+        return Err(TopicError::NullCharacter);
+    }
+    Ok(())
+}
+
+/// A topic name: what a PUBLISH is sent to. Never contains wildcards.
+///
+/// The one exception to "at least one character" is an MQTT 5 PUBLISH that
+/// names its topic only through a Topic Alias; the codec builds that value
+/// with [`TopicName::empty_for_alias`] and the session layer replaces it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicName(ByteStr);
+
+impl TopicName {
+    /// Validates `s` as a topic name.
+    pub fn new(s: impl Into<ByteStr>) -> Result<Self, TopicError> {
+        let s = s.into();
+        check_common(&s)?;
+        if s.contains(['+', '#']) {
+            return Err(TopicError::WildcardInName);
+        }
+        Ok(Self(s))
+    }
+
+    /// The zero-length topic name of an MQTT 5 PUBLISH that carries a Topic
+    /// Alias instead (MQTT 5.0 §3.3.2.3.4).
+    pub const fn empty_for_alias() -> Self {
+        Self(ByteStr::new())
+    }
+
+    /// The topic as a string slice.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The topic as a shared [`ByteStr`].
+    pub fn as_byte_str(&self) -> &ByteStr {
+        &self.0
+    }
+
+    /// True for the zero-length name that stands for a Topic Alias.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True if the topic starts with `$` (such as `$SYS/...`): wildcards at
+    /// the first level do not match it [MQTT-4.7.2-1].
+    pub fn is_dollar(&self) -> bool {
+        self.0.starts_with('$')
+    }
+
+    /// The topic's levels, split at `/` (empty levels included).
+    pub fn levels(&self) -> std::str::Split<'_, char> {
+        self.0.split('/')
+    }
+}
+
+impl TryFrom<&str> for TopicName {
+    type Error = TopicError;
+    fn try_from(s: &str) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = TopicError;
+    fn try_from(s: String) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A topic filter: what SUBSCRIBE and UNSUBSCRIBE carry. May contain `+`
+/// and `#`, and may be a shared subscription `$share/{group}/{filter}`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicFilter {
+    full: ByteStr,
+    /// Byte offset of the filter proper: 0, or past `$share/{group}/`.
+    filter_start: u16,
+}
+
+const SHARE_PREFIX: &str = "$share/";
+
+fn check_filter_levels(filter: &str) -> Result<(), TopicError> {
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return Err(TopicError::MisplacedMultiLevelWildcard);
+        }
+        if level.contains('+') && level != "+" {
+            return Err(TopicError::MisplacedSingleLevelWildcard);
+        }
+    }
+    Ok(())
+}
+
+impl TopicFilter {
+    /// Validates `s` as a topic filter (plain or shared).
+    pub fn new(s: impl Into<ByteStr>) -> Result<Self, TopicError> {
+        let full = s.into();
+        check_common(&full)?;
+        let filter_start = if let Some(rest) = full.strip_prefix(SHARE_PREFIX) {
+            let Some((group, filter)) = rest.split_once('/') else {
+                return Err(if rest.is_empty() || rest.contains(['+', '#']) {
+                    TopicError::InvalidShareName
+                } else {
+                    TopicError::MissingSharedFilter
+                });
+            };
+            if group.is_empty() || group.contains(['+', '#']) {
+                return Err(TopicError::InvalidShareName);
+            }
+            if filter.is_empty() {
+                return Err(TopicError::MissingSharedFilter);
+            }
+            check_filter_levels(filter)?;
+            // Fits: the whole string is at most 65535 bytes (checked above).
+            (SHARE_PREFIX.len() + group.len() + 1) as u16
+        } else {
+            check_filter_levels(&full)?;
+            0
+        };
+        Ok(Self { full, filter_start })
+    }
+
+    /// The filter exactly as the client sent it (with any `$share/` prefix).
+    pub fn as_str(&self) -> &str {
+        self.full.as_str()
+    }
+
+    /// The whole filter as a shared [`ByteStr`].
+    pub fn as_byte_str(&self) -> &ByteStr {
+        &self.full
+    }
+
+    /// The filter that topics are matched against: for a shared
+    /// subscription, the part after `$share/{group}/`.
+    pub fn filter(&self) -> &str {
+        &self.full[usize::from(self.filter_start)..]
+    }
+
+    /// The share group of a shared subscription, `None` otherwise.
+    pub fn share_group(&self) -> Option<&str> {
+        (self.filter_start > 0)
+            .then(|| &self.full[SHARE_PREFIX.len()..usize::from(self.filter_start) - 1])
+    }
+
+    /// True for a shared subscription (`$share/{group}/{filter}`).
+    pub fn is_shared(&self) -> bool {
+        self.filter_start > 0
+    }
+
+    /// True if the matching part contains `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.filter().contains(['+', '#'])
+    }
+
+    /// The levels of the matching part, split at `/`.
+    pub fn levels(&self) -> std::str::Split<'_, char> {
+        self.filter().split('/')
+    }
+}
+
+impl TryFrom<&str> for TopicFilter {
+    type Error = TopicError;
+    fn try_from(s: &str) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for TopicFilter {
+    type Error = TopicError;
+    fn try_from(s: String) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_reject_wildcards_and_empty_strings() {
+        assert_eq!(TopicName::new("a/+"), Err(TopicError::WildcardInName));
+        assert_eq!(TopicName::new("#"), Err(TopicError::WildcardInName));
+        assert_eq!(TopicName::new(""), Err(TopicError::Empty));
+        assert_eq!(TopicName::new("a\0b"), Err(TopicError::NullCharacter));
+        assert!(TopicName::new("/").is_ok(), "[MQTT-4.7.1] a lone separator is a valid name");
+        assert!(TopicName::new("$SYS/uptime").unwrap().is_dollar());
+    }
+
+    #[test]
+    fn filters_follow_the_wildcard_placement_rules() {
+        for ok in ["#", "+", "a/#", "+/+", "/+", "a//b", "+/tennis/#", "sport/+/player1"] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok} should be valid");
+        }
+        // MQTT 3.1.1 §4.7.1.2 and §4.7.1.3 give these as invalid examples.
+        assert_eq!(TopicFilter::new("sport/tennis#"), Err(TopicError::MisplacedMultiLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("sport/tennis/#/ranking"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
+        assert_eq!(TopicFilter::new("sport+"), Err(TopicError::MisplacedSingleLevelWildcard));
+        assert_eq!(TopicFilter::new(""), Err(TopicError::Empty));
+    }
+
+    #[test]
+    fn shared_subscriptions_expose_group_and_filter() {
+        let f = TopicFilter::new("$share/g1/a/+/c").unwrap();
+        assert!(f.is_shared());
+        assert_eq!(f.share_group(), Some("g1"));
+        assert_eq!(f.filter(), "a/+/c");
+        assert_eq!(f.as_str(), "$share/g1/a/+/c");
+        assert!(f.has_wildcards());
+
+        let plain = TopicFilter::new("$sharex/a").unwrap();
+        assert!(!plain.is_shared());
+        assert_eq!(plain.filter(), "$sharex/a");
+    }
+
+    #[test]
+    fn malformed_shared_subscriptions_are_rejected() {
+        assert_eq!(TopicFilter::new("$share/"), Err(TopicError::InvalidShareName));
+        assert_eq!(TopicFilter::new("$share//a"), Err(TopicError::InvalidShareName));
+        assert_eq!(TopicFilter::new("$share/g+/a"), Err(TopicError::InvalidShareName));
+        assert_eq!(TopicFilter::new("$share/g"), Err(TopicError::MissingSharedFilter));
+        assert_eq!(TopicFilter::new("$share/g/"), Err(TopicError::MissingSharedFilter));
+        assert_eq!(
+            TopicFilter::new("$share/g/a/#/b"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
+    }
+}
