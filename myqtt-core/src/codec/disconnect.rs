@@ -22,7 +22,10 @@ impl Disconnect {
 
     /// A disconnection with `reason_code` and no properties.
     pub fn with_reason(reason_code: ReasonCode) -> Self {
-        Self { reason_code, properties: DisconnectProperties::default() }
+        Self {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
     }
 }
 

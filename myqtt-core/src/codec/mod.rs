@@ -20,8 +20,7 @@ pub use connect::{ConnAck, Connect, LastWill};
 pub use disconnect::{Auth, Disconnect};
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties,
-    WillProperties,
+    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties, WillProperties,
 };
 pub use publish::{PubAck, Publish};
 pub use reason::ReasonCode;
