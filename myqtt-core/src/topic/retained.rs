@@ -354,4 +354,30 @@ mod tests {
         assert_eq!(tree.len(), 1);
         assert_eq!(tree.node_count(), 3, "root, a, c");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn removing_every_topic_leaves_only_the_root(
+            topics in proptest::collection::vec(
+                proptest::sample::select(&["a", "a/b", "a/b/c", "/", "a//b", "$SYS/x", "b/", "a/c"][..]),
+                0..16,
+            ),
+            keep_odd in proptest::prelude::any::<bool>(),
+        ) {
+            let mut tree = RetainedTree::new();
+            for (i, t) in topics.iter().enumerate() {
+                tree.insert(name(t), i);
+            }
+            if keep_odd {
+                tree.retain(|_, v| *v % 2 == 1);
+            }
+            for t in &topics {
+                tree.remove(&name(t));
+            }
+            proptest::prop_assert!(tree.is_empty());
+            proptest::prop_assert_eq!(tree.node_count(), 1);
+        }
+    }
 }

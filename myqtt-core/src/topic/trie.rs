@@ -780,4 +780,37 @@ mod tests {
         assert!(set.index.is_none());
         assert!(set.is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn unsubscribing_everything_leaves_only_the_root(
+            subs in proptest::collection::vec(
+                (proptest::sample::select(&["a/b", "a/+", "a/#", "#", "+/+", "/", "a//b", "$share/g/a/b", "$share/h/#", "$SYS/+/x"][..]), 0..3_u8),
+                0..24,
+            ),
+            order in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 24),
+        ) {
+            let mut trie = SubscriptionTrie::new();
+            let mut live: Vec<(&str, u8)> = Vec::new();
+            for (f, key) in subs {
+                if trie.insert(&filter(f), key, ()).is_none() {
+                    live.push((f, key));
+                }
+            }
+            for pick in &order {
+                if live.is_empty() {
+                    break;
+                }
+                let (f, key) = live.swap_remove(pick.index(live.len()));
+                proptest::prop_assert_eq!(trie.remove(&filter(f), key), Some(()));
+            }
+            for (f, key) in live {
+                proptest::prop_assert_eq!(trie.remove(&filter(f), key), Some(()));
+            }
+            proptest::prop_assert!(trie.is_empty());
+            proptest::prop_assert_eq!(trie.node_count(), 1);
+        }
+    }
 }
