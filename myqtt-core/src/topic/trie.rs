@@ -84,6 +84,14 @@ pub enum Match<'a, K, V> {
     },
 }
 
+// Manual impls: derived ones would require `V: Clone`.
+impl<K: Copy, V> Clone for Match<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K: Copy, V> Copy for Match<'_, K, V> {}
+
 /// The members of one share group on one filter.
 ///
 /// A group is reported by a match as a whole; the broker picks one member
@@ -606,7 +614,9 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     /// Order is unspecified.
     ///
     /// A topic name starting with `$` is not matched by filters whose first
-    /// level is `+` or `#` [MQTT-4.7.2-1].
+    /// level is `+` or `#` [MQTT-4.7.2-1]. The zero-length placeholder name
+    /// of a Topic Alias must be resolved first: it would be matched as one
+    /// empty level.
     pub fn for_each_match<'a>(&'a self, topic: &TopicName, mut f: impl FnMut(Match<'a, K, V>)) {
         let topic = topic.as_str();
         let root = &self.root;
