@@ -35,6 +35,11 @@ pub enum TopicError {
     MissingSharedFilter,
 }
 
+/// Levels in `s`: one more than its separators.
+fn count_levels(s: &str) -> usize {
+    s.bytes().filter(|&b| b == b'/').count() + 1
+}
+
 fn check_common(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
@@ -97,6 +102,13 @@ impl TopicName {
     /// The topic's levels, split at `/` (empty levels included).
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
+    }
+
+    /// The number of levels, empty ones included: `a//b` has 3, `/` has 2.
+    /// Equal to `self.levels().count()`, without splitting. A server checks
+    /// it against its configured maximum number of topic levels.
+    pub fn level_count(&self) -> usize {
+        count_levels(self.as_str())
     }
 }
 
@@ -215,6 +227,14 @@ impl TopicFilter {
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.filter().split('/')
     }
+
+    /// The number of levels of the matching part, wildcards and empty levels
+    /// included (`$share/g/a/+/#` has 3). Equal to `self.levels().count()`,
+    /// without splitting. A server checks it against its configured maximum
+    /// number of topic levels.
+    pub fn level_count(&self) -> usize {
+        count_levels(self.filter())
+    }
 }
 
 impl TryFrom<&str> for TopicFilter {
@@ -302,6 +322,27 @@ mod tests {
         let plain = TopicFilter::new("$sharex/a").unwrap();
         assert!(!plain.is_shared());
         assert_eq!(plain.filter(), "$sharex/a");
+    }
+
+    #[test]
+    fn level_counts_include_empty_levels_and_skip_the_share_prefix() {
+        for (topic, levels) in [("a", 1), ("a/b", 2), ("a//b", 3), ("/", 2), ("/a/", 3)] {
+            assert_eq!(
+                TopicName::new(topic).unwrap().level_count(),
+                levels,
+                "{topic}"
+            );
+            assert_eq!(
+                TopicFilter::new(topic).unwrap().level_count(),
+                levels,
+                "{topic}"
+            );
+        }
+        assert_eq!(TopicFilter::new("#").unwrap().level_count(), 1);
+        assert_eq!(TopicFilter::new("+/+/#").unwrap().level_count(), 3);
+        assert_eq!(TopicFilter::new("$share/g/a/+/#").unwrap().level_count(), 3);
+        let name = TopicName::new("x/y//z/").unwrap();
+        assert_eq!(name.level_count(), name.levels().count());
     }
 
     #[test]
