@@ -44,8 +44,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "benches compile"
 cargo bench --workspace --no-run --locked
 
-if [ -d test ] && ls test/*.py test/*/*.py >/dev/null 2>&1; then
-  step "Python tests (pytest)"
-  cargo build --locked --examples -p myqtt-core
-  .venv/bin/python -m pytest -q test
-fi
+step "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked -q
+
+step "Python extension (maturin develop into .venv)"
+(cd myqtt-py && ../.venv/bin/maturin develop --release -q)
+
+step "type stubs match the module (mypy.stubtest)"
+.venv/bin/python -m mypy.stubtest myqtt --allowlist myqtt-py/stubtest-allowlist.txt
+
+step "Python tests (pytest)"
+cargo build --locked --release --examples -p myqtt-core
+.venv/bin/python -m pytest -q test
