@@ -44,6 +44,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "benches compile"
 cargo bench --workspace --no-run --locked
 
+step "conformance map is current"
+python3 scripts/conformance_map.py --check
+
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked -q
 
