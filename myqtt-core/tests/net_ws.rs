@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn publish(topic: &str, payload: &'static [u8]) -> Packet {
+fn publish(topic: &str, payload: impl Into<Bytes>) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos: QoS::AtMostOnce,
@@ -23,7 +23,7 @@ fn publish(topic: &str, payload: &'static [u8]) -> Packet {
         topic: TopicName::new(topic).unwrap(),
         packet_id: None,
         properties: PublishProperties::default(),
-        payload: Bytes::from_static(payload),
+        payload: payload.into(),
     })
 }
 
@@ -54,7 +54,7 @@ async fn packets_cross_a_websocket_in_both_directions() {
         .unwrap();
     let (mut reader, mut writer) = net::split(stream, 1 << 20);
     reader.decoder_mut().set_version(ProtocolVersion::V311);
-    let (a, b) = (publish("a/b", b"one"), publish("c", &[0u8; 70_000]));
+    let (a, b) = (publish("a/b", &b"one"[..]), publish("c", vec![7u8; 70_000]));
     writer.queue(&a, ProtocolVersion::V311).unwrap();
     writer.flush().await.unwrap();
     writer.queue(&b, ProtocolVersion::V311).unwrap();
