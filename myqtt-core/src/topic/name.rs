@@ -253,22 +253,40 @@ mod tests {
         assert_eq!(TopicName::new("#"), Err(TopicError::WildcardInName));
         assert_eq!(TopicName::new(""), Err(TopicError::Empty));
         assert_eq!(TopicName::new("a\0b"), Err(TopicError::NullCharacter));
-        assert!(TopicName::new("/").is_ok(), "[MQTT-4.7.1] a lone separator is a valid name");
+        assert!(
+            TopicName::new("/").is_ok(),
+            "[MQTT-4.7.1] a lone separator is a valid name"
+        );
         assert!(TopicName::new("$SYS/uptime").unwrap().is_dollar());
     }
 
     #[test]
     fn filters_follow_the_wildcard_placement_rules() {
-        for ok in ["#", "+", "a/#", "+/+", "/+", "a//b", "+/tennis/#", "sport/+/player1"] {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "+/+",
+            "/+",
+            "a//b",
+            "+/tennis/#",
+            "sport/+/player1",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok} should be valid");
         }
         // MQTT 3.1.1 §4.7.1.2 and §4.7.1.3 give these as invalid examples.
-        assert_eq!(TopicFilter::new("sport/tennis#"), Err(TopicError::MisplacedMultiLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("sport/tennis#"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
         assert_eq!(
             TopicFilter::new("sport/tennis/#/ranking"),
             Err(TopicError::MisplacedMultiLevelWildcard)
         );
-        assert_eq!(TopicFilter::new("sport+"), Err(TopicError::MisplacedSingleLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("sport+"),
+            Err(TopicError::MisplacedSingleLevelWildcard)
+        );
         assert_eq!(TopicFilter::new(""), Err(TopicError::Empty));
     }
 
@@ -288,11 +306,26 @@ mod tests {
 
     #[test]
     fn malformed_shared_subscriptions_are_rejected() {
-        assert_eq!(TopicFilter::new("$share/"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share//a"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share/g+/a"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share/g"), Err(TopicError::MissingSharedFilter));
-        assert_eq!(TopicFilter::new("$share/g/"), Err(TopicError::MissingSharedFilter));
+        assert_eq!(
+            TopicFilter::new("$share/"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share//a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g+/a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g"),
+            Err(TopicError::MissingSharedFilter)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g/"),
+            Err(TopicError::MissingSharedFilter)
+        );
         assert_eq!(
             TopicFilter::new("$share/g/a/#/b"),
             Err(TopicError::MisplacedMultiLevelWildcard)
