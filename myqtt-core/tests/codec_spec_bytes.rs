@@ -109,7 +109,7 @@ fn connack_structure_of_311_section_3_2() {
         ConnAck {
             session_present: true,
             reason_code: ReasonCode::Success,
-            properties: Default::default()
+            properties: myqtt_core::codec::ConnAckProperties::default()
         }
     );
     let Packet::ConnAck(refused) =
@@ -290,7 +290,11 @@ fn unsubscribe_payload_example_of_311_section_3_10_3() {
     else {
         panic!()
     };
-    let got: Vec<_> = u.filters.iter().map(|f| f.as_str()).collect();
+    let got: Vec<_> = u
+        .filters
+        .iter()
+        .map(myqtt_core::topic::TopicFilter::as_str)
+        .collect();
     assert_eq!(got, ["a/b", "c/d"]);
 }
 
@@ -384,7 +388,7 @@ fn publish_with_remaining_length(remaining: usize) -> Packet {
 #[test]
 fn remaining_length_encodings_of_311_section_2_2_3_are_written_and_decoded() {
     for (value, encoded) in REMAINING_LENGTHS {
-        if value < 3 || value > 2_097_152 {
+        if !(3..=2_097_152).contains(&value) {
             continue; // too small for a PUBLISH / too big to build in a unit test
         }
         let packet = publish_with_remaining_length(value as usize);

@@ -885,8 +885,10 @@ fn auth_cannot_be_encoded_before_mqtt5() {
 
 #[test]
 fn strings_longer_than_65535_bytes_cannot_be_encoded() {
-    let mut props = ConnAckProperties::default();
-    props.reason_string = Some(ByteStr::from("r".repeat(65_536)));
+    let props = ConnAckProperties {
+        reason_string: Some(ByteStr::from("r".repeat(65_536))),
+        ..ConnAckProperties::default()
+    };
     let packet = Packet::ConnAck(ConnAck {
         session_present: false,
         reason_code: ReasonCode::Success,
