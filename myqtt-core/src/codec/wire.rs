@@ -63,6 +63,7 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// A reader over `buf[start..]`.
+    #[inline]
     pub(crate) fn new(buf: Bytes, start: usize) -> Self {
         let end = buf.len();
         Self {
@@ -93,6 +94,7 @@ impl Reader {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         let start = self.pos;
         let end = start
@@ -103,17 +105,20 @@ impl Reader {
         self.buf.get(start..end).ok_or(DecodeError::Truncated)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
     }
 
     /// One byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         let [b] = self.array::<1>()?;
         Ok(b)
     }
 
     /// A big-endian two-byte integer.
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
@@ -135,6 +140,7 @@ impl Reader {
     }
 
     /// `n` bytes, shared with the packet.
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
         let start = self.pos;
         self.take(n)?;
@@ -143,6 +149,7 @@ impl Reader {
 
     /// Everything that is left, as the packet's own buffer advanced to the
     /// current position. The reader is empty afterwards.
+    #[inline]
     pub(crate) fn take_rest(&mut self) -> Bytes {
         let mut rest = std::mem::take(&mut self.buf);
         rest.truncate(self.end);
@@ -153,6 +160,7 @@ impl Reader {
     }
 
     /// Binary Data: a two-byte length and that many bytes.
+    #[inline]
     pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let n = self.u16()?;
         self.bytes(usize::from(n))
@@ -170,12 +178,14 @@ impl Reader {
 
     /// A string checked for UTF-8 only: for topic names, which
     /// `TopicName::new` scans for U+0000 itself.
+    #[inline]
     pub(crate) fn utf8(&mut self) -> Result<ByteStr, DecodeError> {
         let b = self.binary()?;
         ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
     }
 
     /// A non-zero packet identifier [MQTT-2.3.1-1].
+    #[inline]
     pub(crate) fn packet_id(&mut self, packet_type: PacketType) -> Result<PacketId, DecodeError> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId { packet_type })
     }
