@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, Rust tests, docs. The README's
-# second command; .ci/run calls it. Installs what the tests need on a fresh
-# Debian machine (it is root on CI; elsewhere it asks for nothing it lacks).
+# The whole test suite, as CI runs it (.ci/run calls this; it is the
+# README's second command). On a fresh Debian machine it installs what the
+# tests need: mosquitto and mosquitto-clients (real peers for interop tests)
+# and a Python virtualenv in .venv with pytest and paho-mqtt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]} (Debian packages)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing ${need_apt[*]}: install them (apt-get install ${need_apt[*]}) and rerun" >&2
+    exit 1
+  fi
+fi
+export PATH="$PATH:/usr/sbin"
+
+step "Python virtualenv (.venv) with the test requirements"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r test/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,3 +43,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "benches compile"
 cargo bench --workspace --no-run --locked
+
+if [ -d test ] && ls test/*.py test/*/*.py >/dev/null 2>&1; then
+  step "Python tests (pytest)"
+  cargo build --locked --examples -p myqtt-core
+  .venv/bin/python -m pytest -q test
+fi

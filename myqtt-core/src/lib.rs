@@ -12,14 +12,23 @@
 //!   side: packet ids, QoS 1/2 inflight tables, keep-alive deadlines, flow
 //!   control, topic aliases. Time is an argument; nothing here reads a clock
 //!   or touches a socket.
+//! - [`net`]: the only code that touches sockets: packet framing over a
+//!   byte stream, accept loops, transports.
+//! - [`broker`]: the listener's logic (routing, sessions, retained and will
+//!   messages) and the [`broker::hooks`] programs use to decide.
+//! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
 //! The codec, topic and session modules never import tokio: they are tested
 //! in memory, with simulated time.
 
+pub mod broker;
 mod bytestr;
 pub mod codec;
+pub mod ctx;
+pub mod net;
 pub mod session;
 pub mod topic;
 
 pub use bytestr::ByteStr;
+pub use ctx::{Ctx, CtxBuilder, CtxError};

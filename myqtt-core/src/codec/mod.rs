@@ -8,20 +8,24 @@
 
 mod connect;
 mod disconnect;
+mod error;
+mod frame;
 mod properties;
 mod publish;
 mod reason;
 mod subscribe;
+mod wire;
 
 use std::fmt;
 use std::num::NonZeroU16;
 
 pub use connect::{ConnAck, Connect, LastWill};
 pub use disconnect::{Auth, Disconnect};
+pub use error::{DecodeError, EncodeError};
+pub use frame::{Decoder, encode, encoded_len};
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties,
-    WillProperties,
+    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties, WillProperties,
 };
 pub use publish::{PubAck, Publish};
 pub use reason::ReasonCode;

@@ -3,8 +3,10 @@
 
 use bytes::Bytes;
 
-use super::properties::{AckProperties, PublishProperties};
-use super::{PacketId, QoS, ReasonCode};
+use super::error::{DecodeError, EncodeError};
+use super::properties::{AckProperties, PropertyList, PublishProperties};
+use super::wire::{Reader, Sink};
+use super::{PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
 use crate::topic::TopicName;
 
 /// A PUBLISH packet.
@@ -44,6 +46,162 @@ pub struct PubAck {
 impl PubAck {
     /// A successful acknowledgement without properties.
     pub fn new(packet_id: PacketId) -> Self {
-        Self { packet_id, reason_code: ReasonCode::Success, properties: AckProperties::default() }
+        Self {
+            packet_id,
+            reason_code: ReasonCode::Success,
+            properties: AckProperties::default(),
+        }
+    }
+}
+
+impl Publish {
+    /// Decodes a PUBLISH body; `qos`, `dup` and `retain` come from the fixed
+    /// header, already checked.
+    #[inline]
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+        dup: bool,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Self, DecodeError> {
+        let topic = r.string()?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(r.packet_id(PacketType::Publish)?)
+        };
+        let properties = if version.is_v5() {
+            PublishProperties::decode(r)?
+        } else {
+            PublishProperties::default()
+        };
+        let topic = if topic.is_empty() && version.is_v5() {
+            if properties.topic_alias.is_none() {
+                return Err(DecodeError::EmptyTopicWithoutAlias);
+            }
+            TopicName::empty_for_alias()
+        } else {
+            // [MQTT-3.3.2-2] no wildcards; [MQTT-4.7.3-1] not empty.
+            TopicName::new(topic).map_err(DecodeError::InvalidTopicName)?
+        };
+        let payload = r.rest();
+        Ok(Self {
+            dup,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload,
+        })
+    }
+
+    pub(crate) fn check(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
+        if self.qos == QoS::AtMostOnce {
+            if self.dup {
+                return Err(EncodeError::DupAtQoS0);
+            }
+        } else if self.packet_id.is_none() {
+            return Err(EncodeError::MissingPacketId);
+        }
+        if version.is_v5() {
+            if self.topic.is_empty() && self.properties.topic_alias.is_none() {
+                return Err(EncodeError::EmptyTopic);
+            }
+            self.properties.check()
+        } else if self.topic.is_empty() {
+            Err(EncodeError::EmptyTopic)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The low nibble of the fixed header: DUP, QoS, RETAIN.
+    pub(crate) fn flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | (self.qos.as_u8() << 1) | u8::from(self.retain)
+    }
+
+    #[inline]
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, dst: &mut S) {
+        dst.binary(self.topic.as_byte_str().as_bytes());
+        if self.qos != QoS::AtMostOnce {
+            if let Some(id) = self.packet_id {
+                dst.u16(id.get());
+            }
+        }
+        if version.is_v5() {
+            if self.properties.is_empty() {
+                dst.u8(0);
+            } else {
+                self.properties.write(dst);
+            }
+        }
+        dst.slice(&self.payload);
+    }
+}
+
+impl PubAck {
+    /// Decodes the body of a PUBACK, PUBREC, PUBREL or PUBCOMP.
+    pub(crate) fn decode(
+        r: &mut Reader<'_>,
+        version: ProtocolVersion,
+        packet_type: PacketType,
+    ) -> Result<Self, DecodeError> {
+        let packet_id = r.packet_id(packet_type)?;
+        if !version.is_v5() || r.is_empty() {
+            // MQTT 5.0 §3.4.2.1: no reason code means Success.
+            return Ok(Self::new(packet_id));
+        }
+        let code = r.u8()?;
+        let reason_code = ReasonCode::try_from(code)
+            .ok()
+            .filter(|rc| rc.is_allowed_in(packet_type))
+            .ok_or(DecodeError::InvalidReasonCode { packet_type, code })?;
+        // MQTT 5.0 §3.4.2.2.1: no property length means no properties.
+        let properties = if r.is_empty() {
+            AckProperties::default()
+        } else {
+            AckProperties::decode(r, packet_type)?
+        };
+        Ok(Self {
+            packet_id,
+            reason_code,
+            properties,
+        })
+    }
+
+    pub(crate) fn check(
+        &self,
+        version: ProtocolVersion,
+        packet_type: PacketType,
+    ) -> Result<(), EncodeError> {
+        if !version.is_v5() {
+            return Ok(());
+        }
+        if !self.reason_code.is_allowed_in(packet_type) {
+            return Err(EncodeError::ReasonCodeNotAllowed {
+                packet_type,
+                code: self.reason_code,
+            });
+        }
+        self.properties.check()
+    }
+
+    /// Writes the body; at MQTT 5 in the shortest form the specification
+    /// allows (MQTT 5.0 §3.4.2.1, §3.4.2.2.1).
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, dst: &mut S) {
+        dst.u16(self.packet_id.get());
+        if !version.is_v5() {
+            return;
+        }
+        let no_properties = self.properties.is_empty();
+        if self.reason_code == ReasonCode::Success && no_properties {
+            return;
+        }
+        dst.u8(self.reason_code.as_u8());
+        if !no_properties {
+            self.properties.write(dst);
+        }
     }
 }

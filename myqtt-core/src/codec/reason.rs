@@ -121,3 +121,161 @@ impl TryFrom<u8> for ReasonCode {
         })
     }
 }
+
+use super::PacketType;
+
+impl ReasonCode {
+    /// True if MQTT 5 allows this code in a packet of type `packet_type`
+    /// (MQTT 5.0 §2.4 table 2-6 and each packet's reason code table).
+    pub fn is_allowed_in(self, packet_type: PacketType) -> bool {
+        use ReasonCode as R;
+        match packet_type {
+            PacketType::ConnAck => matches!(
+                self,
+                R::Success
+                    | R::UnspecifiedError
+                    | R::MalformedPacket
+                    | R::ProtocolError
+                    | R::ImplementationSpecificError
+                    | R::UnsupportedProtocolVersion
+                    | R::ClientIdentifierNotValid
+                    | R::BadUserNameOrPassword
+                    | R::NotAuthorized
+                    | R::ServerUnavailable
+                    | R::ServerBusy
+                    | R::Banned
+                    | R::BadAuthenticationMethod
+                    | R::TopicNameInvalid
+                    | R::PacketTooLarge
+                    | R::QuotaExceeded
+                    | R::PayloadFormatInvalid
+                    | R::RetainNotSupported
+                    | R::QoSNotSupported
+                    | R::UseAnotherServer
+                    | R::ServerMoved
+                    | R::ConnectionRateExceeded
+            ),
+            PacketType::PubAck | PacketType::PubRec => matches!(
+                self,
+                R::Success
+                    | R::NoMatchingSubscribers
+                    | R::UnspecifiedError
+                    | R::ImplementationSpecificError
+                    | R::NotAuthorized
+                    | R::TopicNameInvalid
+                    | R::PacketIdentifierInUse
+                    | R::QuotaExceeded
+                    | R::PayloadFormatInvalid
+            ),
+            PacketType::PubRel | PacketType::PubComp => {
+                matches!(self, R::Success | R::PacketIdentifierNotFound)
+            }
+            PacketType::SubAck => matches!(
+                self,
+                R::Success
+                    | R::GrantedQoS1
+                    | R::GrantedQoS2
+                    | R::UnspecifiedError
+                    | R::ImplementationSpecificError
+                    | R::NotAuthorized
+                    | R::TopicFilterInvalid
+                    | R::PacketIdentifierInUse
+                    | R::QuotaExceeded
+                    | R::SharedSubscriptionsNotSupported
+                    | R::SubscriptionIdentifiersNotSupported
+                    | R::WildcardSubscriptionsNotSupported
+            ),
+            PacketType::UnsubAck => matches!(
+                self,
+                R::Success
+                    | R::NoSubscriptionExisted
+                    | R::UnspecifiedError
+                    | R::ImplementationSpecificError
+                    | R::NotAuthorized
+                    | R::TopicFilterInvalid
+                    | R::PacketIdentifierInUse
+            ),
+            PacketType::Disconnect => !matches!(
+                self,
+                R::GrantedQoS1
+                    | R::GrantedQoS2
+                    | R::NoMatchingSubscribers
+                    | R::NoSubscriptionExisted
+                    | R::ContinueAuthentication
+                    | R::ReAuthenticate
+                    | R::ClientIdentifierNotValid
+                    | R::UnsupportedProtocolVersion
+                    | R::BadUserNameOrPassword
+                    | R::ServerUnavailable
+                    | R::Banned
+                    | R::BadAuthenticationMethod
+                    | R::PacketIdentifierInUse
+                    | R::PacketIdentifierNotFound
+            ),
+            PacketType::Auth => {
+                matches!(
+                    self,
+                    R::Success | R::ContinueAuthentication | R::ReAuthenticate
+                )
+            }
+            PacketType::Connect
+            | PacketType::Publish
+            | PacketType::Subscribe
+            | PacketType::Unsubscribe
+            | PacketType::PingReq
+            | PacketType::PingResp => false,
+        }
+    }
+
+    /// The MQTT 3.1 / 3.1.1 CONNACK return code for this reason code
+    /// (MQTT 3.1.1 §3.2.2.3): the five refusals 3.1.1 knows, and the closest
+    /// of them for the MQTT 5 failures it does not.
+    pub const fn to_connack_return_code(self) -> u8 {
+        use ReasonCode as R;
+        match self {
+            R::Success => 0x00,
+            R::UnsupportedProtocolVersion => 0x01,
+            R::ClientIdentifierNotValid => 0x02,
+            R::BadUserNameOrPassword | R::BadAuthenticationMethod => 0x04,
+            R::NotAuthorized | R::Banned => 0x05,
+            _ => 0x03,
+        }
+    }
+
+    /// The reason code for an MQTT 3.1 / 3.1.1 CONNACK return code; `None`
+    /// for the reserved values 6..=255.
+    pub const fn from_connack_return_code(code: u8) -> Option<Self> {
+        match code {
+            0x00 => Some(Self::Success),
+            0x01 => Some(Self::UnsupportedProtocolVersion),
+            0x02 => Some(Self::ClientIdentifierNotValid),
+            0x03 => Some(Self::ServerUnavailable),
+            0x04 => Some(Self::BadUserNameOrPassword),
+            0x05 => Some(Self::NotAuthorized),
+            _ => None,
+        }
+    }
+
+    /// The MQTT 3.1 / 3.1.1 SUBACK return code: the granted QoS, or 0x80
+    /// for any failure (MQTT 3.1.1 §3.9.3).
+    pub const fn to_suback_return_code(self) -> u8 {
+        match self {
+            Self::Success => 0x00,
+            Self::GrantedQoS1 => 0x01,
+            Self::GrantedQoS2 => 0x02,
+            _ => 0x80,
+        }
+    }
+
+    /// The reason code for an MQTT 3.1 / 3.1.1 SUBACK return code; 0x80
+    /// becomes `UnspecifiedError`, other values are `None`.
+    pub const fn from_suback_return_code(code: u8) -> Option<Self> {
+        match code {
+            0x00 => Some(Self::Success),
+            0x01 => Some(Self::GrantedQoS1),
+            0x02 => Some(Self::GrantedQoS2),
+            0x80 => Some(Self::UnspecifiedError),
+            _ => None,
+        }
+    }
+}

@@ -4,5 +4,10 @@
 //! filter".
 
 mod name;
+mod retained;
+mod trie;
+mod walk;
 
 pub use name::{TopicError, TopicFilter, TopicName};
+pub use retained::RetainedTree;
+pub use trie::{Match, ShareGroup, SubscriptionTrie};

@@ -35,6 +35,11 @@ pub enum TopicError {
     MissingSharedFilter,
 }
 
+/// Levels in `s`: one more than its separators.
+fn count_levels(s: &str) -> usize {
+    s.bytes().filter(|&b| b == b'/').count() + 1
+}
+
 fn check_common(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
@@ -97,6 +102,13 @@ impl TopicName {
     /// The topic's levels, split at `/` (empty levels included).
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
+    }
+
+    /// The number of levels, empty ones included: `a//b` has 3, `/` has 2.
+    /// Equal to `self.levels().count()`, without splitting. A server checks
+    /// it against its configured maximum number of topic levels.
+    pub fn level_count(&self) -> usize {
+        count_levels(self.as_str())
     }
 }
 
@@ -215,6 +227,14 @@ impl TopicFilter {
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.filter().split('/')
     }
+
+    /// The number of levels of the matching part, wildcards and empty levels
+    /// included (`$share/g/a/+/#` has 3). Equal to `self.levels().count()`,
+    /// without splitting. A server checks it against its configured maximum
+    /// number of topic levels.
+    pub fn level_count(&self) -> usize {
+        count_levels(self.filter())
+    }
 }
 
 impl TryFrom<&str> for TopicFilter {
@@ -253,22 +273,40 @@ mod tests {
         assert_eq!(TopicName::new("#"), Err(TopicError::WildcardInName));
         assert_eq!(TopicName::new(""), Err(TopicError::Empty));
         assert_eq!(TopicName::new("a\0b"), Err(TopicError::NullCharacter));
-        assert!(TopicName::new("/").is_ok(), "[MQTT-4.7.1] a lone separator is a valid name");
+        assert!(
+            TopicName::new("/").is_ok(),
+            "[MQTT-4.7.1] a lone separator is a valid name"
+        );
         assert!(TopicName::new("$SYS/uptime").unwrap().is_dollar());
     }
 
     #[test]
     fn filters_follow_the_wildcard_placement_rules() {
-        for ok in ["#", "+", "a/#", "+/+", "/+", "a//b", "+/tennis/#", "sport/+/player1"] {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "+/+",
+            "/+",
+            "a//b",
+            "+/tennis/#",
+            "sport/+/player1",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok} should be valid");
         }
         // MQTT 3.1.1 §4.7.1.2 and §4.7.1.3 give these as invalid examples.
-        assert_eq!(TopicFilter::new("sport/tennis#"), Err(TopicError::MisplacedMultiLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("sport/tennis#"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
         assert_eq!(
             TopicFilter::new("sport/tennis/#/ranking"),
             Err(TopicError::MisplacedMultiLevelWildcard)
         );
-        assert_eq!(TopicFilter::new("sport+"), Err(TopicError::MisplacedSingleLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("sport+"),
+            Err(TopicError::MisplacedSingleLevelWildcard)
+        );
         assert_eq!(TopicFilter::new(""), Err(TopicError::Empty));
     }
 
@@ -287,12 +325,48 @@ mod tests {
     }
 
     #[test]
+    fn level_counts_include_empty_levels_and_skip_the_share_prefix() {
+        for (topic, levels) in [("a", 1), ("a/b", 2), ("a//b", 3), ("/", 2), ("/a/", 3)] {
+            assert_eq!(
+                TopicName::new(topic).unwrap().level_count(),
+                levels,
+                "{topic}"
+            );
+            assert_eq!(
+                TopicFilter::new(topic).unwrap().level_count(),
+                levels,
+                "{topic}"
+            );
+        }
+        assert_eq!(TopicFilter::new("#").unwrap().level_count(), 1);
+        assert_eq!(TopicFilter::new("+/+/#").unwrap().level_count(), 3);
+        assert_eq!(TopicFilter::new("$share/g/a/+/#").unwrap().level_count(), 3);
+        let name = TopicName::new("x/y//z/").unwrap();
+        assert_eq!(name.level_count(), name.levels().count());
+    }
+
+    #[test]
     fn malformed_shared_subscriptions_are_rejected() {
-        assert_eq!(TopicFilter::new("$share/"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share//a"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share/g+/a"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share/g"), Err(TopicError::MissingSharedFilter));
-        assert_eq!(TopicFilter::new("$share/g/"), Err(TopicError::MissingSharedFilter));
+        assert_eq!(
+            TopicFilter::new("$share/"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share//a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g+/a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g"),
+            Err(TopicError::MissingSharedFilter)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/g/"),
+            Err(TopicError::MissingSharedFilter)
+        );
         assert_eq!(
             TopicFilter::new("$share/g/a/#/b"),
             Err(TopicError::MisplacedMultiLevelWildcard)

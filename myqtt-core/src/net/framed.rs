@@ -1,0 +1,158 @@
+//! Packet framing over a byte stream: [`PacketReader`] turns bytes into
+//! [`Packet`]s with the incremental [`Decoder`], [`PacketWriter`] batches
+//! encoded packets and writes them in as few syscalls as it can.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, encode};
+
+/// Initial capacity of a connection's read and write buffers. Small, so an
+/// idle connection costs little; buffers grow with the traffic.
+const INITIAL_BUFFER: usize = 512;
+/// Below this much spare room the read buffer grows before the next read.
+const MIN_READ_ROOM: usize = 256;
+
+/// Why reading or writing packets failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that are not a valid packet.
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    /// A packet could not be encoded (it is too large for the protocol).
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
+    /// The peer closed the connection in the middle of a packet.
+    #[error("connection closed by the peer in the middle of a packet")]
+    TruncatedPacket,
+}
+
+/// Splits a stream into a packet reader and a packet writer that can be
+/// driven concurrently (for example from one `tokio::select!` loop).
+pub fn split<S>(
+    stream: S,
+    max_packet_size: u32,
+) -> (PacketReader<ReadHalf<S>>, PacketWriter<WriteHalf<S>>)
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (r, w) = tokio::io::split(stream);
+    (PacketReader::new(r, max_packet_size), PacketWriter::new(w))
+}
+
+/// Reads packets from a byte stream.
+#[derive(Debug)]
+pub struct PacketReader<R> {
+    io: R,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl<R: AsyncRead + Unpin> PacketReader<R> {
+    /// A reader that refuses packets larger than `max_packet_size` bytes.
+    pub fn new(io: R, max_packet_size: u32) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            decoder: Decoder::new(max_packet_size),
+        }
+    }
+
+    /// The decoder, to set the protocol version or the size limit.
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
+    /// Reads the next packet; `Ok(None)` when the peer closed the stream
+    /// between packets.
+    ///
+    /// Cancel-safe: bytes read before a cancellation stay buffered, so this
+    /// can be one branch of a `tokio::select!` loop.
+    pub async fn read(&mut self) -> Result<Option<Packet>, NetError> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(packet));
+            }
+            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+                self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+            }
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(NetError::TruncatedPacket)
+                };
+            }
+        }
+    }
+
+    /// Decodes a packet that is already buffered, without reading.
+    pub fn try_read_buffered(&mut self) -> Result<Option<Packet>, NetError> {
+        Ok(self.decoder.decode(&mut self.buf)?)
+    }
+}
+
+/// Writes packets to a byte stream, batching them.
+///
+/// `queue` encodes into a buffer; `write_some` and `flush` move the buffer
+/// to the socket, so many queued packets leave in one write.
+#[derive(Debug)]
+pub struct PacketWriter<W> {
+    io: W,
+    buf: BytesMut,
+}
+
+impl<W: AsyncWrite + Unpin> PacketWriter<W> {
+    /// A writer over `io`.
+    pub fn new(io: W) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+        }
+    }
+
+    /// Encodes `packet` for `version` into the write buffer.
+    pub fn queue(&mut self, packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError> {
+        encode(packet, version, &mut self.buf)
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes part of the buffer with one write call.
+    ///
+    /// Cancel-safe: a cancelled call wrote nothing, so this can be one branch
+    /// of a `tokio::select!` loop while the peer is slow to read.
+    pub async fn write_some(&mut self) -> Result<(), NetError> {
+        let n = self.io.write_buf(&mut self.buf).await?;
+        if n == 0 && !self.buf.is_empty() {
+            return Err(NetError::Io(std::io::ErrorKind::WriteZero.into()));
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            // Give back the memory a burst needed.
+            self.buf = BytesMut::with_capacity(INITIAL_BUFFER);
+        }
+        Ok(())
+    }
+
+    /// Writes everything buffered, then flushes the stream.
+    pub async fn flush(&mut self) -> Result<(), NetError> {
+        while !self.buf.is_empty() {
+            self.write_some().await?;
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Flushes and shuts the write side down (sends FIN on TCP).
+    pub async fn shutdown(&mut self) -> Result<(), NetError> {
+        self.flush().await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}

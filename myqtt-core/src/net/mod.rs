@@ -1,0 +1,6 @@
+//! The only code that touches sockets: framed packet reading and writing
+//! over any byte stream, the TCP accept loop and the transports.
+
+mod framed;
+
+pub use framed::{NetError, PacketReader, PacketWriter, split};
