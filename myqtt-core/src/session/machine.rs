@@ -523,12 +523,21 @@ impl Session {
         if self.config.ack_mode != AckMode::Manual {
             return Err(SessionError::NotManualAckMode);
         }
+        let version = self.version;
         let entry = self
             .conn
             .pending_acks
             .iter_mut()
             .find(|a| a.packet_id == packet_id && a.response.is_none())
             .ok_or(SessionError::UnknownPacketId(packet_id))?;
+        let packet_type = if entry.qos == QoS::AtLeastOnce {
+            PacketType::PubAck
+        } else {
+            PacketType::PubRec
+        };
+        if version.is_v5() && !reason_code.is_allowed_in(packet_type) {
+            return Err(SessionError::WrongReasonCode(reason_code));
+        }
         entry.response = Some((reason_code, properties));
         self.flush_acks(now);
         Ok(())
@@ -1090,10 +1099,13 @@ impl Session {
     }
 
     /// Closes the session after a fatal error, queueing an MQTT 5
-    /// DISCONNECT where one is allowed [MQTT-3.14.0-1], [MQTT-4.13.1-1].
+    /// DISCONNECT where one is allowed [MQTT-3.14.0-1], [MQTT-4.13.1-1]. A
+    /// client whose server stopped answering pings just closes: 0x8D is a
+    /// server's reason code (MQTT 5.0 §3.14.2.1).
     fn fail(&mut self, now: Instant, error: SessionError) -> SessionError {
         if error.is_fatal() {
-            if self.phase == Phase::Connected && self.version.is_v5() {
+            let silent = matches!(error, SessionError::PingTimeout(_));
+            if self.phase == Phase::Connected && self.version.is_v5() && !silent {
                 self.send(
                     now,
                     Packet::Disconnect(Disconnect::with_reason(error.reason_code())),
@@ -1271,12 +1283,11 @@ fn wire_publish(
     Some(packet)
 }
 
-/// True when `packet` is known to be larger than `maximum`.
+/// True when `packet` is larger than `maximum` (when there is one).
 fn exceeds(maximum: Option<u32>, packet: &Packet, version: ProtocolVersion) -> bool {
-    match (maximum, packet_size(packet, version)) {
-        (Some(max), Some(size)) => size > usize::try_from(max).unwrap_or(usize::MAX),
-        _ => false,
-    }
+    maximum.is_some_and(|max| {
+        packet_size(packet, version) > usize::try_from(max).unwrap_or(usize::MAX)
+    })
 }
 
 /// The Reason String and User Properties of a packet that has them as
