@@ -952,10 +952,7 @@ impl Session {
                     break;
                 }
                 let pending = &self.conn.pending_requests;
-                let Some(id) = self
-                    .state
-                    .allocate_packet_id(|id| pending.contains_key(&id))
-                else {
+                let Some(id) = self.state.free_packet_id(|id| pending.contains_key(&id)) else {
                     break;
                 };
                 Some(id)
@@ -967,8 +964,9 @@ impl Session {
         }
     }
 
-    /// Sends a message for the first time with `packet_id` (QoS 1/2), and
-    /// records it in flight.
+    /// Sends a message for the first time with `packet_id` (QoS 1/2: a free
+    /// id, marked used only if the message is sent), and records it in
+    /// flight.
     fn send_new(&mut self, now: Instant, message: QueuedMessage, packet_id: Option<PacketId>) {
         let QueuedMessage {
             ticket,
@@ -996,6 +994,7 @@ impl Session {
             return self.drop_message(ticket, publish, DropReason::PacketTooLarge);
         };
         if let Some(id) = packet_id {
+            self.state.mark_packet_id_used(id);
             self.state.outgoing.push_back(
                 id,
                 Outgoing::Publish {
