@@ -49,6 +49,17 @@ impl fmt::Display for Role {
     }
 }
 
+/// What happens when the keep-alive deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Server: the client has been silent too long.
+    ClientSilence,
+    /// Client: time to send PINGREQ.
+    Ping,
+    /// Client: the PINGRESP is overdue.
+    PingResponse,
+}
+
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -220,45 +231,61 @@ impl Session {
     /// when it has sent nothing for a keep-alive interval; an error means the
     /// peer stayed silent too long and the session has closed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let keep_alive = self.conn.keep_alive;
-        if self.phase != Phase::Connected || keep_alive.is_zero() {
+        let Some((deadline, timer)) = self.deadline() else {
+            return Ok(());
+        };
+        if now < deadline {
             return Ok(());
         }
-        match self.role {
-            Role::Server => {
-                // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0)
-                if now >= self.conn.last_received + keep_alive * 3 / 2 {
-                    return Err(self.fail(now, SessionError::KeepAliveTimeout(keep_alive)));
-                }
+        match timer {
+            Timer::ClientSilence => {
+                let timeout = self.conn.keep_alive;
+                Err(self.fail(now, SessionError::KeepAliveTimeout(timeout)))
             }
-            Role::Client => {
-                if let Some(sent) = self.conn.ping_sent_at {
-                    let timeout = self.ping_timeout();
-                    if now >= sent + timeout {
-                        return Err(self.fail(now, SessionError::PingTimeout(timeout)));
-                    }
-                } else if now >= self.conn.last_sent + keep_alive {
-                    // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
-                    self.send(now, Packet::PingReq);
-                    self.conn.ping_sent_at = Some(now);
-                }
+            Timer::PingResponse => {
+                let timeout = self.ping_timeout();
+                Err(self.fail(now, SessionError::PingTimeout(timeout)))
+            }
+            Timer::Ping => {
+                self.send(now, Packet::PingReq);
+                self.conn.ping_sent_at = Some(now);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be
-    /// called at, if any.
+    /// called at, if any. Only a connected session has timers: the I/O
+    /// layer bounds the CONNECT / CONNACK exchange itself.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline().map(|(at, _)| at)
+    }
+
+    /// The keep-alive deadline in force and what happens at it. A deadline
+    /// too far to represent is no deadline.
+    fn deadline(&self) -> Option<(Instant, Timer)> {
         let keep_alive = self.conn.keep_alive;
         if self.phase != Phase::Connected || keep_alive.is_zero() {
             return None;
         }
-        Some(match (self.role, self.conn.ping_sent_at) {
-            (Role::Server, _) => self.conn.last_received + keep_alive * 3 / 2,
-            (Role::Client, Some(sent)) => sent + self.ping_timeout(),
-            (Role::Client, None) => self.conn.last_sent + keep_alive,
-        })
+        match (self.role, self.conn.ping_sent_at) {
+            // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): one and a half
+            // keep-alive intervals.
+            (Role::Server, _) => self
+                .conn
+                .last_received
+                .checked_add(keep_alive * 3 / 2)
+                .map(|at| (at, Timer::ClientSilence)),
+            (Role::Client, Some(sent)) => sent
+                .checked_add(self.ping_timeout())
+                .map(|at| (at, Timer::PingResponse)),
+            // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
+            (Role::Client, None) => self
+                .conn
+                .last_sent
+                .checked_add(keep_alive)
+                .map(|at| (at, Timer::Ping)),
+        }
     }
 
     /// The next packet to send to the peer.
@@ -974,6 +1001,8 @@ impl Session {
             queued_at,
         } = message;
         if self.role == Role::Client {
+            // Only a server sends Subscription Identifiers [MQTT-3.3.4-6].
+            publish.properties.subscription_identifiers.clear();
             if publish.qos > self.conn.peer.maximum_qos {
                 return self.drop_message(ticket, publish, DropReason::QoSNotSupported);
             }
@@ -1010,6 +1039,10 @@ impl Session {
     /// Resends every flow in flight, in order, on a new connection
     /// [MQTT-4.4.0-1], [MQTT-4.6.0-1]: PUBLISH with DUP 1 [MQTT-3.3.1-1]
     /// for those awaiting PUBACK / PUBREC, PUBREL for those awaiting PUBCOMP.
+    ///
+    /// All of them go, even if the peer now advertises a smaller Receive
+    /// Maximum: the resend is required, and the window then holds back new
+    /// messages until enough flows complete.
     fn resend_inflight(&mut self, now: Instant) {
         let ids: Vec<PacketId> = self.state.outgoing.ids().collect();
         for id in ids {
