@@ -167,7 +167,10 @@ fn explicit_ping_is_answered_with_a_pong_event() {
 
 #[test]
 fn a_ping_timeout_too_long_to_represent_never_fires_and_never_panics() {
-    let client = SessionConfig::builder().ping_timeout(Duration::MAX).build().unwrap();
+    let client = SessionConfig::builder()
+        .ping_timeout(Duration::MAX)
+        .build()
+        .unwrap();
     let mut pair = Pair::with_configs(V5, client, SessionConfig::default());
     pair.keep_alive = 10;
     pair.connect(true);
