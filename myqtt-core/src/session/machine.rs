@@ -220,6 +220,7 @@ impl Session {
         }
         self.stats.packets_received += 1;
         self.conn.last_received = now;
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "received");
         let result = match self.role {
             Role::Server => self.server_packet(now, packet),
             Role::Client => self.client_packet(now, packet),
@@ -942,6 +943,8 @@ impl Session {
     }
 
     fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: PacketId) {
+        // Normal after a reconnect, so not a warning.
+        tracing::debug!(role = %self.role, ?packet_type, %packet_id, "ack matches no flow");
         self.stats.unexpected_acks += 1;
         self.events.push_back(Event::UnexpectedAck {
             packet_type,
@@ -1069,6 +1072,7 @@ impl Session {
     }
 
     fn drop_message(&mut self, ticket: Ticket, publish: Publish, reason: DropReason) {
+        tracing::debug!(role = %self.role, topic = %publish.topic, ?reason, "message dropped");
         self.state.dropped += 1;
         self.events.push_back(Event::PublishDropped {
             ticket,
@@ -1136,6 +1140,7 @@ impl Session {
     /// server's reason code (MQTT 5.0 §3.14.2.1).
     fn fail(&mut self, now: Instant, error: SessionError) -> SessionError {
         if error.is_fatal() {
+            tracing::warn!(role = %self.role, %error, "closing the connection");
             let silent = matches!(error, SessionError::PingTimeout(_));
             if self.phase == Phase::Connected && self.version.is_v5() && !silent {
                 self.send(
@@ -1160,6 +1165,7 @@ impl Session {
         if !matches!(packet, Packet::Publish(_)) {
             self.fit_to_peer(&mut packet);
         }
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "sending");
         self.conn.last_sent = now;
         self.stats.packets_sent += 1;
         self.transmit.push_back(packet);
