@@ -1022,7 +1022,7 @@ impl Session {
             queued_at,
             false,
         ) else {
-            // Discarded as if sent [MQTT-3.1.2-25].
+            // Discarded as if sent [MQTT-3.1.2-25] (5.0).
             return self.drop_message(ticket, publish, DropReason::PacketTooLarge);
         };
         if let Some(id) = packet_id {
@@ -1059,7 +1059,7 @@ impl Session {
             match packet {
                 Some(packet) => self.send(now, packet),
                 None => {
-                    // Too large for this connection's peer [MQTT-3.1.2-25].
+                    // Too large for this connection's peer [MQTT-3.1.2-25] (5.0).
                     if let Some(Outgoing::Publish {
                         ticket, publish, ..
                     }) = self.state.outgoing.remove(id)
