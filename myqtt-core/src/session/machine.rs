@@ -506,11 +506,20 @@ impl Session {
     /// queued before it), and reports the outcome for QoS 1/2 as
     /// [`Event::PublishAcked`] or [`Event::PublishDropped`]. `packet_id`,
     /// `dup` and any topic alias in `publish` are ignored. Allowed at any
-    /// time, even closed: the message stays in the session state.
+    /// time once the session state is attached (a client: always; a server:
+    /// from [`accept`](Self::accept) on), even closed: the message stays in
+    /// the session state.
     ///
     /// Fails with [`SessionError::QueueFull`] when it must wait and the queue
-    /// is full (the drop is counted), or [`SessionError::EmptyTopic`].
+    /// is full (the drop is counted), [`SessionError::EmptyTopic`], or
+    /// [`SessionError::InvalidPhase`] on a server before `accept` (queue for
+    /// an offline client with [`SessionState::enqueue`] instead).
     pub fn publish(&mut self, now: Instant, publish: Publish) -> Result<Ticket, SessionError> {
+        if self.role == Role::Server && matches!(self.phase, Phase::Idle | Phase::Connecting) {
+            return Err(SessionError::InvalidPhase(
+                "a server session has no session state before accept()",
+            ));
+        }
         let message = self.state.admit(now, publish)?;
         let goes_now = self.phase == Phase::Connected
             && self.state.queue.is_empty()
