@@ -30,7 +30,7 @@ pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 /// An ordered byte key-value database that commits a list of writes
 /// atomically and durably. Implement it to add a backend; [`KvStore`] does
 /// the rest.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// A short name for errors and stats: "memory", "redb", "sled".
     fn name(&self) -> &'static str;
 

@@ -72,7 +72,7 @@ use crate::ByteStr;
 /// Writes go through [`Store::apply`], normally called by the
 /// [`StoreWriter`] thread only. Reads may come from any thread; they see
 /// whole transactions only.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// "memory", "redb" or "sled".
     fn backend_name(&self) -> &'static str;
 
