@@ -50,7 +50,7 @@ mod sled_store;
 mod types;
 mod writer;
 
-pub use engine::{Backend, KvStore, KvWrite};
+pub use engine::{Backend, KvPairs, KvStore, KvWrite};
 pub use error::StoreError;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use open::{BackendKind, StoreConfig};
