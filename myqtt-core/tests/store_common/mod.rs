@@ -94,6 +94,7 @@ pub fn sled() -> Fixture {
 }
 
 /// Applies `ops`, asserting that the backend accepted the transaction.
+#[allow(clippy::needless_pass_by_value)] // call sites read better with `vec![..]`
 pub fn apply(store: &dyn Store, ops: Vec<Op>) -> Vec<OpOutcome> {
     store.apply(&ops).expect("commit")
 }
