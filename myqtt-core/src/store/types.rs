@@ -484,6 +484,60 @@ impl Batch {
         self.push(Op::RemoveInflight { key, packet_id })
     }
 
+    /// Adds [`Op::PutSession`].
+    pub fn put_session(&mut self, session: SessionRecord) -> &mut Self {
+        self.push(Op::PutSession(session))
+    }
+
+    /// Adds [`Op::RemoveSession`].
+    pub fn remove_session(&mut self, key: SessionKey) -> &mut Self {
+        self.push(Op::RemoveSession(key))
+    }
+
+    /// Adds [`Op::PutSubscription`].
+    pub fn put_subscription(
+        &mut self,
+        key: SessionKey,
+        subscription: SubscriptionRecord,
+    ) -> &mut Self {
+        self.push(Op::PutSubscription { key, subscription })
+    }
+
+    /// Adds [`Op::RemoveSubscription`].
+    pub fn remove_subscription(&mut self, key: SessionKey, filter: TopicFilter) -> &mut Self {
+        self.push(Op::RemoveSubscription { key, filter })
+    }
+
+    /// Adds [`Op::PutIncoming`].
+    pub fn put_incoming(&mut self, key: SessionKey, record: IncomingRecord) -> &mut Self {
+        self.push(Op::PutIncoming { key, record })
+    }
+
+    /// Adds [`Op::RemoveIncoming`].
+    pub fn remove_incoming(&mut self, key: SessionKey, packet_id: PacketId) -> &mut Self {
+        self.push(Op::RemoveIncoming { key, packet_id })
+    }
+
+    /// Adds [`Op::PutRetained`].
+    pub fn put_retained(&mut self, message: StoredMessage) -> &mut Self {
+        self.push(Op::PutRetained(message))
+    }
+
+    /// Adds [`Op::RemoveRetained`].
+    pub fn remove_retained(&mut self, topic: TopicName) -> &mut Self {
+        self.push(Op::RemoveRetained(topic))
+    }
+
+    /// Adds [`Op::PutWill`].
+    pub fn put_will(&mut self, will: WillRecord) -> &mut Self {
+        self.push(Op::PutWill(will))
+    }
+
+    /// Adds [`Op::RemoveWill`].
+    pub fn remove_will(&mut self, client_id: ByteStr) -> &mut Self {
+        self.push(Op::RemoveWill(client_id))
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()
