@@ -58,11 +58,20 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
 // Design: the `Mutex<State>` is held for the whole of `apply`, commit
 // included, and by the readers, so indexes and disk always agree for an
 // observer. Only the writer thread normally applies, so it is uncontended.
-#[derive(Debug)]
 pub struct KvStore<B: Backend> {
     backend: B,
     next_message: AtomicU64,
     state: Mutex<State>,
+}
+
+impl<B: Backend> std::fmt::Debug for KvStore<B> {
+    /// The backend and the counters; not the indexes, which can be large.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("backend", &self.backend)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 /// In-memory indexes rebuilt from the keys at open.
