@@ -16,6 +16,8 @@
 //!   byte stream, accept loops, transports.
 //! - [`broker`]: the listener's logic (routing, sessions, retained and will
 //!   messages) and the [`broker::hooks`] programs use to decide.
+//! - [`store`]: durable storage of sessions, in-flight and queued messages,
+//!   retained messages and wills (redb by default, sled as an option).
 //! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
@@ -28,6 +30,7 @@ pub mod codec;
 pub mod ctx;
 pub mod net;
 pub mod session;
+pub mod store;
 pub mod topic;
 
 pub use bytestr::ByteStr;

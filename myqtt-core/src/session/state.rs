@@ -459,12 +459,12 @@ impl SessionState {
         };
         for entry in snapshot.outgoing {
             check_ticket(entry.ticket())?;
-            if let Outgoing::Publish { publish, .. } = &entry {
-                if publish.qos == QoS::AtMostOnce {
-                    return Err(SessionError::InvalidSnapshot(
-                        "an outgoing PUBLISH has QoS 0",
-                    ));
-                }
+            if let Outgoing::Publish { publish, .. } = &entry
+                && publish.qos == QoS::AtMostOnce
+            {
+                return Err(SessionError::InvalidSnapshot(
+                    "an outgoing PUBLISH has QoS 0",
+                ));
             }
             let id = entry.packet_id().ok_or(SessionError::InvalidSnapshot(
                 "an outgoing PUBLISH has no packet id",

@@ -203,15 +203,15 @@ impl Pair {
             assert_ne!(last, Some(t), "a session did not act on its own timeout");
             last = Some(t);
             self.now = self.now.max(t);
-            if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
-                if let Err(e) = self.client.handle_timeout(self.now) {
-                    self.client_errors.push(e);
-                }
+            if self.client.poll_timeout().is_some_and(|t| t <= self.now)
+                && let Err(e) = self.client.handle_timeout(self.now)
+            {
+                self.client_errors.push(e);
             }
-            if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
-                if let Err(e) = self.server.handle_timeout(self.now) {
-                    self.server_errors.push(e);
-                }
+            if self.server.poll_timeout().is_some_and(|t| t <= self.now)
+                && let Err(e) = self.server.handle_timeout(self.now)
+            {
+                self.server_errors.push(e);
             }
             self.drive();
         }
