@@ -17,6 +17,7 @@
 //! - [`broker`]: the listener's logic (routing, sessions, retained and will
 //!   messages) and the [`broker::hooks`] programs use to decide.
 //! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
+//! - [`client`]: [`Conn`], the MQTT client connection.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
 //! The codec, topic and session modules never import tokio: they are tested
@@ -24,6 +25,7 @@
 
 pub mod broker;
 mod bytestr;
+pub mod client;
 pub mod codec;
 pub mod ctx;
 pub mod net;
@@ -31,4 +33,5 @@ pub mod session;
 pub mod topic;
 
 pub use bytestr::ByteStr;
+pub use client::Conn;
 pub use ctx::{Ctx, CtxBuilder, CtxError};
