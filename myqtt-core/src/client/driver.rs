@@ -31,9 +31,7 @@ use crate::topic::TopicFilter;
 use super::error::{ClientError, CloseReason};
 use super::message::{PublishOutcome, SubscribeOutcome, UnsubscribeOutcome};
 use super::pending::Resolver;
-use super::{
-    CloseInfo, ConnEvent, ConnectInfo, PublishResolver, ReconnectInfo, Shared, Status,
-};
+use super::{CloseInfo, ConnEvent, ConnectInfo, PublishResolver, ReconnectInfo, Shared, Status};
 
 /// Packets decoded from the read buffer in one go before the loop looks at
 /// its other branches again.
@@ -122,11 +120,8 @@ pub(super) fn spawn(
 /// manual acknowledgement in the session: a QoS 1/2 message is acknowledged
 /// when the application takes it (or acks it).
 fn session_config(opts: &super::ConnectOptions) -> SessionConfig {
-    let receive_maximum = u16::try_from(opts.receive_queue_limit)
-        .unwrap_or(u16::MAX)
-        .max(1);
     let mut b = SessionConfig::builder()
-        .receive_maximum(receive_maximum)
+        .receive_maximum(opts.receive_maximum.unwrap_or(u16::MAX))
         .topic_alias_maximum(opts.topic_alias_maximum)
         .outgoing_topic_aliases(opts.outgoing_topic_aliases)
         .max_inflight(opts.max_inflight)
@@ -169,6 +164,8 @@ struct Up {
     writer: PacketWriter<OwnedWriteHalf>,
     /// The CONNACK deadline, until CONNACK has come.
     connack_deadline: Option<Instant>,
+    /// CONNACK with success received (the session may have closed since).
+    connected: bool,
     /// This connection's number (see `Shared::epoch`).
     epoch: u64,
 }
@@ -531,6 +528,7 @@ impl Driver {
             reader,
             writer: PacketWriter::new(w),
             connack_deadline: Some(deadline),
+            connected: false,
             epoch,
         }));
     }
@@ -581,7 +579,7 @@ impl Driver {
     /// A loss before CONNACK is a failed attempt.
     fn loss(&self, reason: CloseReason) -> Loss {
         match &self.link {
-            Link::Up(up) if up.session.is_connected() => Loss::Connection(reason),
+            Link::Up(up) if up.connected => Loss::Connection(reason),
             _ => Loss::Attempt(ClientError::Connect {
                 addr: self.shared.opts.addr(),
                 message: reason.to_string(),
@@ -705,7 +703,9 @@ impl Driver {
                     packet_type,
                     packet_id,
                 } => tracing::debug!("unexpected {packet_type:?} for {packet_id} ignored"),
-                Event::Auth(_) => tracing::debug!("AUTH ignored: enhanced authentication is not supported"),
+                Event::Auth(_) => {
+                    tracing::debug!("AUTH ignored: enhanced authentication is not supported")
+                }
                 Event::Connect(_) | Event::Subscribe(_) | Event::Unsubscribe(_) => {
                     tracing::error!("server-side event on a client session");
                 }
@@ -729,6 +729,7 @@ impl Driver {
             return;
         };
         up.connack_deadline = None;
+        up.connected = true;
         let epoch = up.epoch;
         if let Some(id) = &c.properties.assigned_client_identifier {
             self.assigned_client_id = Some(id.to_string());
@@ -911,7 +912,8 @@ impl Driver {
                     // In-flight messages will not be resumed.
                     self.fail_in_flight(&reason);
                 }
-                self.shared.update_status(|s| s.status = Status::Reconnecting);
+                self.shared
+                    .update_status(|s| s.status = Status::Reconnecting);
                 self.shared.recv.push_event(ConnEvent::Closed(CloseInfo {
                     reason,
                     reconnecting: true,

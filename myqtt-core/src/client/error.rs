@@ -71,7 +71,11 @@ impl CloseReason {
     pub fn is_local(&self) -> bool {
         matches!(
             self,
-            Self::Closed | Self::Shutdown | Self::Dropped | Self::ContextExit | Self::ReconnectGaveUp
+            Self::Closed
+                | Self::Shutdown
+                | Self::Dropped
+                | Self::ContextExit
+                | Self::ReconnectGaveUp
         )
     }
 }

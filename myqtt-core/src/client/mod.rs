@@ -791,7 +791,11 @@ impl Conn {
     }
 
     fn start_dispatcher(&self) {
-        if !self.shared().dispatcher_started.swap(true, Ordering::AcqRel) {
+        if !self
+            .shared()
+            .dispatcher_started
+            .swap(true, Ordering::AcqRel)
+        {
             dispatch::start(Arc::downgrade(&self.inner), Arc::clone(&self.inner.shared));
         }
         self.shared().recv.poke();

@@ -105,6 +105,7 @@ pub struct ConnectOptions {
     pub(crate) outgoing_topic_aliases: u16,
     pub(crate) send_queue_limit: usize,
     pub(crate) receive_queue_limit: usize,
+    pub(crate) receive_maximum: Option<u16>,
     pub(crate) manual_ack: bool,
     pub(crate) reconnect: Option<ReconnectOptions>,
 }
@@ -132,6 +133,7 @@ impl ConnectOptions {
             outgoing_topic_aliases: 0,
             send_queue_limit: 1000,
             receive_queue_limit: 1000,
+            receive_maximum: None,
             manual_ack: false,
             reconnect: None,
         }
@@ -223,7 +225,7 @@ impl ConnectOptions {
 
     /// MQTT 5 CONNECT properties. Default none. Receive Maximum, Maximum
     /// Packet Size and Topic Alias Maximum are always taken from
-    /// [`receive_queue_limit`](Self::receive_queue_limit),
+    /// [`receive_maximum`](Self::receive_maximum),
     /// [`maximum_packet_size`](Self::maximum_packet_size) and
     /// [`topic_alias_maximum`](Self::topic_alias_maximum), so the values
     /// advertised are the values enforced.
@@ -305,14 +307,26 @@ impl ConnectOptions {
     ///
     /// QoS 1/2 messages are acknowledged only when the application takes
     /// them (or acks them, with [`manual_ack`](Self::manual_ack)), so the
-    /// server's send window bounds them: at MQTT 5 the client advertises
-    /// this limit as its Receive Maximum. A QoS 0 message that arrives while
-    /// the queue is full is dropped and counted
-    /// ([`super::Conn::dropped_messages`]). The socket is never paused, so a
-    /// slow consumer never stalls keep alive or acknowledgements. Default
+    /// server's send window bounds them, not this limit: at MQTT 5 the
+    /// [`receive_maximum`](Self::receive_maximum) the client advertises,
+    /// before MQTT 5 the server's own inflight limit. A QoS 0 message that
+    /// arrives while the queue is full is dropped and counted
+    /// ([`super::Conn::dropped_messages`]). The socket is never paused, so
+    /// a slow consumer never stalls keep alive or acknowledgements. Default
     /// 1000; `0` is invalid.
     pub fn receive_queue_limit(mut self, n: usize) -> Self {
         self.receive_queue_limit = n;
+        self
+    }
+
+    /// MQTT 5 Receive Maximum: how many QoS 1/2 messages the server may
+    /// have sent and not had acknowledged at once. A server that sends more
+    /// breaks the protocol and is disconnected with reason 0x93
+    /// [MQTT-3.3.4-9]. Default none (65535, not advertised): mosquitto
+    /// 2.0.11 exceeds a small Receive Maximum after a PUBACK frees the
+    /// window, so set it only against servers that keep it. `0` is invalid.
+    pub fn receive_maximum(mut self, n: u16) -> Self {
+        self.receive_maximum = Some(n);
         self
     }
 
@@ -349,6 +363,9 @@ impl ConnectOptions {
             return Err(ClientError::InvalidOption(
                 "receive_queue_limit must not be 0",
             ));
+        }
+        if self.receive_maximum == Some(0) {
+            return Err(ClientError::InvalidOption("receive_maximum must not be 0"));
         }
         if self.ping_timeout == Some(Duration::ZERO) {
             return Err(ClientError::InvalidOption("ping_timeout must not be zero"));
