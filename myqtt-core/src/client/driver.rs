@@ -704,7 +704,7 @@ impl Driver {
                     packet_id,
                 } => tracing::debug!("unexpected {packet_type:?} for {packet_id} ignored"),
                 Event::Auth(_) => {
-                    tracing::debug!("AUTH ignored: enhanced authentication is not supported")
+                    tracing::debug!("AUTH ignored: enhanced authentication is not supported");
                 }
                 Event::Connect(_) | Event::Subscribe(_) | Event::Unsubscribe(_) => {
                     tracing::error!("server-side event on a client session");
