@@ -211,8 +211,10 @@ pub struct Proxy {
     pub port: u16,
     hold: watch::Sender<bool>,
     cut: watch::Sender<u64>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
     sent: Arc<Mutex<Vec<Packet>>>,
     connections: Arc<AtomicU64>,
+    ended: Arc<AtomicU64>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -232,29 +234,43 @@ impl Proxy {
         let (cut, cut_rx) = watch::channel(0u64);
         let sent = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicU64::new(0));
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sent2, conns2) = (Arc::clone(&sent), Arc::clone(&connections));
+        let refuse2 = Arc::clone(&refuse);
+        let ended = Arc::new(AtomicU64::new(0));
+        let ended2 = Arc::clone(&ended);
         rt.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if refuse2.load(Ordering::SeqCst) {
+                    continue; // dropping `client` closes it
+                }
                 let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue; // dropping `client` closes it
                 };
                 conns2.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(relay(
+                let relay = relay(
                     client,
                     broker,
                     hold_rx.clone(),
                     cut_rx.clone(),
                     Arc::clone(&sent2),
-                ));
+                );
+                let ended = Arc::clone(&ended2);
+                tokio::spawn(async move {
+                    relay.await;
+                    ended.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         Self {
             port,
             hold,
             cut,
+            refuse,
             sent,
             connections,
+            ended,
             _rt: rt,
         }
     }
@@ -274,9 +290,32 @@ impl Proxy {
         self.cut.send_modify(|n| *n += 1);
     }
 
+    /// Closes new connections at once from now on (`true`), or relays them
+    /// again (`false`).
+    pub fn refuse(&self, on: bool) {
+        self.refuse.store(on, Ordering::SeqCst);
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Relayed connections that have ended (both sockets closed).
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every connection and waits until the relays have ended, so
+    /// bytes held until now can never reach the broker.
+    pub fn cut_and_wait(&self) {
+        let before = self.connections() - self.ended();
+        let target = self.ended() + before;
+        self.cut();
+        assert!(
+            wait_until(WAIT, || self.ended() >= target),
+            "relay did not end"
+        );
     }
 
     /// The packets the client has sent so far, in order.
