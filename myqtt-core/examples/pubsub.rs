@@ -69,7 +69,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "published at QoS {} (packet id {:?}): {:?}",
             qos.as_u8(),
-            outcome.packet_id.map(|id| id.get()),
+            outcome.packet_id.map(myqtt_core::codec::PacketId::get),
             outcome.reason_code
         );
         let m = conn
