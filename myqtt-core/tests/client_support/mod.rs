@@ -99,6 +99,7 @@ impl Mosquitto {
             self.extra
         );
         std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&log);
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -114,13 +115,16 @@ impl Mosquitto {
             })?;
         self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        // "running" is logged once every listener is bound: a connection
+        // accepted before that could be another process on the port.
         let ok = wait_until(WAIT, || {
             if let Some(c) = &mut self.child {
                 if let Ok(Some(_)) = c.try_wait() {
                     return true;
                 }
             }
-            TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" running"))
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
         });
         let exited = self
             .child
