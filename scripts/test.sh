@@ -44,8 +44,24 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "benches compile"
 cargo bench --workspace --no-run --locked
 
-if [ -d test ] && ls test/*.py test/*/*.py >/dev/null 2>&1; then
-  step "Python tests (pytest)"
-  cargo build --locked --examples -p myqtt-core
-  .venv/bin/python -m pytest -q test
+step "conformance map is current"
+python3 scripts/conformance_map.py --check
+
+step "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked -q
+if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 2>&1; then
+  step "fuzzing each target for 20 s (nightly and cargo-fuzz are present)"
+  for target in decode topic_filter; do
+    (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=20 -print_final_stats=0 2>&1 | tail -1)
+  done
 fi
+
+step "Python extension (maturin develop into .venv)"
+(cd myqtt-py && ../.venv/bin/maturin develop --release -q)
+
+step "type stubs match the module (mypy.stubtest)"
+.venv/bin/python -m mypy.stubtest myqtt --allowlist myqtt-py/stubtest-allowlist.txt
+
+step "Python tests (pytest)"
+cargo build --locked --release --examples -p myqtt-core
+.venv/bin/python -m pytest -q test

@@ -2,5 +2,6 @@
 //! over any byte stream, the TCP accept loop and the transports.
 
 mod framed;
+pub mod ws;
 
 pub use framed::{NetError, PacketReader, PacketWriter, split};
