@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -136,7 +136,22 @@ fn session_config(opts: &super::ConnectOptions) -> SessionConfig {
     b.build().unwrap_or_default()
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+/// The read half of a transport. Boxed so that other transports
+/// (WebSocket) can plug in beside TCP.
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a transport.
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<(BoxRead, BoxWrite)>> + Send>>;
+
+/// Opens a TCP connection with TCP_NODELAY on.
+async fn connect_tcp(host: String, port: u16) -> std::io::Result<(BoxRead, BoxWrite)> {
+    let stream = TcpStream::connect((host.as_str(), port)).await?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    let (r, w) = stream.into_split();
+    Ok((Box::new(r), Box::new(w)))
+}
 
 /// The network side of the client.
 enum Link {
@@ -160,8 +175,8 @@ enum Link {
 
 struct Up {
     session: Session,
-    reader: PacketReader<OwnedReadHalf>,
-    writer: PacketWriter<OwnedWriteHalf>,
+    reader: PacketReader<BoxRead>,
+    writer: PacketWriter<BoxWrite>,
     /// The CONNACK deadline, until CONNACK has come.
     connack_deadline: Option<Instant>,
     /// CONNACK with success received (the session may have closed since).
@@ -173,7 +188,7 @@ struct Up {
 /// What the link's I/O produced.
 enum IoEvent {
     Retry,
-    TcpConnected(std::io::Result<TcpStream>),
+    TcpConnected(std::io::Result<(BoxRead, BoxWrite)>),
     ConnectTimeout,
     Packet(Box<Result<Option<Packet>, NetError>>),
     Wrote(Result<(), NetError>),
@@ -472,23 +487,19 @@ impl Driver {
         tracing::debug!(attempt = self.attempt, "connecting");
         self.link = Link::Connecting {
             state,
-            fut: Box::pin(async move { TcpStream::connect((host.as_str(), port)).await }),
+            fut: Box::pin(connect_tcp(host, port)),
             deadline: now + self.shared.opts.connect_timeout,
         };
     }
 
-    fn tcp_connected(&mut self, now: Instant, stream: TcpStream) {
+    fn tcp_connected(&mut self, now: Instant, (r, w): (BoxRead, BoxWrite)) {
         let Link::Connecting {
             state, deadline, ..
         } = std::mem::replace(&mut self.link, Link::Gone)
         else {
             return;
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
         let opts = &self.shared.opts;
-        let (r, w) = stream.into_split();
         let max_packet = opts.maximum_packet_size.unwrap_or(0);
         let mut reader = PacketReader::new(r, max_packet);
         reader.decoder_mut().set_version(opts.protocol);
