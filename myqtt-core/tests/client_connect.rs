@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use client_support::{Mosquitto, Proxy, WAIT, fake_server, password_file};
 use myqtt_core::Ctx;
-use myqtt_core::client::{ClientError, Conn, ConnectOptions, Status};
+use myqtt_core::client::{ClientError, CloseReason, Conn, ConnectOptions, Status};
 use myqtt_core::codec::{Packet, ProtocolVersion, ReasonCode};
 
 fn ctx() -> Ctx {
@@ -194,6 +194,65 @@ fn an_async_connect_and_ping_work_from_another_runtime() {
             .unwrap();
         conn.ping().await.unwrap();
         conn.close().await.unwrap();
-        assert_eq!(conn.closed().await, myqtt_core::client::CloseReason::Closed);
+        assert_eq!(conn.closed().await, CloseReason::Closed);
     });
+}
+
+#[test]
+fn connecting_can_be_waited_on_in_slices() {
+    let broker = Mosquitto::start();
+    let ctx = ctx();
+    let connecting = Conn::start_connect(&ctx, opts(broker.port, ProtocolVersion::V311)).unwrap();
+    let conn = loop {
+        match connecting.wait(Duration::from_millis(1)) {
+            Ok(c) => break c,
+            Err(ClientError::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(connecting.is_done());
+    assert!(conn.is_connected());
+}
+
+#[test]
+fn close_is_idempotent_and_later_calls_fail_with_the_close_reason() {
+    let broker = Mosquitto::start();
+    let ctx = ctx();
+    let conn = Conn::connect_blocking(&ctx, opts(broker.port, ProtocolVersion::V5)).unwrap();
+    conn.close().wait(WAIT).unwrap();
+    conn.close().wait(WAIT).unwrap();
+    conn.shutdown().wait(WAIT).unwrap();
+    let closed = |e: ClientError| matches!(e, ClientError::Closed(CloseReason::Closed));
+    assert!(closed(conn.ping().wait(WAIT).unwrap_err()));
+    assert!(closed(
+        conn.subscribe("a", myqtt_core::codec::QoS::AtMostOnce)
+            .wait(WAIT)
+            .unwrap_err()
+    ));
+    assert!(closed(conn.get_next(Some(WAIT)).unwrap_err()));
+}
+
+#[test]
+fn the_mqtt5_limits_are_advertised_in_connect() {
+    // The values advertised are the values enforced (MQTT 5.0 §3.1.2.11).
+    let broker = Mosquitto::start();
+    let proxy = Proxy::start(broker.port);
+    let ctx = ctx();
+    let o = opts(proxy.port, ProtocolVersion::V5)
+        .receive_maximum(7)
+        .maximum_packet_size(4096)
+        .topic_alias_maximum(3)
+        .session_expiry_interval(60)
+        .user_property("k", "v");
+    let _conn = Conn::connect_blocking(&ctx, o).unwrap();
+    let sent = proxy.sent();
+    let Some(Packet::Connect(c)) = sent.first() else {
+        panic!("first packet {sent:?}");
+    };
+    let p = &c.properties;
+    assert_eq!(p.receive_maximum, Some(7));
+    assert_eq!(p.maximum_packet_size, Some(4096));
+    assert_eq!(p.topic_alias_maximum, Some(3));
+    assert_eq!(p.session_expiry_interval, Some(60));
+    assert_eq!(p.user_properties.len(), 1);
 }

@@ -403,3 +403,47 @@ fn an_async_publish_and_next_work() {
     });
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn outgoing_topic_aliases_replace_the_topic_after_its_first_use() {
+    // MQTT 5.0 §3.3.2.3.4: after the first PUBLISH maps the alias, later
+    // ones may carry the alias and an empty topic name.
+    let broker = Mosquitto::start();
+    let proxy = Proxy::start(broker.port);
+    let ctx = ctx();
+    let conn = Conn::connect_blocking(
+        &ctx,
+        ConnectOptions::new("127.0.0.1", proxy.port)
+            .protocol(ProtocolVersion::V5)
+            .client_id("aliaser")
+            .outgoing_topic_aliases(4),
+    )
+    .unwrap();
+    conn.subscribe("alias/t", QoS::AtLeastOnce)
+        .wait(WAIT)
+        .unwrap();
+    for i in 0..2 {
+        conn.publish_blocking(msg("alias/t", &i.to_string(), QoS::AtLeastOnce), WAIT)
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        let m = conn.get_next(Some(WAIT)).unwrap().unwrap();
+        assert_eq!(m.topic().as_str(), "alias/t");
+    }
+    let sent: Vec<_> = proxy
+        .sent()
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].topic.as_str(), "alias/t");
+    assert!(sent[0].properties.topic_alias.is_some());
+    assert!(sent[1].topic.is_empty());
+    assert_eq!(
+        sent[1].properties.topic_alias,
+        sent[0].properties.topic_alias
+    );
+}

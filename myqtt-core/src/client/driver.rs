@@ -77,6 +77,23 @@ pub(crate) enum Command {
     Dropped,
 }
 
+impl Command {
+    /// Completes a command that arrives after the client closed: close and
+    /// shutdown succeed (there is nothing left to do), the rest fail with
+    /// [`ClientError::Closed`].
+    pub(crate) fn reject(self, reason: &CloseReason) {
+        let error = || ClientError::Closed(reason.clone());
+        match self {
+            Self::Publish { done, .. } => done.resolver.resolve(Err(error())),
+            Self::Subscribe { done, .. } => done.resolve(Err(error())),
+            Self::Unsubscribe { done, .. } => done.resolve(Err(error())),
+            Self::Ping { done, .. } => done.resolve(Err(error())),
+            Self::Close { done } | Self::Shutdown { done } => done.resolve(Ok(())),
+            Self::Ack { .. } | Self::Dropped => {}
+        }
+    }
+}
+
 /// Starts the connection task; `first` completes at the first CONNACK.
 pub(super) fn spawn(
     ctx: &Ctx,
@@ -950,9 +967,20 @@ impl Driver {
             return;
         };
         for o in state.outgoing() {
-            if let Some(done) = self.publishes.remove(&o.ticket()) {
-                done.resolver
-                    .resolve(Err(ClientError::ConnectionLost(reason.clone())));
+            let Some(done) = self.publishes.remove(&o.ticket()) else {
+                continue;
+            };
+            match o {
+                // PUBREC received: the server owns the message
+                // [MQTT-4.3.3-8]; only the release is lost.
+                Outgoing::Release { packet_id, .. } => done.resolver.resolve(Ok(PublishOutcome {
+                    packet_id: Some(*packet_id),
+                    reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
+                })),
+                Outgoing::Publish { .. } => done
+                    .resolver
+                    .resolve(Err(ClientError::ConnectionLost(reason.clone()))),
             }
         }
     }
@@ -965,6 +993,12 @@ impl Driver {
         }
         self.finished = true;
         self.link = Link::Gone;
+        // First, so that a command sent from now on completes with this
+        // reason (`Shared::send_command`).
+        self.shared.update_status(|s| {
+            s.status = Status::Closed;
+            s.close_reason = Some(reason.clone());
+        });
         let error = if reason.is_local() {
             ClientError::Closed(reason.clone())
         } else {
@@ -990,16 +1024,12 @@ impl Driver {
         self.unsent.clear();
         self.shared.send.close(reason.clone());
         self.shared.send.release(usize::MAX);
-        // Commands still queued: their resolvers complete with an error as
-        // they are dropped.
+        // Commands still queued complete now; later sends fail and
+        // complete the same way (`Shared::send_command`).
         self.cmd_rx.close();
         while let Ok(cmd) = self.cmd_rx.try_recv() {
-            drop(cmd);
+            cmd.reject(&reason);
         }
-        self.shared.update_status(|s| {
-            s.status = Status::Closed;
-            s.close_reason = Some(reason.clone());
-        });
         self.shared.recv.push_event(ConnEvent::Closed(CloseInfo {
             reason: reason.clone(),
             reconnecting: false,

@@ -227,6 +227,41 @@ impl std::future::IntoFuture for &PublishHandle {
     }
 }
 
+/// A connection being made, from [`Conn::start_connect`]. Dropping it
+/// before it completes abandons the connection.
+#[derive(Debug)]
+pub struct Connecting {
+    conn: Conn,
+    first: Pending<ConnectInfo>,
+}
+
+impl Connecting {
+    /// True once the first CONNACK (or a failure) has come.
+    pub fn is_done(&self) -> bool {
+        self.first.is_done()
+    }
+
+    /// Blocks until connected or failed, or `timeout` passes
+    /// ([`ClientError::Timeout`]; connecting goes on and can be waited on
+    /// again).
+    pub fn wait(&self, timeout: Duration) -> Result<Conn, ClientError> {
+        self.first.wait(timeout)?;
+        Ok(self.conn.clone())
+    }
+}
+
+impl std::future::IntoFuture for Connecting {
+    type Output = Result<Conn, ClientError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.first.await?;
+            Ok(self.conn)
+        })
+    }
+}
+
 /// The connection task's end of a [`PublishHandle`].
 #[derive(Debug)]
 pub(crate) struct PublishResolver {
@@ -324,9 +359,16 @@ impl Shared {
     }
 
     fn send_command(&self, cmd: Command) {
-        // A send fails only when the task has ended; the command's resolver
-        // is then dropped, which completes its handle with an error.
-        let _ = self.cmd_tx.send(cmd);
+        // A send fails only when the task has ended: the command completes
+        // as it would have in the task's last moments.
+        if let Err(mpsc::error::SendError(cmd)) = self.cmd_tx.send(cmd) {
+            let reason = self
+                .lock_status()
+                .close_reason
+                .clone()
+                .unwrap_or(CloseReason::Dropped);
+            cmd.reject(&reason);
+        }
     }
 }
 
@@ -381,18 +423,23 @@ impl Conn {
     /// carrying the CONNACK's reason code. Automatic reconnection applies
     /// only after a first successful connection.
     pub async fn connect(ctx: &Ctx, opts: ConnectOptions) -> Result<Self, ClientError> {
-        let (conn, first) = Self::start(ctx, opts)?;
-        first.await?;
-        Ok(conn)
+        Self::start_connect(ctx, opts)?.await
     }
 
     /// [`connect`](Self::connect), blocking this thread (not a tokio
     /// worker) for at most the connect timeout.
     pub fn connect_blocking(ctx: &Ctx, opts: ConnectOptions) -> Result<Self, ClientError> {
         let limit = opts.connect_timeout + Duration::from_secs(1);
+        Self::start_connect(ctx, opts)?.wait(limit)
+    }
+
+    /// Starts connecting and returns at once: wait for the result in slices
+    /// with [`Connecting::wait`] (a binding stays interruptible that way),
+    /// or await it. Fails at once only for invalid options or an exiting
+    /// context.
+    pub fn start_connect(ctx: &Ctx, opts: ConnectOptions) -> Result<Connecting, ClientError> {
         let (conn, first) = Self::start(ctx, opts)?;
-        first.wait(limit)?;
-        Ok(conn)
+        Ok(Connecting { conn, first })
     }
 
     /// Spawns the connection task; the pending completes at the first
