@@ -36,9 +36,9 @@ fn run(conn: &Weak<ConnInner>, shared: &Shared) {
             Dispatch::Message(m) => {
                 let handler = shared.lock_handlers().on_msg.clone();
                 if let Some(h) = handler {
-                    let ack = m.clone();
+                    let (epoch, packet_id) = (m.epoch, m.packet_id());
                     call(|| h(&conn, m));
-                    conn.auto_ack(&ack);
+                    conn.auto_ack(epoch, packet_id);
                 } else {
                     // The callback was removed meanwhile: put it back first.
                     shared.recv.lock().messages.push_front(m);

@@ -715,7 +715,7 @@ impl Conn {
     pub fn get_next(&self, timeout: Option<Duration>) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.pop_blocking(timeout)?;
         if let Some(m) = &m {
-            self.auto_ack(m);
+            self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
     }
@@ -724,7 +724,7 @@ impl Conn {
     pub fn try_next(&self) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.try_pop()?;
         if let Some(m) = &m {
-            self.auto_ack(m);
+            self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
     }
@@ -732,7 +732,7 @@ impl Conn {
     /// The next received message, waiting asynchronously.
     pub async fn next(&self) -> Result<Message, ClientError> {
         let m = self.shared().recv.pop_async().await?;
-        self.auto_ack(&m);
+        self.auto_ack(m.epoch, m.packet_id());
         Ok(m)
     }
 
@@ -746,16 +746,29 @@ impl Conn {
         self.shared().recv.dropped()
     }
 
-    fn auto_ack(&self, m: &Message) {
+    /// Without manual acknowledgement, a QoS 1/2 message is acknowledged
+    /// when the application takes it.
+    fn auto_ack(&self, epoch: u64, packet_id: Option<PacketId>) {
         if !self.shared().opts.manual_ack {
-            self.send_ack(m, ReasonCode::Success, AckProperties::default());
+            self.send_ack(
+                epoch,
+                packet_id,
+                ReasonCode::Success,
+                AckProperties::default(),
+            );
         }
     }
 
-    fn send_ack(&self, m: &Message, reason_code: ReasonCode, properties: AckProperties) {
-        if let Some(packet_id) = m.packet_id() {
+    fn send_ack(
+        &self,
+        epoch: u64,
+        packet_id: Option<PacketId>,
+        reason_code: ReasonCode,
+        properties: AckProperties,
+    ) {
+        if let Some(packet_id) = packet_id {
             self.shared().send_command(Command::Ack {
-                epoch: m.epoch,
+                epoch,
                 packet_id,
                 reason_code,
                 properties,
@@ -797,7 +810,7 @@ impl Conn {
                 self.close_reason().unwrap_or(CloseReason::Closed),
             ));
         }
-        self.send_ack(msg, reason_code, properties);
+        self.send_ack(msg.epoch, msg.packet_id(), reason_code, properties);
         Ok(())
     }
 
