@@ -49,6 +49,17 @@ impl fmt::Display for Role {
     }
 }
 
+/// What happens when the keep-alive deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Server: the client has been silent too long.
+    ClientSilence,
+    /// Client: time to send PINGREQ.
+    Ping,
+    /// Client: the PINGRESP is overdue.
+    PingResponse,
+}
+
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -209,6 +220,7 @@ impl Session {
         }
         self.stats.packets_received += 1;
         self.conn.last_received = now;
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "received");
         let result = match self.role {
             Role::Server => self.server_packet(now, packet),
             Role::Client => self.client_packet(now, packet),
@@ -220,45 +232,61 @@ impl Session {
     /// when it has sent nothing for a keep-alive interval; an error means the
     /// peer stayed silent too long and the session has closed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let keep_alive = self.conn.keep_alive;
-        if self.phase != Phase::Connected || keep_alive.is_zero() {
+        let Some((deadline, timer)) = self.deadline() else {
+            return Ok(());
+        };
+        if now < deadline {
             return Ok(());
         }
-        match self.role {
-            Role::Server => {
-                // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0)
-                if now >= self.conn.last_received + keep_alive * 3 / 2 {
-                    return Err(self.fail(now, SessionError::KeepAliveTimeout(keep_alive)));
-                }
+        match timer {
+            Timer::ClientSilence => {
+                let timeout = self.conn.keep_alive;
+                Err(self.fail(now, SessionError::KeepAliveTimeout(timeout)))
             }
-            Role::Client => {
-                if let Some(sent) = self.conn.ping_sent_at {
-                    let timeout = self.ping_timeout();
-                    if now >= sent + timeout {
-                        return Err(self.fail(now, SessionError::PingTimeout(timeout)));
-                    }
-                } else if now >= self.conn.last_sent + keep_alive {
-                    // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
-                    self.send(now, Packet::PingReq);
-                    self.conn.ping_sent_at = Some(now);
-                }
+            Timer::PingResponse => {
+                let timeout = self.ping_timeout();
+                Err(self.fail(now, SessionError::PingTimeout(timeout)))
+            }
+            Timer::Ping => {
+                self.send(now, Packet::PingReq);
+                self.conn.ping_sent_at = Some(now);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be
-    /// called at, if any.
+    /// called at, if any. Only a connected session has timers: the I/O
+    /// layer bounds the CONNECT / CONNACK exchange itself.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline().map(|(at, _)| at)
+    }
+
+    /// The keep-alive deadline in force and what happens at it. A deadline
+    /// too far to represent is no deadline.
+    fn deadline(&self) -> Option<(Instant, Timer)> {
         let keep_alive = self.conn.keep_alive;
         if self.phase != Phase::Connected || keep_alive.is_zero() {
             return None;
         }
-        Some(match (self.role, self.conn.ping_sent_at) {
-            (Role::Server, _) => self.conn.last_received + keep_alive * 3 / 2,
-            (Role::Client, Some(sent)) => sent + self.ping_timeout(),
-            (Role::Client, None) => self.conn.last_sent + keep_alive,
-        })
+        match (self.role, self.conn.ping_sent_at) {
+            // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): one and a half
+            // keep-alive intervals.
+            (Role::Server, _) => self
+                .conn
+                .last_received
+                .checked_add(keep_alive * 3 / 2)
+                .map(|at| (at, Timer::ClientSilence)),
+            (Role::Client, Some(sent)) => sent
+                .checked_add(self.ping_timeout())
+                .map(|at| (at, Timer::PingResponse)),
+            // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
+            (Role::Client, None) => self
+                .conn
+                .last_sent
+                .checked_add(keep_alive)
+                .map(|at| (at, Timer::Ping)),
+        }
     }
 
     /// The next packet to send to the peer.
@@ -523,12 +551,21 @@ impl Session {
         if self.config.ack_mode != AckMode::Manual {
             return Err(SessionError::NotManualAckMode);
         }
+        let version = self.version;
         let entry = self
             .conn
             .pending_acks
             .iter_mut()
             .find(|a| a.packet_id == packet_id && a.response.is_none())
             .ok_or(SessionError::UnknownPacketId(packet_id))?;
+        let packet_type = if entry.qos == QoS::AtLeastOnce {
+            PacketType::PubAck
+        } else {
+            PacketType::PubRec
+        };
+        if version.is_v5() && !reason_code.is_allowed_in(packet_type) {
+            return Err(SessionError::WrongReasonCode(reason_code));
+        }
         entry.response = Some((reason_code, properties));
         self.flush_acks(now);
         Ok(())
@@ -906,6 +943,8 @@ impl Session {
     }
 
     fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: PacketId) {
+        // Normal after a reconnect, so not a warning.
+        tracing::debug!(role = %self.role, ?packet_type, %packet_id, "ack matches no flow");
         self.stats.unexpected_acks += 1;
         self.events.push_back(Event::UnexpectedAck {
             packet_type,
@@ -943,10 +982,7 @@ impl Session {
                     break;
                 }
                 let pending = &self.conn.pending_requests;
-                let Some(id) = self
-                    .state
-                    .allocate_packet_id(|id| pending.contains_key(&id))
-                else {
+                let Some(id) = self.state.free_packet_id(|id| pending.contains_key(&id)) else {
                     break;
                 };
                 Some(id)
@@ -958,8 +994,9 @@ impl Session {
         }
     }
 
-    /// Sends a message for the first time with `packet_id` (QoS 1/2), and
-    /// records it in flight.
+    /// Sends a message for the first time with `packet_id` (QoS 1/2: a free
+    /// id, marked used only if the message is sent), and records it in
+    /// flight.
     fn send_new(&mut self, now: Instant, message: QueuedMessage, packet_id: Option<PacketId>) {
         let QueuedMessage {
             ticket,
@@ -967,6 +1004,8 @@ impl Session {
             queued_at,
         } = message;
         if self.role == Role::Client {
+            // Only a server sends Subscription Identifiers [MQTT-3.3.4-6].
+            publish.properties.subscription_identifiers.clear();
             if publish.qos > self.conn.peer.maximum_qos {
                 return self.drop_message(ticket, publish, DropReason::QoSNotSupported);
             }
@@ -987,6 +1026,7 @@ impl Session {
             return self.drop_message(ticket, publish, DropReason::PacketTooLarge);
         };
         if let Some(id) = packet_id {
+            self.state.mark_packet_id_used(id);
             self.state.outgoing.push_back(
                 id,
                 Outgoing::Publish {
@@ -1002,6 +1042,10 @@ impl Session {
     /// Resends every flow in flight, in order, on a new connection
     /// [MQTT-4.4.0-1], [MQTT-4.6.0-1]: PUBLISH with DUP 1 [MQTT-3.3.1-1]
     /// for those awaiting PUBACK / PUBREC, PUBREL for those awaiting PUBCOMP.
+    ///
+    /// All of them go, even if the peer now advertises a smaller Receive
+    /// Maximum: the resend is required, and the window then holds back new
+    /// messages until enough flows complete.
     fn resend_inflight(&mut self, now: Instant) {
         let ids: Vec<PacketId> = self.state.outgoing.ids().collect();
         for id in ids {
@@ -1028,6 +1072,7 @@ impl Session {
     }
 
     fn drop_message(&mut self, ticket: Ticket, publish: Publish, reason: DropReason) {
+        tracing::debug!(role = %self.role, topic = %publish.topic, ?reason, "message dropped");
         self.state.dropped += 1;
         self.events.push_back(Event::PublishDropped {
             ticket,
@@ -1090,10 +1135,14 @@ impl Session {
     }
 
     /// Closes the session after a fatal error, queueing an MQTT 5
-    /// DISCONNECT where one is allowed [MQTT-3.14.0-1], [MQTT-4.13.1-1].
+    /// DISCONNECT where one is allowed [MQTT-3.14.0-1], [MQTT-4.13.1-1]. A
+    /// client whose server stopped answering pings just closes: 0x8D is a
+    /// server's reason code (MQTT 5.0 §3.14.2.1).
     fn fail(&mut self, now: Instant, error: SessionError) -> SessionError {
         if error.is_fatal() {
-            if self.phase == Phase::Connected && self.version.is_v5() {
+            tracing::warn!(role = %self.role, %error, "closing the connection");
+            let silent = matches!(error, SessionError::PingTimeout(_));
+            if self.phase == Phase::Connected && self.version.is_v5() && !silent {
                 self.send(
                     now,
                     Packet::Disconnect(Disconnect::with_reason(error.reason_code())),
@@ -1116,6 +1165,7 @@ impl Session {
         if !matches!(packet, Packet::Publish(_)) {
             self.fit_to_peer(&mut packet);
         }
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "sending");
         self.conn.last_sent = now;
         self.stats.packets_sent += 1;
         self.transmit.push_back(packet);
@@ -1271,12 +1321,11 @@ fn wire_publish(
     Some(packet)
 }
 
-/// True when `packet` is known to be larger than `maximum`.
+/// True when `packet` is larger than `maximum` (when there is one).
 fn exceeds(maximum: Option<u32>, packet: &Packet, version: ProtocolVersion) -> bool {
-    match (maximum, packet_size(packet, version)) {
-        (Some(max), Some(size)) => size > usize::try_from(max).unwrap_or(usize::MAX),
-        _ => false,
-    }
+    maximum.is_some_and(|max| {
+        packet_size(packet, version) > usize::try_from(max).unwrap_or(usize::MAX)
+    })
 }
 
 /// The Reason String and User Properties of a packet that has them as

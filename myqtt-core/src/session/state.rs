@@ -396,16 +396,13 @@ impl SessionState {
 
     /// The next packet id that is neither in the outgoing inflight table nor
     /// `busy`, searching upwards from the last one handed out and wrapping
-    /// from 65535 to 1 [MQTT-2.2.1-3] (3.1.1) / [MQTT-2.2.1-3] (5.0).
-    pub(crate) fn allocate_packet_id(
-        &mut self,
-        busy: impl Fn(PacketId) -> bool,
-    ) -> Option<PacketId> {
+    /// from 65535 to 1 [MQTT-2.2.1-3]. The search resumes after it only once
+    /// [`Self::mark_packet_id_used`] is called.
+    pub(crate) fn free_packet_id(&self, busy: impl Fn(PacketId) -> bool) -> Option<PacketId> {
         let start = self.next_packet_id;
         let mut id = start;
         loop {
             if !self.outgoing.contains(id) && !busy(id) {
-                self.next_packet_id = id.next();
                 return Some(id);
             }
             id = id.next();
@@ -413,6 +410,21 @@ impl SessionState {
                 return None;
             }
         }
+    }
+
+    /// Moves the allocator past `id`, which is now in use.
+    pub(crate) fn mark_packet_id_used(&mut self, id: PacketId) {
+        self.next_packet_id = id.next();
+    }
+
+    /// [`Self::free_packet_id`] and [`Self::mark_packet_id_used`] in one.
+    pub(crate) fn allocate_packet_id(
+        &mut self,
+        busy: impl Fn(PacketId) -> bool,
+    ) -> Option<PacketId> {
+        let id = self.free_packet_id(busy)?;
+        self.mark_packet_id_used(id);
+        Some(id)
     }
 
     /// A plain-data copy of the state, for a storage layer.
