@@ -38,6 +38,10 @@ use super::{CloseInfo, ConnEvent, ConnectInfo, PublishResolver, ReconnectInfo, S
 const READ_BATCH: usize = 64;
 /// Commands taken in one go.
 const COMMAND_BATCH: usize = 256;
+/// While more than this many bytes wait in the write buffer, no new
+/// commands are taken: publishes then wait in the send queue, which the
+/// application sees filling up (backpressure from a slow socket).
+const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// Filters per SUBSCRIBE when subscriptions are made again.
 const RESUBSCRIBE_CHUNK: usize = 64;
 
@@ -316,13 +320,15 @@ impl Driver {
                 continue;
             }
             let mut batch = Vec::new();
+            let backlogged =
+                matches!(&self.link, Link::Up(up) if up.writer.pending() > WRITE_HIGH_WATER);
             tokio::select! {
                 r = self.shutdown.changed() => {
                     if r.is_err() || *self.shutdown.borrow() {
                         self.close_gracefully(CloseReason::ContextExit, None).await;
                     }
                 }
-                n = self.cmd_rx.recv_many(&mut batch, COMMAND_BATCH) => {
+                n = self.cmd_rx.recv_many(&mut batch, COMMAND_BATCH), if !backlogged => {
                     if n == 0 {
                         // Every sender is gone (cannot happen while `Shared`
                         // lives, which this task holds).
@@ -330,9 +336,11 @@ impl Driver {
                     }
                     for cmd in batch {
                         if self.finished {
-                            break;
+                            let reason = self.shared.lock_status().close_reason.clone();
+                            cmd.reject(&reason.unwrap_or(CloseReason::Dropped));
+                        } else {
+                            self.command(cmd).await;
                         }
-                        self.command(cmd).await;
                     }
                 }
                 ev = next_io(&mut self.link) => self.io(ev),

@@ -40,7 +40,9 @@
 //! Publishing goes through a bounded send queue. A publish from inside a
 //! callback never deadlocks: the connection task never waits for the
 //! application, so room in the send queue always comes back as the server
-//! acknowledges.
+//! acknowledges. While the socket is slow to take bytes (more than 256 KiB
+//! waiting to be written), the task takes no new commands, so the send
+//! queue fills and publishers wait or get [`ClientError::QueueFull`].
 //!
 //! # Publishing while disconnected (the one rule)
 //!

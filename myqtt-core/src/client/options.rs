@@ -110,6 +110,13 @@ pub struct ConnectOptions {
     pub(crate) reconnect: Option<ReconnectOptions>,
 }
 
+impl Default for ConnectOptions {
+    /// `127.0.0.1:1883` with the defaults of [`ConnectOptions::new`].
+    fn default() -> Self {
+        Self::new("127.0.0.1", 1883)
+    }
+}
+
 impl ConnectOptions {
     /// Options to connect to `host:port` (a name or an IP address) with the
     /// defaults below.
@@ -346,7 +353,12 @@ impl ConnectOptions {
         self
     }
 
-    /// Checks the values.
+    /// Checks the values (connecting checks them too): zero limits and,
+    /// before MQTT 5, a password without a user name are refused.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        self.check()
+    }
+
     pub(crate) fn check(&self) -> Result<(), ClientError> {
         if self.max_inflight == 0 {
             return Err(ClientError::InvalidOption("max_inflight must not be 0"));
