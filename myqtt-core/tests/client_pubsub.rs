@@ -447,3 +447,47 @@ fn outgoing_topic_aliases_replace_the_topic_after_its_first_use() {
         sent[0].properties.topic_alias
     );
 }
+
+#[test]
+fn a_callback_publishing_through_a_tiny_send_queue_never_deadlocks() {
+    // The callback waits for room in a two-message send queue while
+    // messages keep arriving: the connection task never waits for the
+    // callback, so acknowledgements keep freeing room.
+    let broker = Mosquitto::start();
+    let ctx = ctx();
+    let conn = Conn::connect_blocking(
+        &ctx,
+        ConnectOptions::new("127.0.0.1", broker.port)
+            .client_id("tiny")
+            .max_inflight(1)
+            .send_queue_limit(2),
+    )
+    .unwrap();
+    conn.subscribe("ping/#", QoS::AtLeastOnce)
+        .wait(WAIT)
+        .unwrap();
+    let observer = connect(&ctx, broker.port, ProtocolVersion::V311, "tiny-obs");
+    observer
+        .subscribe("pong/#", QoS::AtLeastOnce)
+        .wait(WAIT)
+        .unwrap();
+    conn.set_on_msg(|c, m| {
+        for _ in 0..3 {
+            let reply = PublishMessage::new("pong/x", m.payload().clone())
+                .unwrap()
+                .qos(QoS::AtLeastOnce);
+            c.publish_blocking(reply, WAIT).unwrap();
+        }
+    });
+    let feeder = connect(&ctx, broker.port, ProtocolVersion::V311, "tiny-feed");
+    let n = 30;
+    for i in 0..n {
+        feeder
+            .publish_blocking(msg("ping/x", &i.to_string(), QoS::AtLeastOnce), WAIT)
+            .unwrap();
+    }
+    for i in 0..n * 3 {
+        let m = observer.get_next(Some(WAIT)).unwrap().expect("reply");
+        assert_eq!(m.payload().as_ref(), (i / 3).to_string().as_bytes());
+    }
+}
