@@ -15,7 +15,7 @@ pub enum DropReason {
     /// [MQTT-3.3.2-5].
     Expired,
     /// The PUBLISH would exceed the peer's Maximum Packet Size; it is
-    /// discarded as if sent [MQTT-3.1.2-25], [MQTT-3.2.2-15].
+    /// discarded as if sent [MQTT-3.1.2-25] (5.0), [MQTT-3.2.2-15].
     PacketTooLarge,
     /// The server's Maximum QoS is below the message's [MQTT-3.2.2-11].
     QoSNotSupported,

@@ -506,11 +506,20 @@ impl Session {
     /// queued before it), and reports the outcome for QoS 1/2 as
     /// [`Event::PublishAcked`] or [`Event::PublishDropped`]. `packet_id`,
     /// `dup` and any topic alias in `publish` are ignored. Allowed at any
-    /// time, even closed: the message stays in the session state.
+    /// time once the session state is attached (a client: always; a server:
+    /// from [`accept`](Self::accept) on), even closed: the message stays in
+    /// the session state.
     ///
     /// Fails with [`SessionError::QueueFull`] when it must wait and the queue
-    /// is full (the drop is counted), or [`SessionError::EmptyTopic`].
+    /// is full (the drop is counted), [`SessionError::EmptyTopic`], or
+    /// [`SessionError::InvalidPhase`] on a server before `accept` (queue for
+    /// an offline client with [`SessionState::enqueue`] instead).
     pub fn publish(&mut self, now: Instant, publish: Publish) -> Result<Ticket, SessionError> {
+        if self.role == Role::Server && matches!(self.phase, Phase::Idle | Phase::Connecting) {
+            return Err(SessionError::InvalidPhase(
+                "a server session has no session state before accept()",
+            ));
+        }
         let message = self.state.admit(now, publish)?;
         let goes_now = self.phase == Phase::Connected
             && self.state.queue.is_empty()
@@ -1022,7 +1031,7 @@ impl Session {
             queued_at,
             false,
         ) else {
-            // Discarded as if sent [MQTT-3.1.2-25].
+            // Discarded as if sent [MQTT-3.1.2-25] (5.0).
             return self.drop_message(ticket, publish, DropReason::PacketTooLarge);
         };
         if let Some(id) = packet_id {
@@ -1059,7 +1068,7 @@ impl Session {
             match packet {
                 Some(packet) => self.send(now, packet),
                 None => {
-                    // Too large for this connection's peer [MQTT-3.1.2-25].
+                    // Too large for this connection's peer [MQTT-3.1.2-25] (5.0).
                     if let Some(Outgoing::Publish {
                         ticket, publish, ..
                     }) = self.state.outgoing.remove(id)

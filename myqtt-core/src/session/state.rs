@@ -396,7 +396,7 @@ impl SessionState {
 
     /// The next packet id that is neither in the outgoing inflight table nor
     /// `busy`, searching upwards from the last one handed out and wrapping
-    /// from 65535 to 1 [MQTT-2.2.1-3]. The search resumes after it only once
+    /// from 65535 to 1 ([MQTT-2.3.1-2] (3.1.1) / [MQTT-2.2.1-3] (5.0)). The search resumes after it only once
     /// [`Self::mark_packet_id_used`] is called.
     pub(crate) fn free_packet_id(&self, busy: impl Fn(PacketId) -> bool) -> Option<PacketId> {
         let start = self.next_packet_id;
