@@ -19,6 +19,7 @@
 //! - [`store`]: durable storage of sessions, in-flight and queued messages,
 //!   retained messages and wills (redb by default, sled as an option).
 //! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
+//! - [`client`]: [`Conn`], the MQTT client connection.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
 //! The codec, topic and session modules never import tokio: they are tested
@@ -26,6 +27,7 @@
 
 pub mod broker;
 mod bytestr;
+pub mod client;
 pub mod codec;
 pub mod ctx;
 pub mod net;
@@ -34,4 +36,5 @@ pub mod store;
 pub mod topic;
 
 pub use bytestr::ByteStr;
+pub use client::Conn;
 pub use ctx::{Ctx, CtxBuilder, CtxError};
