@@ -427,13 +427,11 @@ impl Driver {
                 reason_code,
                 properties,
             } => {
-                if let Link::Up(up) = &mut self.link {
-                    if up.epoch == epoch {
-                        if let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties)
-                        {
-                            tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
-                        }
-                    }
+                if let Link::Up(up) = &mut self.link
+                    && up.epoch == epoch
+                    && let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties)
+                {
+                    tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
                 }
             }
             Command::Close { done } => {
@@ -1096,10 +1094,10 @@ impl Driver {
             }
             if need_ids {
                 for o in state.outgoing() {
-                    if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id()) {
-                        if let Some(done) = self.publishes.get(ticket) {
-                            done.set_packet_id(id);
-                        }
+                    if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id())
+                        && let Some(done) = self.publishes.get(ticket)
+                    {
+                        done.set_packet_id(id);
                     }
                 }
             }

@@ -201,10 +201,10 @@ impl RecvQueue {
             if let Some(e) = q.events.pop_front() {
                 return Some(Dispatch::Event(e));
             }
-            if take_messages() {
-                if let Some(m) = q.messages.pop_front() {
-                    return Some(Dispatch::Message(m));
-                }
+            if take_messages()
+                && let Some(m) = q.messages.pop_front()
+            {
+                return Some(Dispatch::Message(m));
             }
             if q.closed.is_some() && (q.messages.is_empty() || !take_messages()) {
                 return None;

@@ -118,10 +118,10 @@ impl Mosquitto {
         // "running" is logged once every listener is bound: a connection
         // accepted before that could be another process on the port.
         let ok = wait_until(WAIT, || {
-            if let Some(c) = &mut self.child {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return true;
-                }
+            if let Some(c) = &mut self.child
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                return true;
             }
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" running"))
                 && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
