@@ -16,7 +16,8 @@
 //!   byte stream, accept loops, transports.
 //! - [`broker`]: the listener's logic (routing, sessions, retained and will
 //!   messages) and the [`broker::hooks`] programs use to decide.
-//! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
+//! - [`ctx`]: [`Ctx`], which owns the tokio runtime, the broker shared by
+//!   its listeners ([`create_listener`]) and the shutdown signal.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
 //! The codec, topic and session modules never import tokio: they are tested
@@ -31,4 +32,5 @@ pub mod session;
 pub mod topic;
 
 pub use bytestr::ByteStr;
-pub use ctx::{Ctx, CtxBuilder, CtxError};
+pub use ctx::{Ctx, CtxBuilder, CtxError, WaitOutcome};
+pub use net::create_listener;
