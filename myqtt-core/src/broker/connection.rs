@@ -597,7 +597,11 @@ where
                         return Ending::Lost;
                     }
                 }
-                Wake::Mail => self.drain().await,
+                Wake::Mail => {
+                    if let Err(ending) = self.drain().await {
+                        return ending;
+                    }
+                }
                 Wake::Control => {
                     let control = lock(&self.shared.control).take();
                     match control {
@@ -969,7 +973,7 @@ where
     }
 
     /// Takes everything waiting in the mailbox into the session.
-    async fn drain(&mut self) {
+    async fn drain(&mut self) -> Result<(), Ending> {
         {
             let mut mb = lock(&self.handle.mailbox);
             std::mem::swap(&mut mb.queue, &mut self.spare);
@@ -978,6 +982,8 @@ where
         while let Some(d) = self.spare.pop_front() {
             self.deliver(now, d).await;
         }
+        // Drops the session reported (too large, expired).
+        self.process_events(now).await
     }
 
     /// Hands one message to the session, which sends it when the window
@@ -1087,8 +1093,14 @@ where
             session_expiry,
             ..
         } = self;
-        finish(&mut session, &mut writer, version).await;
-        drop(writer);
+        // What is left to send goes into the write buffer; the session is
+        // detached before the (bounded) flush, so a slow socket does not
+        // delay a takeover or leave the session looking online.
+        while let Some(p) = session.poll_transmit() {
+            if let Err(e) = writer.queue(&p, version) {
+                tracing::error!(error = %e, "cannot encode a packet");
+            }
+        }
         let state = session.into_state();
         lock(&broker.registry().conns).remove(&shared.id);
 
@@ -1125,6 +1137,8 @@ where
             generation
         };
         handle.detached.notify_waiters();
+        let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
+        drop(writer);
         if !taken_over {
             if session_expiry == 0 {
                 broker.end_session(&handle);
