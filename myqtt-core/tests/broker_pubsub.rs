@@ -421,7 +421,7 @@ fn mqtt5_properties_are_forwarded_unchanged_and_expiry_counts_down() {
         assert_eq!(got.properties.content_type, want.content_type);
         assert_eq!(got.properties.payload_format_indicator, Some(true));
         let left = got.properties.message_expiry_interval.unwrap();
-        assert!(left <= 100 && left >= 99, "{left}");
+        assert!((99..=100).contains(&left), "{left}");
     });
 }
 

@@ -25,10 +25,10 @@ use super::hooks::{
     Transport,
 };
 use super::registry::{
-    ClaimError, ConnShared, Control, Delivery, PendingWill, Routed, SessionHandle, SubRecord, lock,
+    ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
 use super::router::Scratch;
-use super::{Broker, TaskGuard, assigned_client_id, clean_properties};
+use super::{Broker, Detach, TaskGuard, assigned_client_id, clean_properties};
 use crate::ByteStr;
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
@@ -1102,64 +1102,17 @@ where
             }
         }
         let state = session.into_state();
-        lock(&broker.registry().conns).remove(&shared.id);
-
         let taken_over = ending == Ending::TakenOver;
-        let will = will.filter(|_| ending.publishes_will());
-        let delay = will
-            .as_ref()
-            .and_then(|w| w.properties.will_delay_interval)
-            .unwrap_or(0);
-        let mut will_now = None;
-        let generation = {
-            let mut mb = lock(&handle.mailbox);
-            let ours = mb.conn.as_ref().is_some_and(|c| c.id == shared.id);
-            let generation = if ours {
-                handle.detach_locked(&mut mb)
-            } else {
-                mb.generation
-            };
-            if session_expiry > 0 || taken_over {
-                mb.state = Some(state);
-            }
-            if let Some(w) = will {
-                if delay > 0 && session_expiry > 0 {
-                    // [MQTT-3.1.3-9] (5.0): wait for the delay, cancelled by
-                    // a new connection to the session.
-                    mb.pending_will = Some(PendingWill {
-                        will: w,
-                        client: Arc::clone(&info),
-                    });
-                } else {
-                    will_now = Some(w);
-                }
-            }
-            generation
-        };
-        handle.detached.notify_waiters();
+        let will_now = broker.detach(Detach {
+            session: &handle,
+            conn: &shared,
+            state,
+            will: will.filter(|_| ending.publishes_will()),
+            session_expiry,
+            taken_over,
+        });
         let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
         drop(writer);
-        if !taken_over {
-            if session_expiry == 0 {
-                broker.end_session(&handle);
-            } else if session_expiry != u32::MAX {
-                broker.after(
-                    &handle,
-                    generation,
-                    Duration::from_secs(u64::from(session_expiry)),
-                    Broker::end_session,
-                );
-            }
-        }
-        if delay > 0 && session_expiry > 0 {
-            let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
-            broker.after(&handle, generation, wait, |b, s| {
-                let pending = lock(&s.mailbox).pending_will.take();
-                if let Some(PendingWill { will, client }) = pending {
-                    b.spawn_will(client, will);
-                }
-            });
-        }
         chain.emit(EventKind::Lifecycle, || {
             Event::Disconnected(&info, ending.reason())
         });

@@ -67,6 +67,19 @@ pub struct ClientSummary {
     pub dropped: u64,
 }
 
+/// What [`Broker::detach`] needs to know about a closing connection.
+pub(crate) struct Detach<'a> {
+    pub(crate) session: &'a Arc<SessionHandle>,
+    pub(crate) conn: &'a registry::ConnShared,
+    pub(crate) state: crate::session::SessionState,
+    /// The will, if this close publishes it.
+    pub(crate) will: Option<LastWill>,
+    /// Seconds; `u32::MAX` never expires.
+    pub(crate) session_expiry: u32,
+    /// Another connection takes the session: it decides its fate.
+    pub(crate) taken_over: bool,
+}
+
 /// Counts live tasks so shutdown can wait for them to finish.
 #[derive(Debug, Default)]
 pub(crate) struct TaskCounter {
@@ -445,6 +458,71 @@ impl Broker {
         if let Some(PendingWill { will, client }) = will {
             self.spawn_will(client, will);
         }
+    }
+
+    /// Detaches a closing connection from its session: the session is kept
+    /// (with its state) for its expiry interval, or ended now; the will is
+    /// scheduled after its delay or returned to be published now.
+    pub(crate) fn detach(&self, d: Detach<'_>) -> Option<LastWill> {
+        let Detach {
+            session,
+            conn,
+            state,
+            will,
+            session_expiry,
+            taken_over,
+        } = d;
+        lock(&self.inner.registry.conns).remove(&conn.id);
+        let delay = will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .unwrap_or(0);
+        let delayed = delay > 0 && session_expiry > 0;
+        let mut will_now = None;
+        let generation = {
+            let mut mb = lock(&session.mailbox);
+            let ours = mb.conn.as_ref().is_some_and(|c| c.id == conn.id);
+            let generation = if ours {
+                session.detach_locked(&mut mb)
+            } else {
+                mb.generation
+            };
+            if session_expiry > 0 || taken_over {
+                mb.state = Some(state);
+            }
+            if let Some(w) = will {
+                if delayed {
+                    // [MQTT-3.1.3-9] (5.0): wait for the delay; a new
+                    // connection to the session cancels it.
+                    mb.pending_will = Some(PendingWill {
+                        will: w,
+                        client: Arc::clone(&conn.info),
+                    });
+                } else {
+                    will_now = Some(w);
+                }
+            }
+            generation
+        };
+        session.detached.notify_waiters();
+        if !taken_over {
+            if session_expiry == 0 {
+                self.end_session(session);
+            } else if session_expiry != u32::MAX {
+                let expiry = Duration::from_secs(u64::from(session_expiry));
+                self.after(session, generation, expiry, Self::end_session);
+            }
+        }
+        if delayed {
+            let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
+            self.after(session, generation, wait, |b, s| {
+                let pending = lock(&s.mailbox).pending_will.take();
+                if let Some(PendingWill { will, client }) = pending {
+                    b.spawn_will(client, will);
+                }
+            });
+        }
+        will_now
     }
 
     /// Publishes a will from a task (its hooks may answer later).
