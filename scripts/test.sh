@@ -49,6 +49,12 @@ python3 scripts/conformance_map.py --check
 
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked -q
+if cargo +nightly --version >/dev/null 2>&1 && command -v cargo-fuzz >/dev/null 2>&1; then
+  step "fuzzing each target for 20 s (nightly and cargo-fuzz are present)"
+  for target in decode topic_filter; do
+    (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=20 -print_final_stats=0 2>&1 | tail -1)
+  done
+fi
 
 step "Python extension (maturin develop into .venv)"
 (cd myqtt-py && ../.venv/bin/maturin develop --release -q)

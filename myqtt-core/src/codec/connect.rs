@@ -75,7 +75,7 @@ const FLAG_USERNAME: u8 = 0x80;
 impl Connect {
     /// Decodes a CONNECT body; the protocol level it carries decides the
     /// rest of the layout.
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let name = r.string()?;
         let level = r.u8()?;
         let protocol = match (name.as_bytes().as_ref(), level) {
@@ -221,10 +221,7 @@ impl Connect {
 
 impl ConnAck {
     /// Decodes a CONNACK body at `version`.
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let flags = r.u8()?;
         // MQTT 3.1 has no Session Present flag: the whole byte is reserved.
         let reserved = if version == ProtocolVersion::V31 {

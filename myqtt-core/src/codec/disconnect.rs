@@ -41,7 +41,7 @@ pub struct Auth {
 }
 
 /// Reads the reason code of a DISCONNECT or AUTH: absent means Success.
-fn read_reason(r: &mut Reader<'_>, packet_type: PacketType) -> Result<ReasonCode, DecodeError> {
+fn read_reason(r: &mut Reader, packet_type: PacketType) -> Result<ReasonCode, DecodeError> {
     if r.is_empty() {
         return Ok(ReasonCode::Success);
     }
@@ -64,10 +64,7 @@ impl Disconnect {
     /// Decodes a DISCONNECT body: empty before MQTT 5; at MQTT 5 the reason
     /// code and the property length may each be left out (MQTT 5.0
     /// §3.14.2.1, §3.14.2.2.1).
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         if !version.is_v5() {
             return Ok(Self::normal());
         }
@@ -109,7 +106,7 @@ impl Disconnect {
 impl Auth {
     /// Decodes an AUTH body (MQTT 5.0 §3.15.2): an empty body is Success
     /// without properties.
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let reason_code = read_reason(r, PacketType::Auth)?;
         let properties = if r.is_empty() {
             AuthProperties::default()

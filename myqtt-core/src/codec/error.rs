@@ -32,7 +32,7 @@ pub enum DecodeError {
     /// The packet is bigger than the maximum packet size this side accepts.
     /// Detected from the fixed header alone, before the body is buffered.
     #[error(
-        "[MQTT-3.2.2-15] packet of {size} bytes exceeds the maximum packet size of {max} bytes"
+        "[MQTT-3.1.2-24] [MQTT-3.2.2-15] packet of {size} bytes exceeds the maximum packet size of {max} bytes"
     )]
     PacketTooLarge {
         /// Size of the whole packet (fixed header included).
@@ -318,7 +318,7 @@ pub enum EncodeError {
 
     /// A string or binary field is longer than its two-byte length prefix
     /// allows (65,535 bytes).
-    #[error("[MQTT-1.5.3] (5.0: §1.5.4, §1.5.6) {field} is {len} bytes, more than 65,535")]
+    #[error("[MQTT 3.1.1 §1.5.3, 5.0 §1.5.4, §1.5.6] {field} is {len} bytes, more than 65,535")]
     FieldTooLong {
         /// Which field.
         field: &'static str,

@@ -157,8 +157,7 @@ impl Decoder {
             buf.reserve(size - buf.len());
             return Ok(None);
         }
-        let frame = buf.split_to(size).freeze();
-        let mut r = Reader::new(&frame, header_len);
+        let mut r = Reader::new(buf.split_to(size).freeze(), header_len);
         let flags = first & 0x0F;
         let packet = match (packet_type, version) {
             (PacketType::Connect, _) => {
@@ -170,15 +169,16 @@ impl Decoder {
             // Only CONNECT passes `check_first_byte` without a version.
             (_, None) => {
                 return Err(DecodeError::FirstPacketNotConnect {
-                    packet_type: packet_type as u8,
+                    packet_type: first >> 4,
                 });
             }
             (PacketType::Publish, Some(v)) => {
+                // Checked with the first byte: QoS is 0, 1 or 2.
                 let qos =
                     QoS::try_from((flags >> 1) & 0x03).map_err(|_| DecodeError::InvalidQoS)?;
-                let publish =
-                    Publish::decode(&mut r, v, flags & 0x08 != 0, qos, flags & 0x01 != 0)?;
-                return Ok(Some(Packet::Publish(publish)));
+                let fixed = (flags & 0x08 != 0, qos, flags & 0x01 != 0);
+                // The payload takes the rest of the packet: nothing can trail.
+                return Ok(Some(Packet::Publish(Publish::decode(&mut r, v, fixed)?)));
             }
             (PacketType::ConnAck, Some(v)) => Packet::ConnAck(ConnAck::decode(&mut r, v)?),
             (PacketType::PubAck, Some(v)) => {

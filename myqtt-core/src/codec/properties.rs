@@ -201,19 +201,20 @@ pub(crate) fn property_name(property: u32) -> &'static str {
 /// every property until the list is used up.
 #[inline]
 fn decode_list(
-    r: &mut Reader<'_>,
-    mut each: impl FnMut(u32, &mut Reader<'_>) -> Result<(), DecodeError>,
+    r: &mut Reader,
+    mut each: impl FnMut(u32, &mut Reader) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let len = r.varint()? as usize;
     if len == 0 {
         return Ok(());
     }
-    let mut list = r.sub(len)?;
-    while !list.is_empty() {
-        let property = list.varint()?;
-        each(property, &mut list)?;
-    }
-    Ok(())
+    r.limited(len, |list| {
+        while !list.is_empty() {
+            let property = list.varint()?;
+            each(property, list)?;
+        }
+        Ok(())
+    })
 }
 
 /// Stores `value` in `slot`, refusing a second occurrence.
@@ -226,7 +227,7 @@ fn set<T>(slot: &mut Option<T>, property: u32, value: T) -> Result<(), DecodeErr
 }
 
 /// A byte that must be 0 or 1.
-fn read_bool(r: &mut Reader<'_>, property: u32) -> Result<bool, DecodeError> {
+fn read_bool(r: &mut Reader, property: u32) -> Result<bool, DecodeError> {
     match r.u8()? {
         0 => Ok(false),
         1 => Ok(true),
@@ -238,7 +239,7 @@ fn read_bool(r: &mut Reader<'_>, property: u32) -> Result<bool, DecodeError> {
 }
 
 /// A two-byte integer that must not be 0.
-fn read_nonzero_u16(r: &mut Reader<'_>, property: u32) -> Result<u16, DecodeError> {
+fn read_nonzero_u16(r: &mut Reader, property: u32) -> Result<u16, DecodeError> {
     match r.u16()? {
         0 => Err(DecodeError::InvalidPropertyValue {
             id: property,
@@ -249,7 +250,7 @@ fn read_nonzero_u16(r: &mut Reader<'_>, property: u32) -> Result<u16, DecodeErro
 }
 
 /// A four-byte integer that must not be 0.
-fn read_nonzero_u32(r: &mut Reader<'_>, property: u32) -> Result<u32, DecodeError> {
+fn read_nonzero_u32(r: &mut Reader, property: u32) -> Result<u32, DecodeError> {
     match r.u32()? {
         0 => Err(DecodeError::InvalidPropertyValue {
             id: property,
@@ -260,7 +261,7 @@ fn read_nonzero_u32(r: &mut Reader<'_>, property: u32) -> Result<u32, DecodeErro
 }
 
 /// A Subscription Identifier: 1..=268,435,455.
-fn read_subscription_id(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+fn read_subscription_id(r: &mut Reader) -> Result<u32, DecodeError> {
     match r.varint()? {
         0 => Err(DecodeError::InvalidPropertyValue {
             id: id::SUBSCRIPTION_IDENTIFIER,
@@ -271,11 +272,11 @@ fn read_subscription_id(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
 }
 
 /// A Response Topic: a topic name, without wildcards [MQTT-3.3.2-14].
-fn read_topic(r: &mut Reader<'_>) -> Result<TopicName, DecodeError> {
+fn read_topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
     TopicName::new(r.string()?).map_err(DecodeError::InvalidTopicName)
 }
 
-fn read_user_property(r: &mut Reader<'_>, list: &mut UserProperties) -> Result<(), DecodeError> {
+fn read_user_property(r: &mut Reader, list: &mut UserProperties) -> Result<(), DecodeError> {
     let name = r.string()?;
     let value = r.string()?;
     list.push((name, value));
@@ -394,7 +395,7 @@ fn check_subscription_id(v: u32) -> Result<(), EncodeError> {
 // --- per packet -------------------------------------------------------------
 
 impl ConnectProperties {
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
@@ -474,7 +475,7 @@ impl PropertyList for ConnectProperties {
 }
 
 impl WillProperties {
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::WILL_DELAY_INTERVAL => set(&mut p.will_delay_interval, property, r.u32()?),
@@ -525,7 +526,7 @@ impl PropertyList for WillProperties {
 }
 
 impl ConnAckProperties {
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
@@ -664,7 +665,7 @@ impl PublishProperties {
         self == &Self::default()
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::PAYLOAD_FORMAT_INDICATOR => set(
@@ -738,7 +739,7 @@ impl AckProperties {
         self.reason_string.is_none() && self.user_properties.is_empty()
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>, packet_type: PacketType) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, packet_type: PacketType) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::REASON_STRING => set(&mut p.reason_string, property, r.string()?),
@@ -762,7 +763,7 @@ impl PropertyList for AckProperties {
 }
 
 impl SubscribeProperties {
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::SUBSCRIPTION_IDENTIFIER => set(
@@ -795,7 +796,7 @@ impl PropertyList for SubscribeProperties {
 }
 
 impl UnsubscribeProperties {
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
@@ -821,7 +822,7 @@ impl DisconnectProperties {
         self == &Self::default()
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
@@ -859,7 +860,7 @@ impl AuthProperties {
         self == &Self::default()
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut p = Self::default();
         decode_list(r, |property, r| match property {
             id::AUTHENTICATION_METHOD => set(&mut p.authentication_method, property, r.string()?),

@@ -7,7 +7,7 @@ use super::error::{DecodeError, EncodeError};
 use super::properties::{AckProperties, PropertyList, PublishProperties};
 use super::wire::{Reader, Sink};
 use super::{PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
-use crate::topic::TopicName;
+use crate::topic::{TopicError, TopicName};
 
 /// A PUBLISH packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,17 +55,15 @@ impl PubAck {
 }
 
 impl Publish {
-    /// Decodes a PUBLISH body; `qos`, `dup` and `retain` come from the fixed
-    /// header, already checked.
+    /// Decodes a PUBLISH body; `dup`, `qos` and `retain` come from the
+    /// fixed header, already checked.
     #[inline]
     pub(crate) fn decode(
-        r: &mut Reader<'_>,
+        r: &mut Reader,
         version: ProtocolVersion,
-        dup: bool,
-        qos: QoS,
-        retain: bool,
+        (dup, qos, retain): (bool, QoS, bool),
     ) -> Result<Self, DecodeError> {
-        let topic = r.string()?;
+        let topic = r.utf8()?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -82,10 +80,14 @@ impl Publish {
             }
             TopicName::empty_for_alias()
         } else {
-            // [MQTT-3.3.2-2] no wildcards; [MQTT-4.7.3-1] not empty.
-            TopicName::new(topic).map_err(DecodeError::InvalidTopicName)?
+            // [MQTT-3.3.2-2] no wildcards; [MQTT-4.7.3-1] not empty;
+            // [MQTT-1.5.3-2] no U+0000.
+            TopicName::new(topic).map_err(|e| match e {
+                TopicError::NullCharacter => DecodeError::NullCharacter,
+                other => DecodeError::InvalidTopicName(other),
+            })?
         };
-        let payload = r.rest();
+        let payload = r.take_rest();
         Ok(Self {
             dup,
             qos,
@@ -144,7 +146,7 @@ impl Publish {
 impl PubAck {
     /// Decodes the body of a PUBACK, PUBREC, PUBREL or PUBCOMP.
     pub(crate) fn decode(
-        r: &mut Reader<'_>,
+        r: &mut Reader,
         version: ProtocolVersion,
         packet_type: PacketType,
     ) -> Result<Self, DecodeError> {

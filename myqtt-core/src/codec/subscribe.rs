@@ -135,7 +135,7 @@ impl SubscriptionOptions {
     }
 }
 
-fn read_filter(r: &mut Reader<'_>) -> Result<TopicFilter, DecodeError> {
+fn read_filter(r: &mut Reader) -> Result<TopicFilter, DecodeError> {
     TopicFilter::new(r.string()?).map_err(DecodeError::InvalidTopicFilter)
 }
 
@@ -144,10 +144,7 @@ fn invalid_code(packet_type: PacketType, code: ReasonCode) -> EncodeError {
 }
 
 impl Subscribe {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id(PacketType::Subscribe)?;
         let properties = if version.is_v5() {
             SubscribeProperties::decode(r)?
@@ -200,10 +197,7 @@ impl Subscribe {
 }
 
 impl SubAck {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_type = PacketType::SubAck;
         let packet_id = r.packet_id(packet_type)?;
         let properties = if version.is_v5() {
@@ -261,10 +255,7 @@ impl SubAck {
 }
 
 impl Unsubscribe {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id(PacketType::Unsubscribe)?;
         let properties = if version.is_v5() {
             UnsubscribeProperties::decode(r)?
@@ -308,10 +299,7 @@ impl Unsubscribe {
 }
 
 impl UnsubAck {
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let packet_type = PacketType::UnsubAck;
         let packet_id = r.packet_id(packet_type)?;
         if !version.is_v5() {

@@ -3,7 +3,7 @@
 //! a bounds-checked [`Reader`] over a received packet and the [`Sink`] trait
 //! that both writes packets and measures them.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
 use super::{PacketId, PacketType};
@@ -51,22 +51,25 @@ pub(crate) fn parse_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeErr
 
 /// A cursor over one received packet's body.
 ///
-// Design: the reader borrows the frozen packet so every string, binary field
-// and payload it returns is a `Bytes::slice` of it: a reference-count
-// increment, never a copy.
-pub(crate) struct Reader<'a> {
-    buf: &'a Bytes,
+// Design: the reader owns the frozen packet, so every string and binary
+// field it returns is a `Bytes::slice` of it (a reference-count increment,
+// never a copy), and the PUBLISH payload is the packet itself, advanced past
+// the variable header (`take_rest`: no reference count at all).
+pub(crate) struct Reader {
+    buf: Bytes,
     pos: usize,
     end: usize,
 }
 
-impl<'a> Reader<'a> {
+impl Reader {
     /// A reader over `buf[start..]`.
-    pub(crate) fn new(buf: &'a Bytes, start: usize) -> Self {
+    #[inline]
+    pub(crate) fn new(buf: Bytes, start: usize) -> Self {
+        let end = buf.len();
         Self {
             buf,
-            pos: start.min(buf.len()),
-            end: buf.len(),
+            pos: start.min(end),
+            end,
         }
     }
 
@@ -91,28 +94,31 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let start = self.pos;
+        let end = start
             .checked_add(n)
             .filter(|&e| e <= self.end)
             .ok_or(DecodeError::Truncated)?;
-        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
         self.pos = end;
-        Ok(s)
+        self.buf.get(start..end).ok_or(DecodeError::Truncated)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
     }
 
     /// One byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         let [b] = self.array::<1>()?;
         Ok(b)
     }
 
     /// A big-endian two-byte integer.
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
@@ -134,20 +140,27 @@ impl<'a> Reader<'a> {
     }
 
     /// `n` bytes, shared with the packet.
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
         let start = self.pos;
         self.take(n)?;
         Ok(self.buf.slice(start..self.pos))
     }
 
-    /// Everything that is left, shared with the packet.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let start = self.pos;
-        self.pos = self.end;
-        self.buf.slice(start..self.end)
+    /// Everything that is left, as the packet's own buffer advanced to the
+    /// current position. The reader is empty afterwards.
+    #[inline]
+    pub(crate) fn take_rest(&mut self) -> Bytes {
+        let mut rest = std::mem::take(&mut self.buf);
+        rest.truncate(self.end);
+        rest.advance(self.pos);
+        self.pos = 0;
+        self.end = 0;
+        rest
     }
 
     /// Binary Data: a two-byte length and that many bytes.
+    #[inline]
     pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let n = self.u16()?;
         self.bytes(usize::from(n))
@@ -163,20 +176,43 @@ impl<'a> Reader<'a> {
         ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
     }
 
+    /// A string checked for UTF-8 only: for topic names, which
+    /// `TopicName::new` scans for U+0000 itself.
+    #[inline]
+    pub(crate) fn utf8(&mut self) -> Result<ByteStr, DecodeError> {
+        let b = self.binary()?;
+        ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
+    }
+
     /// A non-zero packet identifier [MQTT-2.3.1-1].
+    #[inline]
     pub(crate) fn packet_id(&mut self, packet_type: PacketType) -> Result<PacketId, DecodeError> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId { packet_type })
     }
 
-    /// Splits off the next `n` bytes as a reader of their own.
-    pub(crate) fn sub(&mut self, n: usize) -> Result<Reader<'a>, DecodeError> {
-        let start = self.pos;
-        self.take(n)?;
-        Ok(Reader {
-            buf: self.buf,
-            pos: start,
-            end: self.pos,
-        })
+    /// Runs `f` with the reader limited to the next `n` bytes; `f` must use
+    /// them all (a property list does, or fails).
+    pub(crate) fn limited<T>(
+        &mut self,
+        n: usize,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.end)
+            .ok_or(DecodeError::Truncated)?;
+        let outer_end = std::mem::replace(&mut self.end, end);
+        let out = f(self);
+        self.end = outer_end;
+        let out = out?;
+        if self.pos == end {
+            Ok(out)
+        } else {
+            Err(DecodeError::TrailingBytes {
+                extra: end.saturating_sub(self.pos),
+            })
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod framed;
 mod listener;
+pub mod ws;
 
 pub use framed::{NetError, PacketReader, PacketWriter, split};
 pub use listener::{Listener, ListenerError};

@@ -1,0 +1,91 @@
+//! Codec benchmarks: decode and encode of a QoS 1 PUBLISH with a 64-byte and
+//! a 4 KiB payload, at MQTT 3.1.1 and 5.0.
+//!
+//! Decoding is measured the way a connection uses the decoder: many packets
+//! arrive in one receive buffer and are taken off its front one by one.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use myqtt_core::codec::{
+    Decoder, Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, encode,
+};
+use myqtt_core::topic::TopicName;
+
+/// Packets per receive buffer in the decode benchmark.
+const BATCH: u64 = 1000;
+
+fn publish(payload_len: usize) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: TopicName::new("sensors/building-7/floor-3/temperature").unwrap(),
+        packet_id: PacketId::new(4242),
+        properties: PublishProperties::default(),
+        payload: Bytes::from(vec![0x5A; payload_len]),
+    })
+}
+
+fn versions() -> [(&'static str, ProtocolVersion); 2] {
+    [("v311", ProtocolVersion::V311), ("v5", ProtocolVersion::V5)]
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_publish_qos1");
+    for (name, version) in versions() {
+        for size in [64, 4096] {
+            let mut one = BytesMut::new();
+            encode(&publish(size), version, &mut one).unwrap();
+            group.throughput(Throughput::Bytes(one.len() as u64));
+            group.bench_function(format!("{name}/{size}B"), |b| {
+                let mut decoder = Decoder::default();
+                decoder.set_version(version);
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(BATCH);
+                        let mut buf = BytesMut::with_capacity(one.len() * n as usize);
+                        for _ in 0..n {
+                            buf.extend_from_slice(&one);
+                        }
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            black_box(decoder.decode(black_box(&mut buf)).unwrap());
+                        }
+                        total += start.elapsed();
+                        left -= n;
+                    }
+                    total
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn encode_publish(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_publish_qos1");
+    for (name, version) in versions() {
+        for size in [64, 4096] {
+            let packet = publish(size);
+            let mut buf = BytesMut::with_capacity(8192);
+            encode(&packet, version, &mut buf).unwrap();
+            group.throughput(Throughput::Bytes(buf.len() as u64));
+            group.bench_function(format!("{name}/{size}B"), |b| {
+                b.iter(|| {
+                    buf.clear();
+                    encode(black_box(&packet), version, &mut buf).unwrap();
+                    black_box(buf.len())
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode_publish);
+criterion_main!(benches);
