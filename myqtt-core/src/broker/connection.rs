@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -122,14 +122,11 @@ impl Drop for ConnSlot {
     }
 }
 
-type Reader<S> = PacketReader<ReadHalf<S>>;
-type Writer<S> = PacketWriter<WriteHalf<S>>;
-
 /// A connection past CONNACK.
-struct Conn<S> {
+struct Conn<R, W> {
     broker: Broker,
-    reader: Reader<S>,
-    writer: Writer<S>,
+    reader: PacketReader<R>,
+    writer: PacketWriter<W>,
     session: Session,
     version: ProtocolVersion,
     info: Arc<ClientInfo>,
@@ -148,19 +145,21 @@ struct Conn<S> {
 }
 
 /// Serves one client connection until it closes.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<R, W>(
     broker: Broker,
     guard: TaskGuard,
-    stream: S,
+    (read, write): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
-        let (reader, writer) = crate::net::split(stream, broker.config().max_packet_size());
+        let reader = PacketReader::new(read, broker.config().max_packet_size());
+        let writer = PacketWriter::new(write);
         if let Some(mut conn) = handshake(broker, reader, writer, peer, local, transport).await {
             let ending = conn.run().await;
             conn.close(ending).await;
@@ -190,16 +189,17 @@ async fn finish<W: AsyncWrite + Unpin>(
 /// client's session and answers CONNACK. `None` when the connection ends
 /// there.
 #[allow(clippy::too_many_lines)] // one linear sequence of CONNECT checks
-async fn handshake<S>(
+async fn handshake<R, W>(
     broker: Broker,
-    mut reader: Reader<S>,
-    mut writer: Writer<S>,
+    mut reader: PacketReader<R>,
+    mut writer: PacketWriter<W>,
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) -> Option<Conn<S>>
+) -> Option<Conn<R, W>>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let mut shutdown = broker.shutdown_signal();
     let config = broker.config().clone();
@@ -464,7 +464,7 @@ where
     };
     if let Err(e) = accepted {
         // A packet held since the CONNECT broke the protocol.
-        let ending = Conn::<S>::violation(&e);
+        let ending = Conn::<R, W>::violation(&e);
         conn.close(ending).await;
         return None;
     }
@@ -544,18 +544,19 @@ async fn claim(
     }
 }
 
-impl<S> Conn<S>
+impl<R, W> Conn<R, W>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    /// The hook chain, refreshed when a hook was added.
-    fn chain(&mut self) -> Arc<HookChain> {
+    /// Picks up the current hook chain if a hook was added since; one
+    /// atomic load when nothing changed.
+    fn refresh_chain(&mut self) {
         let v = self.broker.chain_version();
         if v != self.chain_version {
             self.chain = self.broker.chain();
             self.chain_version = v;
         }
-        Arc::clone(&self.chain)
     }
 
     /// The main loop; returns why the connection ends.
@@ -565,6 +566,17 @@ where
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let high_water = self.broker.config().write_high_water;
+        // Futures that live across iterations (re-armed after they fire),
+        // so an idle loop turn registers nothing anew.
+        let handle = Arc::clone(&self.handle);
+        let shared = Arc::clone(&self.shared);
+        let mut shutdown_rx = self.shutdown.clone();
+        let shutdown = crate::broker::signalled(&mut shutdown_rx);
+        tokio::pin!(shutdown);
+        let mail = handle.wake.notified();
+        tokio::pin!(mail);
+        let control = shared.notify.notified();
+        tokio::pin!(control);
         loop {
             self.flush_transmit();
             let deadline = self.session.poll_timeout();
@@ -580,10 +592,10 @@ where
             let wake = tokio::select! {
                 r = self.reader.read() => Wake::Read(r),
                 r = self.writer.write_some(), if pending_write => Wake::Written(r),
-                () = self.handle.wake.notified(), if can_take => Wake::Mail,
-                () = self.shared.notify.notified() => Wake::Control,
+                () = &mut mail, if can_take => Wake::Mail,
+                () = &mut control => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
-                () = crate::broker::signalled(&mut self.shutdown) => Wake::Shutdown,
+                () = &mut shutdown => Wake::Shutdown,
             };
             match wake {
                 Wake::Read(r) => {
@@ -598,13 +610,15 @@ where
                     }
                 }
                 Wake::Mail => {
+                    mail.set(handle.wake.notified());
                     if let Err(ending) = self.drain().await {
                         return ending;
                     }
                 }
                 Wake::Control => {
-                    let control = lock(&self.shared.control).take();
-                    match control {
+                    control.set(shared.notify.notified());
+                    let command = lock(&self.shared.control).take();
+                    match command {
                         Some(Control::TakeOver) => return Ending::TakenOver,
                         Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
                         None => {}
@@ -654,8 +668,8 @@ where
 
     async fn on_packet(&mut self, packet: Packet) -> Result<(), Ending> {
         let now = Instant::now();
-        let chain = self.chain();
-        chain.emit(EventKind::Packets, || {
+        self.refresh_chain();
+        self.chain.emit(EventKind::Packets, || {
             Event::PacketReceived(&self.info, &packet)
         });
         if let Err(e) = self.session.handle_packet(now, packet) {
@@ -783,10 +797,11 @@ where
             );
             ReasonCode::TopicNameInvalid
         } else {
-            let chain = self.chain();
-            if chain.is_empty() {
+            self.refresh_chain();
+            if self.chain.is_empty() {
                 self.route(now, msg)
             } else {
+                let chain = Arc::clone(&self.chain);
                 let allowed = chain
                     .acl(&AclRequest {
                         client: &self.info,
@@ -832,9 +847,12 @@ where
             message: msg,
             created: now,
         });
-        let matched = self
-            .broker
-            .route(&routed, Some(self.handle.key), &mut self.scratch);
+        let matched = self.broker.route(
+            &routed,
+            Some(self.handle.key),
+            &mut self.scratch,
+            &self.chain,
+        );
         if matched == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -892,8 +910,9 @@ where
             return ReasonCode::TopicFilterInvalid;
         }
         let granted = options.qos.min(maximum_qos);
-        let chain = self.chain();
-        if !chain.is_empty() {
+        self.refresh_chain();
+        if !self.chain.is_empty() {
+            let chain = Arc::clone(&self.chain);
             let allowed = chain
                 .acl(&AclRequest {
                     client: &self.info,
@@ -989,9 +1008,10 @@ where
     /// Hands one message to the session, which sends it when the window
     /// allows.
     async fn deliver(&mut self, now: Instant, d: Delivery) {
-        let chain = self.chain();
+        self.refresh_chain();
         let m = &d.msg.message;
-        if chain.interests().deliver_acl {
+        if self.chain.interests().deliver_acl {
+            let chain = Arc::clone(&self.chain);
             let allowed = chain
                 .acl(&AclRequest {
                     client: &self.info,
@@ -1033,7 +1053,8 @@ where
         };
         match self.session.publish(now, publish) {
             Ok(_) => {
-                chain.emit(EventKind::Messages, || Event::Delivered(&self.info, m));
+                self.chain
+                    .emit(EventKind::Messages, || Event::Delivered(&self.info, m));
             }
             Err(SessionError::QueueFull { .. }) => self.dropped(m, DropReason::QueueFull),
             Err(e) => {

@@ -348,21 +348,22 @@ impl Broker {
             message: msg,
             created: Instant::now(),
         });
-        Ok(self.route(&routed, None, &mut Scratch::default()))
+        let chain = self.chain();
+        Ok(self.route(&routed, None, &mut Scratch::default(), &chain))
     }
 
     /// Routes (and retains) a message; returns the number of clients it
-    /// matched.
+    /// matched. `chain` gets the drop events.
     pub(crate) fn route(
         &self,
         routed: &Arc<Routed>,
         origin: Option<u64>,
         scratch: &mut Scratch,
+        chain: &HookChain,
     ) -> usize {
         if routed.message.retain && self.inner.config.retain_available {
             self.inner.router.retain(routed);
         }
-        let chain = self.chain();
         let stats = self
             .inner
             .router
@@ -567,7 +568,7 @@ impl Broker {
             message: msg,
             created: Instant::now(),
         });
-        let n = self.route(&routed, None, &mut Scratch::default());
+        let n = self.route(&routed, None, &mut Scratch::default(), &chain);
         tracing::debug!(client_id = %client.client_id, topic = %routed.message.topic, subscribers = n, "will published");
     }
 

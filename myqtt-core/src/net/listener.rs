@@ -171,7 +171,7 @@ async fn accept_loop(
                     broker.handle().spawn(crate::broker::serve(
                         broker.clone(),
                         guard,
-                        stream,
+                        stream.into_split(),
                         peer,
                         local,
                         Transport::Tcp,
