@@ -178,7 +178,7 @@ impl Decoder {
                     QoS::try_from((flags >> 1) & 0x03).map_err(|_| DecodeError::InvalidQoS)?;
                 let fixed = (flags & 0x08 != 0, qos, flags & 0x01 != 0);
                 // The payload takes the rest of the packet: nothing can trail.
-                return Ok(Some(Packet::Publish(Publish::decode(&mut r, v, fixed)?)));
+                return Ok(Some(Packet::Publish(Publish::decode(r, v, fixed)?)));
             }
             (PacketType::ConnAck, Some(v)) => Packet::ConnAck(ConnAck::decode(&mut r, v)?),
             (PacketType::PubAck, Some(v)) => {
@@ -217,6 +217,20 @@ impl Decoder {
     ) -> Result<(PacketType, Option<ProtocolVersion>), DecodeError> {
         let nibble = first >> 4;
         let flags = first & 0x0F;
+        // Fast path for the common case, a PUBLISH once the level is known:
+        // the same checks as below, in the same order.
+        if nibble == PacketType::Publish as u8 {
+            if let Some(v) = self.version {
+                let qos = (flags >> 1) & 0x03;
+                if qos == 3 {
+                    return Err(DecodeError::InvalidQoS); // [MQTT-3.3.1-4]
+                }
+                if qos == 0 && flags & 0x08 != 0 {
+                    return Err(DecodeError::DupAtQoS0); // [MQTT-3.3.1-2]
+                }
+                return Ok((PacketType::Publish, Some(v)));
+            }
+        }
         let packet_type =
             PacketType::from_nibble(nibble).ok_or(DecodeError::InvalidPacketType {
                 packet_type: nibble,
