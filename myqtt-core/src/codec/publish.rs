@@ -85,6 +85,23 @@ impl Publish {
                 payload: r.into_rest(),
             });
         }
+        if r.skip_empty_properties() {
+            // The common MQTT 5 case, built in place like the one above.
+            // Without properties there is no Topic Alias to stand for an
+            // empty topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
+            if topic.is_empty() {
+                return Err(DecodeError::EmptyTopicWithoutAlias);
+            }
+            return Ok(Self {
+                dup,
+                qos,
+                retain,
+                topic: topic_name(topic)?,
+                packet_id,
+                properties: PublishProperties::default(),
+                payload: r.into_rest(),
+            });
+        }
         let properties = PublishProperties::decode(&mut r)?;
         let topic = if topic.is_empty() {
             if properties.topic_alias.is_none() {

@@ -154,9 +154,23 @@ impl Reader {
     #[inline(always)] // PUBLISH hot path: measured with callgrind
     pub(crate) fn into_rest(self) -> Bytes {
         let mut rest = self.buf;
-        rest.truncate(self.end);
+        // A top-level reader ends where the packet does: no call needed.
+        if self.end < rest.len() {
+            rest.truncate(self.end);
+        }
         rest.advance(self.pos);
         rest
+    }
+
+    /// Consumes a property length of 0 (an empty MQTT 5 property list) if
+    /// that is what comes next; true if it did.
+    #[inline]
+    pub(crate) fn skip_empty_properties(&mut self) -> bool {
+        let empty = self.pos < self.end && self.buf.get(self.pos) == Some(&0);
+        if empty {
+            self.pos += 1;
+        }
+        empty
     }
 
     /// Binary Data: a two-byte length and that many bytes.
