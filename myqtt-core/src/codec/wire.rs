@@ -151,7 +151,8 @@ impl Reader {
     /// Everything that is left, as the packet's own buffer advanced to the
     /// current position (consuming the reader: no new handle, no reference
     /// count).
-    #[inline(always)] // PUBLISH hot path: measured with callgrind
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
     pub(crate) fn into_rest(self) -> Bytes {
         let mut rest = self.buf;
         // A top-level reader ends where the packet does: no call needed.
@@ -209,7 +210,8 @@ impl Reader {
 
     /// A string checked for UTF-8 only: for topic names, which
     /// `TopicName::new` scans for U+0000 itself.
-    #[inline(always)] // PUBLISH hot path: measured with callgrind
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
     pub(crate) fn utf8(&mut self) -> Result<ByteStr, DecodeError> {
         let b = self.binary()?;
         ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
