@@ -238,17 +238,17 @@ impl Decoder {
         let flags = first & 0x0F;
         // Fast path for the common case, a PUBLISH once the level is known:
         // the same checks as below, in the same order.
-        if nibble == PacketType::Publish as u8 {
-            if let Some(v) = self.version {
-                let qos = (flags >> 1) & 0x03;
-                if qos == 3 {
-                    return Err(DecodeError::InvalidQoS); // [MQTT-3.3.1-4]
-                }
-                if qos == 0 && flags & 0x08 != 0 {
-                    return Err(DecodeError::DupAtQoS0); // [MQTT-3.3.1-2]
-                }
-                return Ok((PacketType::Publish, Some(v)));
+        if nibble == PacketType::Publish as u8
+            && let Some(v) = self.version
+        {
+            let qos = (flags >> 1) & 0x03;
+            if qos == 3 {
+                return Err(DecodeError::InvalidQoS); // [MQTT-3.3.1-4]
             }
+            if qos == 0 && flags & 0x08 != 0 {
+                return Err(DecodeError::DupAtQoS0); // [MQTT-3.3.1-2]
+            }
+            return Ok((PacketType::Publish, Some(v)));
         }
         let packet_type =
             PacketType::from_nibble(nibble).ok_or(DecodeError::InvalidPacketType {
