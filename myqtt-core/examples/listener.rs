@@ -2,6 +2,14 @@
 //! `--port` (default 1883; 0 picks a free port). It prints one line,
 //! `listening on HOST:PORT`, once bound, and runs until Ctrl-C or SIGTERM.
 //!
+//! `--storage PATH` keeps sessions, subscriptions, queued and in-flight
+//! messages, retained messages and wills in a store in folder `PATH`
+//! (created if missing), so they survive a restart or a crash;
+//! `--backend redb|sled` picks the backend (sled needs the `sled` cargo
+//! feature) and `--hash-size N` is PyMyQtt's cache-size hint. A corrupt
+//! store, or one another process has open, stops the listener with an
+//! error (exit status 1); the store is never wiped.
+//!
 //! ```text
 //! cargo run --example listener -- --port 1883
 //! mosquitto_sub -p 1883 -t 'a/#' -v &
@@ -11,16 +19,19 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use myqtt_core::store::{BackendKind, StoreConfig};
 use myqtt_core::{Ctx, WaitOutcome};
 
 struct Args {
     host: String,
     port: u16,
     storage: Option<String>,
+    backend: BackendKind,
+    hash_size: u32,
 }
 
 fn usage() -> &'static str {
-    "usage: listener [--host HOST] [--port PORT] [--storage PATH]"
+    "usage: listener [--host HOST] [--port PORT] [--storage PATH [--backend redb|sled] [--hash-size N]]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +39,8 @@ fn parse_args() -> Result<Args, String> {
         host: "127.0.0.1".into(),
         port: 1883,
         storage: None,
+        backend: BackendKind::Redb,
+        hash_size: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -39,6 +52,17 @@ fn parse_args() -> Result<Args, String> {
                 args.port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
             }
             "--storage" => args.storage = Some(value("--storage")?),
+            "--backend" => {
+                args.backend = match value("--backend")?.as_str() {
+                    "redb" => BackendKind::Redb,
+                    "sled" => BackendKind::Sled,
+                    other => return Err(format!("unknown backend {other:?} (redb or sled)")),
+                };
+            }
+            "--hash-size" => {
+                let v = value("--hash-size")?;
+                args.hash_size = v.parse().map_err(|_| format!("invalid hash size {v:?}"))?;
+            }
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -54,11 +78,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut builder = Ctx::builder();
     if let Some(path) = &args.storage {
-        eprintln!("--storage {path}: storage not available yet (a later release adds it)");
-        return ExitCode::from(2);
+        builder = builder.storage(
+            StoreConfig::new(path)
+                .backend(args.backend)
+                .hash_size(args.hash_size),
+        );
     }
-    let ctx = match Ctx::new() {
+    let ctx = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot start: {e}");

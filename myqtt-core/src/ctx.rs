@@ -27,6 +27,10 @@ pub enum CtxError {
     /// The context was already shut down.
     #[error("the context has exited")]
     Exited,
+    /// The durable store could not be opened or read (corrupt, locked by
+    /// another process, unreadable). It is left untouched.
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Builds a [`Ctx`].
@@ -35,6 +39,7 @@ pub struct CtxBuilder {
     worker_threads: usize,
     shutdown_grace: Duration,
     broker: BrokerConfig,
+    storage: Option<crate::store::StoreConfig>,
 }
 
 impl Default for CtxBuilder {
@@ -43,6 +48,7 @@ impl Default for CtxBuilder {
             worker_threads: 0,
             shutdown_grace: Duration::from_secs(5),
             broker: BrokerConfig::default(),
+            storage: None,
         }
     }
 }
@@ -68,7 +74,27 @@ impl CtxBuilder {
         self
     }
 
+    /// Durable storage for the broker (overrides the one in
+    /// [`CtxBuilder::broker`]'s configuration); see
+    /// [`crate::broker::BrokerConfigBuilder::storage`]. Default: none.
+    pub fn storage(mut self, store: crate::store::StoreConfig) -> Self {
+        self.storage = Some(store);
+        self
+    }
+
+    /// PyMyQtt's `ctx.storage_set_path(path, hash_size)`: a redb store in
+    /// folder `path`; `hash_size` is a cache-size hint (`0`: default).
+    pub fn storage_path(self, path: impl Into<std::path::PathBuf>, hash_size: u32) -> Self {
+        self.storage(crate::store::StoreConfig::new(path).hash_size(hash_size))
+    }
+
     /// Starts the runtime and returns the context.
+    ///
+    /// # Errors
+    ///
+    /// [`CtxError::Runtime`] if threads cannot start, [`CtxError::Store`]
+    /// if the configured store cannot be opened (corrupt, or already open
+    /// in another process).
     pub fn build(self) -> Result<Ctx, CtxError> {
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         rt.enable_all().thread_name("myqtt-worker");
@@ -78,7 +104,11 @@ impl CtxBuilder {
         let runtime = rt.build()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (unlock, _) = watch::channel(0_u64);
-        let broker = Broker::new(self.broker, runtime.handle().clone(), shutdown_rx);
+        let mut config = self.broker;
+        if let Some(store) = self.storage {
+            config.storage = Some(store);
+        }
+        let broker = Broker::new(config, runtime.handle().clone(), shutdown_rx)?;
         Ok(Ctx {
             inner: Arc::new(Inner {
                 handle: runtime.handle().clone(),

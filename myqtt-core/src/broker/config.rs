@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::{Decoder, QoS};
+use crate::store::StoreConfig;
 
 use super::hooks::{Hook, HookPolicy};
 
@@ -52,6 +53,7 @@ pub struct BrokerConfig {
     pub(crate) retain_available: bool,
     pub(crate) write_high_water: usize,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
+    pub(crate) storage: Option<StoreConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +76,7 @@ impl Default for BrokerConfig {
             retain_available: true,
             write_high_water: 64 * 1024,
             hooks: Vec::new(),
+            storage: None,
         }
     }
 }
@@ -98,11 +101,17 @@ impl fmt::Debug for BrokerConfig {
             .field("retain_available", &self.retain_available)
             .field("write_high_water", &self.write_high_water)
             .field("hooks", &self.hooks.len())
+            .field("storage", &self.storage)
             .finish()
     }
 }
 
 impl BrokerConfig {
+    /// The durable storage configured, if any.
+    pub fn storage(&self) -> Option<&StoreConfig> {
+        self.storage.as_ref()
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> BrokerConfigBuilder {
         BrokerConfigBuilder {
@@ -270,6 +279,24 @@ impl BrokerConfigBuilder {
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
         self
+    }
+
+    /// Durable storage: sessions, subscriptions, in-flight and queued
+    /// messages, retained messages and pending wills survive a restart or a
+    /// crash (see `doc/storage.md`). Default: none, everything is kept in
+    /// memory only. The backend (redb by default, sled with the `sled`
+    /// feature), `hash_size` and quotas are set on the [`StoreConfig`]; the
+    /// store is opened when the [`crate::Ctx`] is built.
+    pub fn storage(mut self, store: StoreConfig) -> Self {
+        self.config.storage = Some(store);
+        self
+    }
+
+    /// PyMyQtt's `storage_set_path(path, hash_size)`: a redb store in the
+    /// folder `path`, `hash_size` a cache-size hint (see
+    /// [`StoreConfig::hash_size`]; `0`: the default).
+    pub fn storage_path(self, path: impl Into<std::path::PathBuf>, hash_size: u32) -> Self {
+        self.storage(StoreConfig::new(path).hash_size(hash_size))
     }
 
     /// Checks the values and returns the configuration.

@@ -24,6 +24,7 @@ use super::hooks::{
     Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, DropReason, Event, Message,
     Transport,
 };
+use super::persist::{EnqueueCheck, Staged, Track};
 use super::registry::{
     ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
@@ -32,11 +33,15 @@ use super::{Broker, Detach, TaskGuard, assigned_client_id, clean_properties};
 use crate::ByteStr;
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
-    DisconnectProperties, LastWill, Packet, PacketType, ProtocolVersion, Publish, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    DisconnectProperties, LastWill, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use crate::net::{NetError, PacketReader, PacketWriter};
 use crate::session::{self, Session, SessionError, SessionState};
+use crate::store::{
+    Batch, Commit, IncomingRecord, InflightState, Op, OpOutcome, SessionKey, SessionRecord,
+    StoreError, SubscriptionRecord, Timestamp,
+};
 use crate::topic::TopicFilter;
 
 /// How long a closing connection may take to flush what it has queued.
@@ -111,6 +116,42 @@ enum Wake {
     Control,
     Timer,
     Shutdown,
+    Stored(Result<Vec<OpOutcome>, StoreError>),
+}
+
+/// What a connection does once a store commit completed.
+#[allow(clippy::large_enum_variant)] // short-lived
+enum After {
+    /// Acknowledge a PUBLISH (PUBACK / PUBREC).
+    Ack {
+        packet_id: PacketId,
+        code: ReasonCode,
+    },
+    /// Hand a held packet to the session (a PUBREC or PUBREL whose record
+    /// change had to be durable first).
+    Feed(Packet),
+    /// Write packets held until their in-flight records were durable.
+    Send(Vec<Packet>),
+    /// Nothing but the enqueue check.
+    Nothing,
+}
+
+/// A store commit the connection waits for, in submission order.
+struct Pending {
+    commit: Option<Commit>,
+    after: After,
+    check: Option<EnqueueCheck>,
+}
+
+/// The front commit of `q` (an entry without a commit is ready at once).
+async fn front_done(q: &mut VecDeque<Pending>) -> Result<Vec<OpOutcome>, StoreError> {
+    std::future::poll_fn(|cx| match q.front_mut() {
+        Some(Pending {
+            commit: Some(c), ..
+        }) => std::pin::Pin::new(c).poll(cx),
+        _ => std::task::Poll::Ready(Ok(Vec::new())),
+    })
+    .await
 }
 
 /// Counts a connection against the limit while it lives.
@@ -141,6 +182,14 @@ struct Conn<R, W> {
     scratch: Scratch,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
+    /// The session is written to the broker's store.
+    persistent: bool,
+    /// The session's stored records (when `persistent`).
+    track: Track,
+    /// Store commits awaited before acting, oldest first.
+    pending: VecDeque<Pending>,
+    /// The store batch of the message just routed.
+    staged: Option<Staged>,
     _slot: ConnSlot,
 }
 
@@ -400,7 +449,7 @@ where
         c = claim(&broker, &client_id, clean_start, &shared) => c,
         () = crate::broker::signalled(&mut shutdown) => Err(ClaimError::ShuttingDown),
     };
-    let (handle, state) = match claimed {
+    let (handle, state, track) = match claimed {
         Ok(c) => c,
         Err(e) => {
             let why = match e {
@@ -413,6 +462,37 @@ where
     };
     let session_present = state.is_some();
     let state = state.unwrap_or_else(|| SessionState::new(config.max_queued_messages));
+    let mut track = track.unwrap_or_default();
+    let mut persistent = false;
+    if let Some(p) = broker.persist() {
+        // [MQTT-3.1.2-4] (3.1.1) / MQTT 5.0 §4.1: a session that outlives
+        // the connection is written to the store; the record is durable
+        // before CONNACK.
+        persistent = session_expiry > 0;
+        let was = handle.is_persistent();
+        handle.set_persistent(persistent);
+        let key = SessionKey::broker(client_id.clone());
+        let mut b = Batch::new();
+        if persistent {
+            b.put_session(SessionRecord {
+                key,
+                protocol: version,
+                expiry_interval: session_expiry,
+                disconnected_at: None,
+            });
+            b.remove_will(client_id.clone());
+        } else if was {
+            b.remove_session(key);
+            b.remove_will(client_id.clone());
+            track = Track::default();
+        }
+        if !b.is_empty()
+            && let Some(c) = p.submit(b).await
+            && let Err(e) = c.await
+        {
+            tracing::error!(error = %e, "cannot store the session");
+        }
+    }
 
     let mut connack_props = ConnAckProperties::default();
     if v5 {
@@ -460,6 +540,10 @@ where
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
+        persistent,
+        track,
+        pending: VecDeque::new(),
+        staged: None,
         _slot: slot,
     };
     if let Err(e) = accepted {
@@ -478,7 +562,7 @@ async fn claim(
     client_id: &ByteStr,
     clean_start: bool,
     conn: &Arc<ConnShared>,
-) -> Result<(Arc<SessionHandle>, Option<SessionState>), ClaimError> {
+) -> Result<(Arc<SessionHandle>, Option<SessionState>, Option<Track>), ClaimError> {
     let config = broker.config();
     let registry = broker.registry();
     let deadline = tokio::time::Instant::now() + config.connect_timeout;
@@ -494,7 +578,7 @@ async fn claim(
     loop {
         let Some(old) = registry.get(client_id) else {
             if let Some(h) = fresh(None) {
-                return Ok((h, None));
+                return Ok((h, None, None));
             }
             continue;
         };
@@ -507,7 +591,7 @@ async fn claim(
             if mb.ended {
                 drop(mb);
                 if let Some(h) = fresh(Some(&old)) {
-                    return Ok((h, None));
+                    return Ok((h, None, None));
                 }
                 continue;
             }
@@ -518,16 +602,17 @@ async fn claim(
                     drop(mb);
                     broker.end_session(&old);
                     if let Some(h) = fresh(Some(&old)) {
-                        return Ok((h, None));
+                        return Ok((h, None, None));
                     }
                     continue;
                 }
                 None => {
                     // Resume the stored session [MQTT-3.1.2-4] (3.1.1).
                     let state = mb.state.take();
+                    let track = mb.track.take();
                     old.attach_locked(&mut mb, Arc::clone(conn));
                     drop(mb);
-                    return Ok((old, state));
+                    return Ok((old, state, track));
                 }
                 Some(live) => {
                     if config.duplicate_client_id == super::DuplicateClientId::Reject {
@@ -578,7 +663,11 @@ where
         let control = shared.notify.notified();
         tokio::pin!(control);
         loop {
-            self.flush_transmit();
+            if self.persistent {
+                self.transmit_stored().await;
+            } else {
+                self.flush_transmit();
+            }
             let deadline = self.session.poll_timeout();
             if deadline != armed {
                 if let Some(d) = deadline {
@@ -589,7 +678,9 @@ where
             let can_take =
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
+            let stored = !self.pending.is_empty();
             let wake = tokio::select! {
+                r = front_done(&mut self.pending), if stored => Wake::Stored(r),
                 r = self.reader.read() => Wake::Read(r),
                 r = self.writer.write_some(), if pending_write => Wake::Written(r),
                 () = &mut mail, if can_take => Wake::Mail,
@@ -632,6 +723,11 @@ where
                     }
                 }
                 Wake::Shutdown => return Ending::Shutdown,
+                Wake::Stored(r) => {
+                    if let Err(ending) = self.on_stored(r).await {
+                        return ending;
+                    }
+                }
             }
         }
     }
@@ -672,11 +768,230 @@ where
         self.chain.emit(EventKind::Packets, || {
             Event::PacketReceived(&self.info, &packet)
         });
+        let packet = if self.persistent {
+            match self.store_ack(packet).await {
+                Some(p) => p,
+                None => return Ok(()),
+            }
+        } else {
+            packet
+        };
         if let Err(e) = self.session.handle_packet(now, packet) {
             tracing::warn!(error = %e, "protocol violation; closing");
             return Err(Self::violation(&e));
         }
         self.process_events(now).await
+    }
+
+    /// Writes the record change an acknowledgement makes; returns the
+    /// packet to handle now, or `None` when it is held until the change is
+    /// durable (PUBREC of an outgoing QoS 2 flow: no PUBREL before its
+    /// record says so; PUBREL of an incoming one: no PUBCOMP before its id
+    /// is forgotten, or a reused id would be taken for a duplicate
+    /// [MQTT-4.3.3-10]).
+    async fn store_ack(&mut self, packet: Packet) -> Option<Packet> {
+        let key = || SessionKey::broker(self.handle.client_id.clone());
+        let mut b = Batch::new();
+        let hold = match &packet {
+            Packet::PubAck(a) | Packet::PubComp(a) => {
+                if self.track.inflight.remove(&a.packet_id.get()) {
+                    b.remove_inflight(key(), a.packet_id);
+                }
+                false
+            }
+            Packet::PubRec(a) => {
+                if self.track.inflight.contains(&a.packet_id.get()) {
+                    if a.reason_code.is_success() {
+                        b.put_inflight(key(), a.packet_id, InflightState::AwaitingPubComp, None);
+                    } else {
+                        self.track.inflight.remove(&a.packet_id.get());
+                        b.remove_inflight(key(), a.packet_id);
+                    }
+                    true
+                } else {
+                    false
+                }
+            }
+            Packet::PubRel(a) => {
+                if self.track.incoming.remove(&a.packet_id.get()) {
+                    b.remove_incoming(key(), a.packet_id);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if b.is_empty() {
+            return Some(packet);
+        }
+        let p = self.broker.persist()?;
+        let commit = p.submit(b).await;
+        if hold {
+            self.pending.push_back(Pending {
+                commit,
+                after: After::Feed(packet),
+                check: None,
+            });
+            None
+        } else {
+            Some(packet)
+        }
+    }
+
+    /// Acts on completed store commits, in order: the one that completed,
+    /// then every following one already done.
+    async fn on_stored(&mut self, first: Result<Vec<OpOutcome>, StoreError>) -> Result<(), Ending> {
+        use futures_util::FutureExt as _;
+        let mut r = first;
+        loop {
+            let Some(p) = self.pending.pop_front() else {
+                return Ok(());
+            };
+            self.complete(p, r).await?;
+            r = match self.pending.front_mut() {
+                None => return Ok(()),
+                Some(Pending { commit: None, .. }) => Ok(Vec::new()),
+                Some(Pending {
+                    commit: Some(c), ..
+                }) => match c.now_or_never() {
+                    Some(r) => r,
+                    None => return Ok(()),
+                },
+            };
+        }
+    }
+
+    /// Does what waited for one commit.
+    async fn complete(
+        &mut self,
+        p: Pending,
+        r: Result<Vec<OpOutcome>, StoreError>,
+    ) -> Result<(), Ending> {
+        let outcomes = match r {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; closing the connection");
+                return Err(Ending::Violation(
+                    ReasonCode::ImplementationSpecificError,
+                    "the server cannot store the message".into(),
+                ));
+            }
+        };
+        if let Some(check) = &p.check {
+            self.broker.check_enqueued(&outcomes, check, &self.chain);
+        }
+        let now = Instant::now();
+        match p.after {
+            After::Ack { packet_id, code } => {
+                if let Err(e) =
+                    self.session
+                        .ack_with(now, packet_id, code, AckProperties::default())
+                {
+                    tracing::error!(error = %e, "cannot acknowledge a PUBLISH");
+                }
+            }
+            After::Feed(packet) => {
+                if let Err(e) = self.session.handle_packet(now, packet) {
+                    tracing::warn!(error = %e, "protocol violation; closing");
+                    return Err(Self::violation(&e));
+                }
+                self.process_events(now).await?;
+            }
+            After::Send(packets) => self.write_packets(packets),
+            After::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Completes every pending commit before the connection closes, so
+    /// the detached state matches the store (acknowledged flows move on).
+    async fn settle(&mut self) {
+        while let Some(p) = self.pending.pop_front() {
+            let r = match p.commit {
+                Some(c) => match tokio::time::timeout(CLOSE_FLUSH, c).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                None => Ok(Vec::new()),
+            };
+            let p = Pending { commit: None, ..p };
+            if Box::pin(self.complete(p, r)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends what the session queued; PUBLISH packets of stored messages
+    /// wait until their move from the queue to the in-flight table is
+    /// durable, and so does everything behind them.
+    async fn transmit_stored(&mut self) {
+        if self.track.unsent.is_empty() && self.pending.is_empty() {
+            self.flush_transmit();
+            return;
+        }
+        let mut packets = Vec::new();
+        let mut b = Batch::new();
+        while let Some(p) = self.session.poll_transmit() {
+            if let Packet::Publish(pb) = &p
+                && pb.qos != QoS::AtMostOnce
+                && !pb.dup
+                && let Some(pid) = pb.packet_id
+            {
+                let ticket = self
+                    .session
+                    .state()
+                    .outgoing()
+                    .find(|o| o.packet_id() == Some(pid))
+                    .map(session::Outgoing::ticket);
+                if let Some(id) = ticket.and_then(|t| self.track.unsent.remove(&t)) {
+                    let key = SessionKey::broker(self.handle.client_id.clone());
+                    let state = if pb.qos == QoS::AtLeastOnce {
+                        InflightState::AwaitingPubAck
+                    } else {
+                        InflightState::AwaitingPubRec
+                    };
+                    // The in-flight record first: it keeps the message.
+                    b.put_inflight(key.clone(), pid, state, Some(id));
+                    b.push(Op::DequeueMessage { key, message: id });
+                    self.track.inflight.insert(pid.get());
+                }
+            }
+            packets.push(p);
+        }
+        if packets.is_empty() {
+            return;
+        }
+        let commit = if b.is_empty() {
+            None
+        } else if let Some(p) = self.broker.persist() {
+            p.submit(b).await
+        } else {
+            None
+        };
+        if commit.is_none() && self.pending.is_empty() {
+            self.write_packets(packets);
+        } else {
+            self.pending.push_back(Pending {
+                commit,
+                after: After::Send(packets),
+                check: None,
+            });
+        }
+    }
+
+    /// Removes a stored message's queue entry (it will not be delivered).
+    async fn unstore(&mut self, id: Option<crate::store::MessageId>) {
+        if let Some(id) = id
+            && let Some(p) = self.broker.persist()
+        {
+            let mut b = Batch::new();
+            b.push(Op::DequeueMessage {
+                key: SessionKey::broker(self.handle.client_id.clone()),
+                message: id,
+            });
+            let _ = p.submit(b).await;
+        }
     }
 
     /// Acts on what the session reported.
@@ -687,8 +1002,14 @@ where
                 session::Event::Subscribe(s) => self.on_subscribe(now, s).await,
                 session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
                 session::Event::PublishDropped {
-                    publish, reason, ..
+                    publish,
+                    reason,
+                    ticket,
                 } => {
+                    if self.persistent {
+                        let id = self.track.unsent.remove(&ticket);
+                        self.unstore(id).await;
+                    }
                     let why = match reason {
                         session::DropReason::Expired => DropReason::Expired,
                         session::DropReason::PacketTooLarge => DropReason::TooLarge,
@@ -826,6 +1147,56 @@ where
                 }
             }
         };
+        if let Some(p) = self.broker.persist() {
+            // With a store: acknowledged only once the message, its queue
+            // entries and (QoS 2) its packet id are durable.
+            let staged = self.staged.take();
+            let (mut batch, deliveries, check) = match staged {
+                Some(st) => (st.batch, st.deliveries, Some(st.check)),
+                None => (Batch::new(), Vec::new(), None),
+            };
+            if let Some(id) = packet_id
+                && qos == QoS::ExactlyOnce
+                && self.persistent
+            {
+                // [MQTT-4.3.3-10]: a resent PUBLISH with this id, even
+                // after a restart, is not delivered again.
+                batch.put_incoming(
+                    SessionKey::broker(self.handle.client_id.clone()),
+                    IncomingRecord {
+                        packet_id: id,
+                        received_at: Timestamp::now(),
+                    },
+                );
+                self.track.incoming.insert(id.get());
+            }
+            let after = match packet_id {
+                Some(id) => After::Ack {
+                    packet_id: id,
+                    code: if v5 { reason } else { ReasonCode::Success },
+                },
+                None => After::Nothing,
+            };
+            if !batch.is_empty() {
+                let commit = p.submit(batch).await;
+                self.broker.push_staged(deliveries, &self.chain);
+                self.pending.push_back(Pending {
+                    commit,
+                    after,
+                    check,
+                });
+                return Ok(());
+            }
+            if !self.pending.is_empty() && packet_id.is_some() {
+                // [MQTT-4.6.0-2]: acknowledgements keep the PUBLISH order.
+                self.pending.push_back(Pending {
+                    commit: None,
+                    after,
+                    check: None,
+                });
+                return Ok(());
+            }
+        }
         if let Some(id) = packet_id {
             // The flow is completed whatever happened to the message; MQTT 5
             // clients learn the outcome from the reason code.
@@ -847,12 +1218,13 @@ where
             message: msg,
             created: now,
         });
-        let matched = self.broker.route(
+        let (matched, staged) = self.broker.route_staged(
             &routed,
             Some(self.handle.key),
             &mut self.scratch,
             &self.chain,
         );
+        self.staged = staged;
         if matched == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -888,6 +1260,7 @@ where
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
                 retain: true,
                 sub_ids: sub_id.into_iter().collect(),
+                stored: None,
             };
             self.deliver(now, delivery).await;
         }
@@ -943,6 +1316,26 @@ where
                 id: sub_id,
             },
         );
+        if self.persistent
+            && let Some(p) = self.broker.persist()
+        {
+            // Durable before SUBACK: a message acknowledged to its
+            // publisher after this must reach the subscriber.
+            let mut b = Batch::new();
+            b.put_subscription(
+                SessionKey::broker(self.handle.client_id.clone()),
+                SubscriptionRecord {
+                    filter: filter.clone(),
+                    options,
+                    identifier: sub_id,
+                },
+            );
+            if let Some(c) = p.submit(b).await
+                && let Err(e) = c.await
+            {
+                tracing::error!(error = %e, "cannot store a subscription");
+            }
+        }
         // Retained messages are not sent for a shared subscription
         // (MQTT 5.0 §4.8.2).
         let send_retained = retain_available
@@ -970,6 +1363,17 @@ where
         for filter in &u.filters {
             let existed = self.broker.router().unsubscribe(filter, self.handle.key);
             lock(&self.handle.subscriptions).remove(filter);
+            if existed
+                && self.persistent
+                && let Some(p) = self.broker.persist()
+            {
+                let mut b = Batch::new();
+                b.remove_subscription(
+                    SessionKey::broker(self.handle.client_id.clone()),
+                    filter.clone(),
+                );
+                p.submit_now(&self.broker, b);
+            }
             if existed {
                 self.chain.emit(EventKind::Lifecycle, || {
                     Event::Unsubscribed(&self.info, filter)
@@ -1008,6 +1412,19 @@ where
     /// Hands one message to the session, which sends it when the window
     /// allows.
     async fn deliver(&mut self, now: Instant, d: Delivery) {
+        let stored = if self.persistent { d.stored } else { None };
+        if !self.deliver_inner(now, d, stored).await {
+            self.unstore(stored).await;
+        }
+    }
+
+    /// [`Self::deliver`]; false if the message was dropped.
+    async fn deliver_inner(
+        &mut self,
+        now: Instant,
+        d: Delivery,
+        stored: Option<crate::store::MessageId>,
+    ) -> bool {
         self.refresh_chain();
         let m = &d.msg.message;
         if self.chain.interests().deliver_acl {
@@ -1024,13 +1441,13 @@ where
                 .await;
             if !allowed {
                 self.dropped(m, DropReason::Denied);
-                return;
+                return false;
             }
         }
         let Ok(expiry) = d.msg.remaining_expiry(now) else {
             // [MQTT-3.3.2-5]
             self.dropped(m, DropReason::Expired);
-            return;
+            return false;
         };
         let properties = if self.version.is_v5() {
             let mut p = m.properties.clone();
@@ -1052,13 +1469,21 @@ where
             payload: m.payload.clone(),
         };
         match self.session.publish(now, publish) {
-            Ok(_) => {
+            Ok(ticket) => {
+                if let Some(id) = stored {
+                    self.track.unsent.insert(ticket, id);
+                }
                 self.chain
                     .emit(EventKind::Messages, || Event::Delivered(&self.info, m));
+                true
             }
-            Err(SessionError::QueueFull { .. }) => self.dropped(m, DropReason::QueueFull),
+            Err(SessionError::QueueFull { .. }) => {
+                self.dropped(m, DropReason::QueueFull);
+                false
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot hand a message to the session");
+                false
             }
         }
     }
@@ -1067,19 +1492,35 @@ where
     fn flush_transmit(&mut self) {
         let packets = self.chain.wants(EventKind::Packets);
         while let Some(p) = self.session.poll_transmit() {
-            if packets {
-                self.chain
-                    .emit(EventKind::Packets, || Event::PacketSent(&self.info, &p));
-            }
-            if let Err(e) = self.writer.queue(&p, self.version) {
-                tracing::error!(error = %e, "cannot encode a packet");
-            }
+            self.write_packet(&p, packets);
+        }
+    }
+
+    /// Writes packets held for a store commit.
+    fn write_packets(&mut self, list: Vec<Packet>) {
+        let packets = self.chain.wants(EventKind::Packets);
+        for p in list {
+            self.write_packet(&p, packets);
+        }
+    }
+
+    #[inline]
+    fn write_packet(&mut self, p: &Packet, packets: bool) {
+        if packets {
+            self.chain
+                .emit(EventKind::Packets, || Event::PacketSent(&self.info, p));
+        }
+        if let Err(e) = self.writer.queue(p, self.version) {
+            tracing::error!(error = %e, "cannot encode a packet");
         }
     }
 
     /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
     /// bounded flush, the session detached or ended, the will.
     async fn close(mut self, ending: Ending) {
+        if !self.pending.is_empty() {
+            self.settle().await;
+        }
         let now = Instant::now();
         if let Some((code, why)) = ending.server_disconnect() {
             let reason_string = why.map(|w| {
@@ -1112,6 +1553,8 @@ where
             chain,
             will,
             session_expiry,
+            persistent,
+            track,
             ..
         } = self;
         // What is left to send goes into the write buffer; the session is
@@ -1131,6 +1574,8 @@ where
             will: will.filter(|_| ending.publishes_will()),
             session_expiry,
             taken_over,
+            track: persistent.then_some(track),
+            protocol: version,
         });
         let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
         drop(writer);

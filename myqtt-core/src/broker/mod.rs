@@ -21,6 +21,7 @@ mod chain;
 mod config;
 mod connection;
 pub mod hooks;
+mod persist;
 mod registry;
 mod router;
 
@@ -78,6 +79,10 @@ pub(crate) struct Detach<'a> {
     pub(crate) session_expiry: u32,
     /// Another connection takes the session: it decides its fate.
     pub(crate) taken_over: bool,
+    /// The stored records of `state` (brokers with a store).
+    pub(crate) track: Option<persist::Track>,
+    /// The protocol level, for the stored session record.
+    pub(crate) protocol: crate::codec::ProtocolVersion,
 }
 
 /// Counts live tasks so shutdown can wait for them to finish.
@@ -163,6 +168,8 @@ pub(crate) struct BrokerInner {
     /// Messages dropped anywhere (queue full, expired, too large, ...).
     dropped: AtomicU64,
     started: Instant,
+    /// The durable store; `None`: memory only, no store call anywhere.
+    persist: Option<persist::Persist>,
 }
 
 impl fmt::Debug for BrokerInner {
@@ -183,11 +190,22 @@ impl fmt::Debug for Broker {
 impl Broker {
     /// A broker running its tasks on `handle`, stopping when `shutdown`
     /// turns true.
+    ///
+    /// With a storage configuration, the store is opened (a corrupt or
+    /// locked store is an error, never wiped) and its sessions, retained
+    /// messages and wills are brought back.
     pub(crate) fn new(
         config: BrokerConfig,
         handle: tokio::runtime::Handle,
         shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    ) -> Result<Self, crate::store::StoreError> {
+        let (persist, loaded) = match &config.storage {
+            Some(sc) => {
+                let (p, l) = persist::Persist::open(sc)?;
+                (Some(p), Some(l))
+            }
+            None => (None, None),
+        };
         let hooks = config.hooks.clone();
         let chain = HookChain::new(hooks, config.hook_policy);
         let session_config = session_config(&config);
@@ -204,14 +222,25 @@ impl Broker {
                 tasks: TaskCounter::default(),
                 dropped: AtomicU64::new(0),
                 started: Instant::now(),
+                persist,
             }),
         };
         let weak = broker.downgrade();
         for hook in broker.chain().hooks() {
             hook.installed(&weak);
         }
+        if let Some(loaded) = loaded {
+            let _enter = broker.inner.handle.enter();
+            broker.restore(loaded);
+        }
         broker.start_ticker();
-        broker
+        Ok(broker)
+    }
+
+    /// The store's writer statistics (batches, submissions, ops, fsyncs),
+    /// if the broker has a store.
+    pub fn store_stats(&self) -> Option<crate::store::WriterStats> {
+        self.persist().map(|p| p.writer.stats())
     }
 
     /// The configuration.
@@ -361,19 +390,41 @@ impl Broker {
         scratch: &mut Scratch,
         chain: &HookChain,
     ) -> usize {
+        let (matched, staged) = self.route_staged(routed, origin, scratch, chain);
+        if let Some(staged) = staged {
+            self.submit_staged_detached(staged, chain);
+        }
+        matched
+    }
+
+    /// Routes (and retains) a message; with a store, the deliveries to
+    /// persistent sessions are held back in the returned [`persist::Staged`]
+    /// until its batch is submitted.
+    pub(crate) fn route_staged(
+        &self,
+        routed: &Arc<Routed>,
+        origin: Option<u64>,
+        scratch: &mut Scratch,
+        chain: &HookChain,
+    ) -> (usize, Option<persist::Staged>) {
         if routed.message.retain && self.inner.config.retain_available {
             self.inner.router.retain(routed);
         }
+        let defer = self.inner.persist.is_some();
         let stats = self
             .inner
             .router
-            .route(routed, origin, scratch, |session, why| {
+            .route(routed, origin, scratch, defer, |session, why| {
                 self.count_drop();
                 chain.emit(EventKind::Messages, || {
                     Event::Dropped(&session.client_id, &routed.message, why)
                 });
             });
-        stats.matched
+        if !defer {
+            return (stats.matched, None);
+        }
+        let deferred = std::mem::take(&mut scratch.deferred);
+        (stats.matched, self.stage(routed, deferred))
     }
 
     /// Kicks the client connected with `client_id`: MQTT 5 clients get
@@ -446,6 +497,17 @@ impl Broker {
         let subs = std::mem::take(&mut *lock(&session.subscriptions));
         self.inner.router.unsubscribe_all(subs.keys(), session.key);
         self.inner.registry.remove(session);
+        if session.is_persistent() {
+            session.set_persistent(false);
+            if let Some(p) = self.persist() {
+                let mut b = crate::store::Batch::new();
+                b.remove_session(crate::store::SessionKey::broker(session.client_id.clone()));
+                if will.is_some() {
+                    b.remove_will(session.client_id.clone());
+                }
+                p.submit_now(self, b);
+            }
+        }
         if !queue.is_empty() {
             let chain = self.chain();
             for d in &queue {
@@ -472,6 +534,8 @@ impl Broker {
             will,
             session_expiry,
             taken_over,
+            track,
+            protocol,
         } = d;
         lock(&self.inner.registry.conns).remove(&conn.id);
         let delay = will
@@ -490,6 +554,7 @@ impl Broker {
             };
             if session_expiry > 0 || taken_over {
                 mb.state = Some(state);
+                mb.track = track;
             }
             if let Some(w) = will {
                 if delayed {
@@ -506,6 +571,29 @@ impl Broker {
             generation
         };
         session.detached.notify_waiters();
+        if let Some(p) = self.persist()
+            && session.is_persistent()
+            && !taken_over
+            && session_expiry > 0
+        {
+            // The expiry counts from this wall-clock time, across restarts.
+            let now = crate::store::Timestamp::now();
+            let mut b = crate::store::Batch::new();
+            b.put_session(crate::store::SessionRecord {
+                key: crate::store::SessionKey::broker(session.client_id.clone()),
+                protocol,
+                expiry_interval: session_expiry,
+                disconnected_at: Some(now),
+            });
+            if delayed && let Some(pw) = &lock(&session.mailbox).pending_will {
+                b.put_will(crate::store::WillRecord {
+                    client_id: session.client_id.clone(),
+                    will: pw.will.clone(),
+                    due_at: now.plus_secs(delay.min(session_expiry)),
+                });
+            }
+            p.submit_now(self, b);
+        }
         if !taken_over {
             if session_expiry == 0 {
                 self.end_session(session);
@@ -519,6 +607,7 @@ impl Broker {
             self.after(session, generation, wait, |b, s| {
                 let pending = lock(&s.mailbox).pending_will.take();
                 if let Some(PendingWill { will, client }) = pending {
+                    b.forget_will(&client.client_id);
                     b.spawn_will(client, will);
                 }
             });

@@ -68,6 +68,9 @@ pub(crate) struct Delivery {
     /// MQTT 5 subscription identifiers of every matching subscription
     /// [MQTT-3.3.4-3].
     pub(crate) sub_ids: Vec<u32>,
+    /// The stored message this delivery's queue entry refers to (a
+    /// persistent session on a broker with a store).
+    pub(crate) stored: Option<crate::store::MessageId>,
 }
 
 /// A command for a live connection, from another task.
@@ -141,6 +144,9 @@ pub(crate) struct Mailbox {
     pub(crate) generation: u64,
     /// A will whose delay has not passed yet.
     pub(crate) pending_will: Option<PendingWill>,
+    /// The stored records of the protocol state while no connection is
+    /// attached (brokers with a store).
+    pub(crate) track: Option<super::persist::Track>,
 }
 
 /// A client's session: alive from its first CONNECT until it ends (clean
@@ -156,6 +162,8 @@ pub(crate) struct SessionHandle {
     /// Mirrors `mailbox.conn.is_some()`, read without the lock by shared
     /// subscription picks.
     online: AtomicBool,
+    /// The session is written to the broker's store.
+    persistent: AtomicBool,
     /// Messages dropped because the mailbox was full.
     dropped: AtomicU64,
     pub(crate) mailbox: Mutex<Mailbox>,
@@ -184,6 +192,7 @@ impl SessionHandle {
             client_id,
             limit,
             online: AtomicBool::new(false),
+            persistent: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             mailbox: Mutex::new(Mailbox {
                 queue: VecDeque::new(),
@@ -192,6 +201,7 @@ impl SessionHandle {
                 ended: false,
                 generation: 0,
                 pending_will: None,
+                track: None,
             }),
             wake: Notify::new(),
             detached: Notify::new(),
@@ -202,6 +212,16 @@ impl SessionHandle {
     /// True while a connection is attached.
     pub(crate) fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)
+    }
+
+    /// True when the session is written to the broker's store.
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.persistent.load(Ordering::Relaxed)
+    }
+
+    /// Marks the session as written to the store (or not).
+    pub(crate) fn set_persistent(&self, yes: bool) {
+        self.persistent.store(yes, Ordering::Relaxed);
     }
 
     /// Messages dropped at this session's mailbox.

@@ -52,6 +52,9 @@ pub(crate) struct Target<'a> {
 pub(crate) struct Scratch {
     targets: Vec<Target<'static>>,
     ids: Vec<u32>,
+    /// Deliveries to persistent sessions held back by [`Router::route`]
+    /// with `defer`, queued once their store batch is submitted.
+    pub(crate) deferred: Vec<(Arc<SessionHandle>, Delivery)>,
 }
 
 /// Reuses the allocation of an emptied vector for another lifetime.
@@ -189,6 +192,7 @@ impl Router {
         msg: &Arc<Routed>,
         origin: Option<u64>,
         scratch: &mut Scratch,
+        defer: bool,
         mut on_drop: impl FnMut(&SessionHandle, super::hooks::DropReason),
     ) -> RouteStats {
         let m = &msg.message;
@@ -262,8 +266,17 @@ impl Router {
                 } else {
                     scratch.ids.clone()
                 },
+                stored: None,
             };
             stats.matched += 1;
+            if defer && qos != QoS::AtMostOnce && first.entry.session.is_persistent() {
+                stats.delivered += 1;
+                scratch
+                    .deferred
+                    .push((Arc::clone(&first.entry.session), delivery));
+                i = j;
+                continue;
+            }
             match first.entry.session.push(delivery) {
                 Ok(()) => stats.delivered += 1,
                 Err(Refused::Skipped) => {}

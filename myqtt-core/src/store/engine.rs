@@ -318,6 +318,18 @@ impl<B: Backend> KvStore<B> {
             Op::PutMessage { id, message } => st.put_message(tx, *id, message),
             Op::Enqueue { key, message } => st.enqueue(tx, key, *message),
             Op::Dequeue { key, seq } => st.dequeue(tx, key, *seq),
+            Op::DequeueMessage { key, message } => {
+                let seq = st.queues.get(key).and_then(|q| {
+                    q.entries
+                        .iter()
+                        .find(|(_, (id, _))| *id == message.0)
+                        .map(|(seq, _)| *seq)
+                });
+                match seq {
+                    Some(seq) => st.dequeue(tx, key, seq),
+                    None => OpOutcome::NotFound,
+                }
+            }
             Op::PutInflight {
                 key,
                 packet_id,

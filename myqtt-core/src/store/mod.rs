@@ -62,7 +62,7 @@ pub use types::{
     OpOutcome, QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey, SessionRecord,
     Side, StoreStats, StoredMessage, StoredSession, SubscriptionRecord, Timestamp, WillRecord,
 };
-pub use writer::{Commit, StoreWriter, WriterConfig, WriterStats};
+pub use writer::{Commit, StoreWriter, TrySubmitError, WriterConfig, WriterStats};
 
 use crate::ByteStr;
 

@@ -381,6 +381,15 @@ pub enum Op {
         /// The entry's [`QueuedMessage::seq`] (or [`OpOutcome::Enqueued`]'s).
         seq: u64,
     },
+    /// Removes the oldest entry of `key`'s queue that refers to
+    /// `message` (a listener knows which message it hands to a client, not
+    /// the entry's sequence number). [`OpOutcome::NotFound`] if none.
+    DequeueMessage {
+        /// The queue's session.
+        key: SessionKey,
+        /// The message the entry refers to.
+        message: MessageId,
+    },
     /// Creates or updates an outgoing in-flight message. A packet id seen
     /// for the first time takes the next place in send order; an update
     /// (a state change) keeps its place.

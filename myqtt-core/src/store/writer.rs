@@ -181,6 +181,24 @@ impl StoreWriter {
         Ok(commit)
     }
 
+    /// Submits `batch` without waiting, in order with every other
+    /// submission; gives the batch back if the writer's queue is full (the
+    /// caller then awaits [`StoreWriter::submit`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] with the batch, or
+    /// [`TrySubmitError::Closed`] once the writer has shut down.
+    pub fn try_submit(&self, batch: impl Into<Batch>) -> Result<Commit, TrySubmitError> {
+        let (req, commit) = Self::request(batch);
+        let tx = self.tx.as_ref().ok_or(TrySubmitError::Closed)?;
+        match tx.try_send(req) {
+            Ok(()) => Ok(commit),
+            Err(mpsc::error::TrySendError::Full(req)) => Err(TrySubmitError::Full(req.batch)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySubmitError::Closed),
+        }
+    }
+
     /// Submits `batch` and waits for its commit.
     pub async fn commit(&self, batch: impl Into<Batch>) -> Result<Vec<OpOutcome>, StoreError> {
         self.submit(batch).await?.await
@@ -263,6 +281,15 @@ fn run(store: &dyn Store, mut rx: mpsc::Receiver<Request>, counters: &Counters, 
             }
         }
     }
+}
+
+/// Why [`StoreWriter::try_submit`] did not take a batch.
+#[derive(Debug)]
+pub enum TrySubmitError {
+    /// The writer's queue is full: here is the batch back.
+    Full(Batch),
+    /// The writer has shut down.
+    Closed,
 }
 
 /// The completion of one submission: resolves once its transaction is

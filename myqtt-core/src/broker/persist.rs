@@ -1,0 +1,537 @@
+//! Durable storage of the broker's state: what the connections and the
+//! router write through the group-commit [`StoreWriter`], and what
+//! [`Broker::restore`] brings back at start.
+//!
+//! Only persistent sessions (session expiry > 0, or MQTT 3.1.x clean
+//! session 0) are written; a broker without a store makes no store call at
+//! all. The rules (see `doc/storage.md`):
+//!
+//! - a QoS 1/2 PUBLISH is acknowledged only after the commit holding the
+//!   message and its queue entries (and, at QoS 2, its packet id awaiting
+//!   PUBREL) completed;
+//! - a stored message is sent to a subscriber only after the commit that
+//!   moves it from the queue to the in-flight table completed, and the
+//!   PUBREL of an outgoing QoS 2 flow only after the commit that records
+//!   its PUBREC, so a crash never makes a QoS 2 duplicate [MQTT-4.3.3-10].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::hooks::{DropReason, Event, Message};
+use super::registry::{Delivery, PendingWill, Refused, Routed, SessionHandle, SubRecord, lock};
+use super::{Broker, EventKind, HookChain};
+use crate::ByteStr;
+use crate::codec::{PacketId, Publish, QoS};
+use crate::session::{Outgoing, SessionSnapshot, SessionState, Ticket};
+use crate::store::{
+    Batch, Commit, InflightState, Loaded, MessageId, OpOutcome, Refusal, SessionKey, Side,
+    StoreConfig, StoreError, StoreWriter, StoredMessage, Timestamp, TrySubmitError,
+};
+
+/// The broker's store: its writer thread.
+#[derive(Debug)]
+pub(crate) struct Persist {
+    pub(crate) writer: StoreWriter,
+}
+
+impl Persist {
+    /// Opens the store of `config` and reads everything it holds.
+    pub(crate) fn open(config: &StoreConfig) -> Result<(Self, Loaded), StoreError> {
+        let store = config.open()?;
+        let loaded = store.load(Side::Broker)?;
+        let writer = StoreWriter::spawn(store).map_err(|e| StoreError::Open {
+            path: config.path().to_path_buf(),
+            source: Arc::new(e),
+        })?;
+        Ok((Self { writer }, loaded))
+    }
+
+    /// Submits `batch` in order with every other submission, without
+    /// waiting for its commit; a full writer queue waits for room.
+    pub(crate) async fn submit(&self, batch: Batch) -> Option<Commit> {
+        match self.writer.submit(batch).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot submit to the store");
+                None
+            }
+        }
+    }
+
+    /// Submits from synchronous code: in order unless the writer's queue
+    /// is full, when a task submits it a little later.
+    pub(crate) fn submit_now(&self, broker: &Broker, batch: Batch) {
+        match self.writer.try_submit(batch) {
+            Ok(_) => {}
+            Err(TrySubmitError::Full(batch)) => {
+                tracing::warn!("store writer queue full; submitting from a task");
+                let b = broker.clone();
+                broker.handle().spawn(async move {
+                    if let Some(p) = b.persist() {
+                        let _ = p.submit(batch).await;
+                    }
+                });
+            }
+            Err(TrySubmitError::Closed) => {
+                tracing::error!("the store writer has stopped");
+            }
+        }
+    }
+}
+
+/// What a connection knows of its session's stored records (kept in the
+/// mailbox while the session is detached).
+#[derive(Debug, Default)]
+pub(crate) struct Track {
+    /// Stored messages handed to the protocol state, not sent yet.
+    pub(crate) unsent: HashMap<Ticket, MessageId>,
+    /// Outgoing flows with an in-flight record, by packet id.
+    pub(crate) inflight: HashSet<u16>,
+    /// Incoming QoS 2 packet ids with a record.
+    pub(crate) incoming: HashSet<u16>,
+}
+
+/// A message routed with a store: the deliveries to persistent sessions
+/// wait until the batch holding their queue entries is submitted.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    pub(crate) batch: Batch,
+    pub(crate) deliveries: Vec<(Arc<SessionHandle>, Delivery)>,
+    pub(crate) check: EnqueueCheck,
+}
+
+/// Which ops of a batch enqueued a message, to report quota refusals and
+/// drops once it is committed.
+#[derive(Debug, Default)]
+pub(crate) struct EnqueueCheck {
+    pub(crate) message: Option<(Arc<Routed>, MessageId)>,
+    /// The index of the first `Enqueue` op in its submission.
+    pub(crate) first: usize,
+    pub(crate) clients: Vec<ByteStr>,
+}
+
+/// The MQTT 5 PUBLISH a message is stored as.
+pub(crate) fn publish_of(m: &Message) -> Publish {
+    Publish {
+        dup: false,
+        qos: m.qos,
+        retain: m.retain,
+        topic: m.topic.clone(),
+        packet_id: None,
+        properties: m.properties.clone(),
+        payload: m.payload.clone(),
+    }
+}
+
+fn message_of(p: Publish) -> Message {
+    Message {
+        topic: p.topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        properties: p.properties,
+    }
+}
+
+/// The `Instant` a wall-clock time stands for (the message expiry keeps
+/// counting across restarts).
+fn instant_of(t: Timestamp, now: Instant, wall: Timestamp) -> Instant {
+    let ago = Duration::from_millis(wall.as_unix_millis().saturating_sub(t.as_unix_millis()));
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+impl Broker {
+    /// The store, if the broker has one.
+    pub(crate) fn persist(&self) -> Option<&Persist> {
+        self.inner.persist.as_ref()
+    }
+
+    /// Builds the store batch for a message just routed: the message once,
+    /// one queue entry per persistent session it goes to, the retained
+    /// record.
+    pub(crate) fn stage(
+        &self,
+        routed: &Arc<Routed>,
+        deferred: Vec<(Arc<SessionHandle>, Delivery)>,
+    ) -> Option<Staged> {
+        let p = self.persist()?;
+        let m = &routed.message;
+        let retain = m.retain && self.inner.config.retain_available;
+        if deferred.is_empty() && !retain {
+            return None;
+        }
+        let stored = StoredMessage::new(publish_of(m), Timestamp::now());
+        let mut batch = Batch::new();
+        let mut check = EnqueueCheck::default();
+        let mut deliveries = deferred;
+        if !deliveries.is_empty() {
+            let id = p.writer.new_message_id();
+            batch.put_message(id, stored.clone());
+            check.first = 1;
+            check.message = Some((Arc::clone(routed), id));
+            for (s, d) in &mut deliveries {
+                d.stored = Some(id);
+                batch.enqueue(SessionKey::broker(s.client_id.clone()), id);
+                check.clients.push(s.client_id.clone());
+            }
+        }
+        if retain {
+            if m.payload.is_empty() {
+                batch.remove_retained(m.topic.clone());
+            } else {
+                batch.put_retained(stored);
+            }
+        }
+        Some(Staged {
+            batch,
+            deliveries,
+            check,
+        })
+    }
+
+    /// Queues the deliveries of a staged message (its batch is submitted).
+    pub(crate) fn push_staged(
+        &self,
+        deliveries: Vec<(Arc<SessionHandle>, Delivery)>,
+        chain: &HookChain,
+    ) {
+        let mut undo = Batch::new();
+        for (session, d) in deliveries {
+            let id = d.stored;
+            let msg = Arc::clone(&d.msg);
+            match session.push(d) {
+                Ok(()) => {}
+                Err(Refused::Skipped) => {}
+                Err(Refused::Dropped(why)) => {
+                    self.count_drop();
+                    chain.emit(EventKind::Messages, || {
+                        Event::Dropped(&session.client_id, &msg.message, why)
+                    });
+                    if let Some(id) = id {
+                        undo.push(crate::store::Op::DequeueMessage {
+                            key: SessionKey::broker(session.client_id.clone()),
+                            message: id,
+                        });
+                    }
+                }
+            }
+        }
+        if !undo.is_empty()
+            && let Some(p) = self.persist()
+        {
+            p.submit_now(self, undo);
+        }
+    }
+
+    /// Reports what a committed batch's queue entries met: quota refusals
+    /// (the delivery is withdrawn) and entries dropped for room.
+    pub(crate) fn check_enqueued(
+        &self,
+        outcomes: &[OpOutcome],
+        check: &EnqueueCheck,
+        chain: &HookChain,
+    ) {
+        let Some((routed, id)) = &check.message else {
+            return;
+        };
+        for (i, client) in check.clients.iter().enumerate() {
+            let Some(outcome) = outcomes.get(check.first + i) else {
+                break;
+            };
+            for d in outcome.dropped() {
+                self.count_drop();
+                tracing::debug!(client_id = %d.key.client_id, "queued message dropped by a store quota");
+                if let Some(s) = self.registry().get(d.key.client_id.as_str()) {
+                    s.count_drop();
+                    let mut mb = lock(&s.mailbox);
+                    let mut gone = None;
+                    mb.queue.retain(|q| {
+                        if q.stored.map(MessageId::get) == Some(d.message.get()) && gone.is_none() {
+                            gone = Some(Arc::clone(&q.msg));
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    drop(mb);
+                    if let Some(m) = gone {
+                        chain.emit(EventKind::Messages, || {
+                            Event::Dropped(&d.key.client_id, &m.message, DropReason::QueueFull)
+                        });
+                    }
+                }
+            }
+            if let OpOutcome::Refused(Refusal::Quota { .. }) = outcome {
+                self.count_drop();
+                tracing::debug!(client_id = %client, "message refused by a store quota");
+                if let Some(s) = self.registry().get(client.as_str()) {
+                    s.count_drop();
+                    lock(&s.mailbox).queue.retain(|q| q.stored != Some(*id));
+                }
+                chain.emit(EventKind::Messages, || {
+                    Event::Dropped(client, &routed.message, DropReason::QueueFull)
+                });
+            }
+        }
+    }
+
+    /// Submits a staged message from synchronous code (the broker's own
+    /// publish, wills), then queues its deliveries.
+    pub(crate) fn submit_staged_detached(&self, staged: Staged, chain: &HookChain) {
+        let Some(p) = self.persist() else {
+            return;
+        };
+        let Staged {
+            batch,
+            deliveries,
+            check,
+        } = staged;
+        match p.writer.try_submit(batch) {
+            Ok(commit) => {
+                self.push_staged(deliveries, chain);
+                if check.message.is_some() {
+                    let b = self.clone();
+                    let chain = self.chain();
+                    self.handle().spawn(async move {
+                        if let Ok(outcomes) = commit.await {
+                            b.check_enqueued(&outcomes, &check, &chain);
+                        }
+                    });
+                }
+            }
+            Err(TrySubmitError::Full(batch)) => {
+                let b = self.clone();
+                let chain = self.chain();
+                self.handle().spawn(async move {
+                    let Some(p) = b.persist() else { return };
+                    let commit = p.submit(batch).await;
+                    b.push_staged(deliveries, &chain);
+                    if let Some(Ok(outcomes)) = match commit {
+                        Some(c) => Some(c.await),
+                        None => None,
+                    } {
+                        b.check_enqueued(&outcomes, &check, &chain);
+                    }
+                });
+            }
+            Err(TrySubmitError::Closed) => {
+                tracing::error!("the store writer has stopped");
+                self.push_staged(deliveries, chain);
+            }
+        }
+    }
+
+    /// Brings back what the store holds: sessions (detached, with their
+    /// subscriptions, in-flight flows, incoming QoS 2 ids and queues),
+    /// retained messages and pending wills. Expired sessions are removed.
+    pub(crate) fn restore(&self, loaded: Loaded) {
+        let Some(p) = self.persist() else {
+            return;
+        };
+        let now = Instant::now();
+        let wall = Timestamp::now();
+        let mut cleanup = Batch::new();
+        let config = &self.inner.config;
+        for m in loaded.retained {
+            if m.is_expired(wall) {
+                cleanup.remove_retained(m.publish.topic.clone());
+                continue;
+            }
+            let created = instant_of(m.received_at, now, wall);
+            let routed = Arc::new(Routed {
+                message: message_of(m.publish),
+                created,
+            });
+            self.inner.router.retain(&routed);
+        }
+        let mut restored = 0_usize;
+        for s in loaded.sessions {
+            let Some(record) = s.session else {
+                cleanup.remove_session(s.key);
+                continue;
+            };
+            // A session that was connected when the process stopped counts
+            // its expiry from now.
+            let disconnected = record.disconnected_at.unwrap_or(wall);
+            let expires = if record.expiry_interval == u32::MAX {
+                None
+            } else {
+                Some(disconnected.plus_secs(record.expiry_interval))
+            };
+            if expires.is_some_and(|t| t <= wall) || record.expiry_interval == 0 {
+                cleanup.remove_session(s.key);
+                continue;
+            }
+            let client_id = s.key.client_id.clone();
+            let handle = Arc::new(SessionHandle::new(
+                self.inner.registry.next_id(),
+                client_id.clone(),
+                config.max_queued_messages,
+            ));
+            handle.set_persistent(true);
+            let mut max_granted = QoS::AtMostOnce;
+            {
+                let mut subs = lock(&handle.subscriptions);
+                for sub in s.subscriptions {
+                    max_granted = max_granted.max(sub.options.qos);
+                    self.inner
+                        .router
+                        .subscribe(&sub.filter, &handle, sub.options, sub.identifier);
+                    subs.insert(
+                        sub.filter,
+                        SubRecord {
+                            options: sub.options,
+                            id: sub.identifier,
+                        },
+                    );
+                }
+            }
+            let mut track = Track::default();
+            let mut outgoing = Vec::new();
+            let mut ticket = 0_u64;
+            let mut last_id = None;
+            for f in s.inflight {
+                last_id = Some(f.packet_id);
+                ticket += 1;
+                track.inflight.insert(f.packet_id.get());
+                match (f.state, f.message) {
+                    (InflightState::AwaitingPubComp, _) | (_, None) => {
+                        outgoing.push(Outgoing::Release {
+                            ticket: Ticket::new(ticket),
+                            packet_id: f.packet_id,
+                        });
+                    }
+                    (state, Some(m)) => {
+                        let queued_at = instant_of(m.received_at, now, wall);
+                        let mut publish = m.publish;
+                        publish.qos = if state == InflightState::AwaitingPubAck {
+                            QoS::AtLeastOnce
+                        } else {
+                            QoS::ExactlyOnce
+                        };
+                        publish.packet_id = Some(f.packet_id);
+                        publish.retain = false;
+                        publish.properties.topic_alias = None;
+                        outgoing.push(Outgoing::Publish {
+                            ticket: Ticket::new(ticket),
+                            publish,
+                            queued_at,
+                        });
+                    }
+                }
+            }
+            let mut incoming = Vec::new();
+            for i in s.incoming {
+                track.incoming.insert(i.packet_id.get());
+                incoming.push((i.packet_id, crate::session::IncomingQos2::AwaitingRelease));
+            }
+            let snapshot = SessionSnapshot {
+                next_packet_id: last_id.map_or(FIRST_PACKET_ID, PacketId::next),
+                next_ticket: ticket + 1,
+                outgoing,
+                incoming,
+                queue: Vec::new(),
+                max_queue_len: config.max_queued_messages,
+                dropped: 0,
+            };
+            let state = match SessionState::restore(snapshot) {
+                Ok(st) => st,
+                Err(e) => {
+                    tracing::error!(client_id = %client_id, error = %e, "stored session state is inconsistent; starting it empty");
+                    SessionState::new(config.max_queued_messages)
+                }
+            };
+            {
+                let mut mb = lock(&handle.mailbox);
+                for q in s.queue {
+                    let created = instant_of(q.message.received_at, now, wall);
+                    let publish = q.message.publish;
+                    let qos = publish.qos.min(max_granted.max(QoS::AtLeastOnce));
+                    mb.queue.push_back(Delivery {
+                        msg: Arc::new(Routed {
+                            message: message_of(publish),
+                            created,
+                        }),
+                        qos,
+                        retain: false,
+                        sub_ids: Vec::new(),
+                        stored: Some(q.message_id),
+                    });
+                }
+                mb.state = Some(state);
+                mb.track = Some(track);
+            }
+            if !self.inner.registry.install(None, &handle) {
+                continue;
+            }
+            restored += 1;
+            if let Some(t) = expires {
+                let left =
+                    Duration::from_millis(t.as_unix_millis().saturating_sub(wall.as_unix_millis()));
+                self.after(&handle, 0, left, Self::end_session);
+            }
+        }
+        for w in loaded.wills {
+            let left = Duration::from_millis(
+                w.due_at
+                    .as_unix_millis()
+                    .saturating_sub(wall.as_unix_millis()),
+            );
+            let client_id = w.client_id.clone();
+            let will = w.will;
+            let session = self.registry().get(client_id.as_str());
+            let info = Arc::new(super::hooks::ClientInfo {
+                client_id: client_id.clone(),
+                username: None,
+                peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                local: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                protocol: crate::codec::ProtocolVersion::V5,
+                keep_alive: 0,
+                tls: false,
+                transport: super::hooks::Transport::Tcp,
+            });
+            match session {
+                Some(s) => {
+                    lock(&s.mailbox).pending_will = Some(PendingWill { will, client: info });
+                    self.after(&s, 0, left, |b, s| {
+                        let pending = lock(&s.mailbox).pending_will.take();
+                        if let Some(PendingWill { will, client }) = pending {
+                            b.forget_will(&client.client_id);
+                            b.spawn_will(client, will);
+                        }
+                    });
+                }
+                None => {
+                    // The session is gone: the will is due now.
+                    self.forget_will(&client_id);
+                    self.spawn_will(info, will);
+                }
+            }
+        }
+        if !cleanup.is_empty() {
+            p.submit_now(self, cleanup);
+        }
+        tracing::info!(
+            backend = p.writer.store().backend_name(),
+            sessions = restored,
+            retained = self.retained_count(),
+            "store loaded"
+        );
+    }
+
+    /// Removes a will's record (published or cancelled).
+    pub(crate) fn forget_will(&self, client_id: &ByteStr) {
+        if let Some(p) = self.persist() {
+            let mut b = Batch::new();
+            b.remove_will(client_id.clone());
+            p.submit_now(self, b);
+        }
+    }
+}
+
+// Evaluated at compile time: 1 is non-zero.
+const FIRST_PACKET_ID: PacketId = match PacketId::new(1) {
+    Some(id) => id,
+    None => panic!("1 is a valid packet id"),
+};
