@@ -1,4 +1,4 @@
-//! A standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
+//! `myqtt-listener`: a standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
 //! `--port` (default 1883; 0 picks a free port). It prints one line,
 //! `listening on HOST:PORT`, once bound, and runs until Ctrl-C or SIGTERM.
 //!
@@ -11,7 +11,7 @@
 //! error (exit status 1); the store is never wiped.
 //!
 //! ```text
-//! cargo run --example listener -- --port 1883
+//! cargo run --bin myqtt-listener -- --port 1883
 //! mosquitto_sub -p 1883 -t 'a/#' -v &
 //! mosquitto_pub -p 1883 -t a/b -m hello
 //! ```
