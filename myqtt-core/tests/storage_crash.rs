@@ -105,24 +105,19 @@ struct Acked {
     count: AtomicU64,
 }
 
-fn publisher(
-    conn: &Conn,
-    topic: &str,
-    qos: QoS,
-    stop: &AtomicBool,
-    acked: &Acked,
-) -> (u64, u64) {
+fn publisher(conn: &Conn, topic: &str, qos: QoS, stop: &AtomicBool, acked: &Acked) -> (u64, u64) {
     let mut handles = std::collections::VecDeque::new();
     let mut failed = 0;
     let mut sent = 0;
-    let settle = |h: (u64, myqtt_core::client::PublishHandle), failed: &mut u64| {
-        match h.1.wait(Duration::from_secs(60)) {
-            Ok(_) => {
-                acked.seqs.lock().unwrap().push(h.0);
-                acked.count.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => *failed += 1,
+    let settle = |h: (u64, myqtt_core::client::PublishHandle), failed: &mut u64| match h
+        .1
+        .wait(Duration::from_secs(60))
+    {
+        Ok(_) => {
+            acked.seqs.lock().unwrap().push(h.0);
+            acked.count.fetch_add(1, Ordering::Relaxed);
         }
+        Err(_) => *failed += 1,
     };
     while !stop.load(Ordering::Relaxed) {
         let msg = PublishMessage::new(topic, sent.to_string())
@@ -179,10 +174,7 @@ fn crash_run(backend: &str) {
         thread::spawn(move || {
             while !stop_rx.load(Ordering::Relaxed) {
                 if let Ok(Some(m)) = sub.get_next(Some(Duration::from_millis(50))) {
-                    let seq: u64 = std::str::from_utf8(m.payload())
-                        .unwrap()
-                        .parse()
-                        .unwrap();
+                    let seq: u64 = std::str::from_utf8(m.payload()).unwrap().parse().unwrap();
                     *received
                         .lock()
                         .unwrap()
@@ -200,8 +192,18 @@ fn crash_run(backend: &str) {
     let acked2 = Arc::new(Acked::default());
     let mut pubs = Vec::new();
     for (id, topic, qos, acked) in [
-        ("crash-pub1", "crash/q1", QoS::AtLeastOnce, Arc::clone(&acked1)),
-        ("crash-pub2", "crash/q2", QoS::ExactlyOnce, Arc::clone(&acked2)),
+        (
+            "crash-pub1",
+            "crash/q1",
+            QoS::AtLeastOnce,
+            Arc::clone(&acked1),
+        ),
+        (
+            "crash-pub2",
+            "crash/q2",
+            QoS::ExactlyOnce,
+            Arc::clone(&acked2),
+        ),
     ] {
         let conn =
             Conn::connect_blocking(&ctx, options(port, id, Duration::from_millis(20))).unwrap();
@@ -228,7 +230,10 @@ fn crash_run(backend: &str) {
         }
         listener.child.kill().unwrap(); // SIGKILL
         listener.child.wait().unwrap();
-        println!("round {round}: killed after {} ms", started.elapsed().as_millis());
+        println!(
+            "round {round}: killed after {} ms",
+            started.elapsed().as_millis()
+        );
         listener = start_listener(&dir, port, backend);
     }
 
