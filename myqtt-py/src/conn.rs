@@ -1003,7 +1003,7 @@ impl Conn {
         retain_handling: u8,
         properties: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<u8>> {
+    ) -> PyResult<Py<PyList>> {
         let subs = subscriptions_arg(
             subscriptions,
             qos_arg(qos)?,
@@ -1016,7 +1016,7 @@ impl Conn {
         let pending = core.subscribe_many(subs, properties);
         let outcome = wait_pending(py, &pending, timeout_arg(timeout)?)?
             .map_err(|e| self.to_py(py, &e))?;
-        Ok(self.subscribe_codes(&outcome))
+        Ok(PyList::new(py, self.subscribe_codes(&outcome))?.unbind())
     }
 
     /// Unsubscribes from a filter or a list of filters and waits up to
@@ -1029,7 +1029,7 @@ impl Conn {
         topics: &Bound<'_, PyAny>,
         properties: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<u8>> {
+    ) -> PyResult<Py<PyList>> {
         let filters = filters_arg(topics)?;
         let properties = props::unsubscribe_properties(properties)?;
         let core = self.core_py(py)?;
@@ -1039,7 +1039,8 @@ impl Conn {
             timeout_arg(timeout)?,
         )?
         .map_err(|e| self.to_py(py, &e))?;
-        Ok(outcome.reason_codes.iter().map(|c| c.as_u8()).collect())
+        let codes: Vec<u8> = outcome.reason_codes.iter().map(|c| c.as_u8()).collect();
+        Ok(PyList::new(py, codes)?.unbind())
     }
 
     /// The next received message, waiting up to `timeout` seconds (None: no
