@@ -32,11 +32,11 @@ use myqtt_core::client::{
 };
 use myqtt_core::codec::{ProtocolVersion, QoS, ReasonCode, RetainHandling};
 use myqtt_core::topic::TopicFilter;
+use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyWeakrefReference};
-use pyo3::PyTraverseError;
 
 use crate::complete;
 use crate::ctx::Ctx;
@@ -113,7 +113,11 @@ impl Callbacks {
                 .map(drop)
         });
         if let Err(e) = called {
-            log_exception(py, "the on_msg handler raised; the message is discarded", &e);
+            log_exception(
+                py,
+                "the on_msg handler raised; the message is discarded",
+                &e,
+            );
         }
     }
 
@@ -421,7 +425,7 @@ impl Conn {
     fn enqueue(
         py: Python<'_>,
         core: &client::Conn,
-        msg: PublishMessage,
+        msg: &PublishMessage,
         timeout: Option<Duration>,
     ) -> PyResult<Result<client::PublishHandle, ClientError>> {
         match core.try_publish(msg.clone()) {
@@ -472,7 +476,13 @@ impl Conn {
         F: std::future::Future<Output = Result<T, ClientError>> + Send + 'static,
     {
         match self.core() {
-            Ok(core) => complete::spawn(core.ctx(), self.protocol, fut(core.clone()), callback, convert),
+            Ok(core) => complete::spawn(
+                core.ctx(),
+                self.protocol,
+                fut(core.clone()),
+                callback,
+                convert,
+            ),
             Err(e) => complete::ready::<T>(self.protocol, Err(e), callback, convert),
         }
     }
@@ -530,7 +540,13 @@ impl Conn {
     /// no limit) for the SUBACK. Returns `(True, granted_qos)`, or
     /// `(False, None)` on failure (see `error_msg`).
     #[pyo3(signature = (topic, qos=0, wait_sub=10.0))]
-    fn sub(&self, py: Python<'_>, topic: &str, qos: i64, wait_sub: f64) -> PyResult<(bool, Option<u8>)> {
+    fn sub(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        qos: i64,
+        wait_sub: f64,
+    ) -> PyResult<(bool, Option<u8>)> {
         let qos = qos_arg(qos)?;
         let core = match self.core() {
             Ok(c) => c,
@@ -540,24 +556,27 @@ impl Conn {
             }
         };
         let pending = core.subscribe(topic, qos);
-        match wait_pending(py, &pending, wait_secs(wait_sub))? {
-            Ok(o) => match o.granted_qos().first().copied().flatten() {
-                Some(q) => Ok((true, Some(q.as_u8()))),
-                None => {
-                    let code = o.reason_codes.first().copied().unwrap_or(ReasonCode::UnspecifiedError);
-                    self.record(ClientError::Refused {
-                        reason_code: code,
-                        code: code.as_u8(),
-                        reason_string: props::reason_string(&o.properties),
-                    });
-                    Ok((false, None))
-                }
-            },
+        let outcome = match wait_pending(py, &pending, wait_secs(wait_sub))? {
+            Ok(o) => o,
             Err(e) => {
                 self.record(e);
-                Ok((false, None))
+                return Ok((false, None));
             }
+        };
+        if let Some(q) = outcome.granted_qos().first().copied().flatten() {
+            return Ok((true, Some(q.as_u8())));
         }
+        let code = outcome
+            .reason_codes
+            .first()
+            .copied()
+            .unwrap_or(ReasonCode::UnspecifiedError);
+        self.record(ClientError::Refused {
+            reason_code: code,
+            code: code.as_u8(),
+            reason_string: props::reason_string(&outcome.properties),
+        });
+        Ok((false, None))
     }
 
     /// Unsubscribes from `topic`, waiting up to `wait_unsub` seconds (0: no
@@ -619,7 +638,7 @@ impl Conn {
             }
         };
         let queue_wait = wait_secs(wait_publish).or(Some(Duration::from_secs(10)));
-        let handle = match Self::enqueue(py, core, message, queue_wait)? {
+        let handle = match Self::enqueue(py, core, &message, queue_wait)? {
             Ok(h) => h,
             Err(e) => {
                 self.record(e);
@@ -663,7 +682,7 @@ impl Conn {
     /// (PyMyQtt's unit; 0 does not wait; None or a negative value waits
     /// without limit). None when nothing came in time or the connection is
     /// closed.
-    #[pyo3(signature = (timeout=Some(10_000)))]
+    #[pyo3(signature = (timeout=Some(10_000)), text_signature = "($self, timeout=10000)")]
     fn get_next(&self, py: Python<'_>, timeout: Option<i64>) -> PyResult<Option<Msg>> {
         let core = match self.core() {
             Ok(c) => c,
@@ -884,6 +903,7 @@ impl Conn {
 
     /// "client": this side opened the connection.
     #[getter]
+    #[allow(clippy::unused_self)] // a Python attribute needs `self`
     fn role(&self) -> &'static str {
         "client"
     }
@@ -891,6 +911,7 @@ impl Conn {
     /// The socket's file descriptor: always None (the engine keeps its
     /// sockets to itself).
     #[getter]
+    #[allow(clippy::unused_self)] // a Python attribute needs `self`
     fn socket(&self) -> Option<i64> {
         None
     }
@@ -944,7 +965,10 @@ impl Conn {
     /// queued, waiting up to `timeout` seconds (None: no limit) for room in
     /// the send queue. Does not wait for the acknowledgement: call
     /// `handle.wait()`. `properties`: a dict or `myqtt.Properties`.
-    #[pyo3(signature = (topic, payload=None, qos=0, retain=false, properties=None, timeout=Some(10.0)))]
+    #[pyo3(
+        signature = (topic, payload=None, qos=0, retain=false, properties=None, timeout=Some(10.0)),
+        text_signature = "($self, topic, payload=None, qos=0, retain=False, properties=None, timeout=10.0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -959,9 +983,13 @@ impl Conn {
         let msg = Self::message(topic, payload, qos, retain, properties)?
             .map_err(|e| self.to_py(py, &e))?;
         let core = self.core_py(py)?;
-        let handle = Self::enqueue(py, core, msg, timeout_arg(timeout)?)?
+        let handle = Self::enqueue(py, core, &msg, timeout_arg(timeout)?)?
             .map_err(|e| self.to_py(py, &e))?;
-        Ok(PublishHandle::new(handle, core.ctx().clone(), self.protocol))
+        Ok(PublishHandle::new(
+            handle,
+            core.ctx().clone(),
+            self.protocol,
+        ))
     }
 
     /// Like `publish`, but returns None at once when the send queue is full.
@@ -979,7 +1007,11 @@ impl Conn {
             .map_err(|e| self.to_py(py, &e))?;
         let core = self.core_py(py)?;
         match core.try_publish(msg) {
-            Ok(h) => Ok(Some(PublishHandle::new(h, core.ctx().clone(), self.protocol))),
+            Ok(h) => Ok(Some(PublishHandle::new(
+                h,
+                core.ctx().clone(),
+                self.protocol,
+            ))),
             Err(ClientError::QueueFull { .. }) => Ok(None),
             Err(e) => Err(self.to_py(py, &e)),
         }
@@ -990,8 +1022,11 @@ impl Conn {
     /// `(filter, qos)` pairs (`qos` is the default). Returns one reason code
     /// per filter as the server sent it (granted QoS 0/1/2, or a failure
     /// code 0x80 and above); a refused filter does not raise.
-    #[pyo3(signature = (subscriptions, qos=0, *, no_local=false, retain_as_published=false,
-        retain_handling=0, properties=None, timeout=Some(10.0)))]
+    #[pyo3(
+        signature = (subscriptions, qos=0, *, no_local=false, retain_as_published=false,
+            retain_handling=0, properties=None, timeout=Some(10.0)),
+        text_signature = "($self, subscriptions, qos=0, *, no_local=False, retain_as_published=False, retain_handling=0, properties=None, timeout=10.0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn subscribe(
         &self,
@@ -1014,15 +1049,18 @@ impl Conn {
         let properties = props::subscribe_properties(properties)?;
         let core = self.core_py(py)?;
         let pending = core.subscribe_many(subs, properties);
-        let outcome = wait_pending(py, &pending, timeout_arg(timeout)?)?
-            .map_err(|e| self.to_py(py, &e))?;
+        let outcome =
+            wait_pending(py, &pending, timeout_arg(timeout)?)?.map_err(|e| self.to_py(py, &e))?;
         Ok(PyList::new(py, self.subscribe_codes(&outcome))?.unbind())
     }
 
     /// Unsubscribes from a filter or a list of filters and waits up to
     /// `timeout` seconds for the UNSUBACK; one reason code per filter (all
     /// 0 before MQTT 5).
-    #[pyo3(signature = (topics, properties=None, timeout=Some(10.0)))]
+    #[pyo3(
+        signature = (topics, properties=None, timeout=Some(10.0)),
+        text_signature = "($self, topics, properties=None, timeout=10.0)"
+    )]
     fn unsubscribe(
         &self,
         py: Python<'_>,
@@ -1063,7 +1101,7 @@ impl Conn {
 
     /// Sends PINGREQ and returns the round trip in seconds; raises on
     /// timeout or a lost connection.
-    #[pyo3(signature = (timeout=Some(10.0)))]
+    #[pyo3(signature = (timeout=Some(10.0)), text_signature = "($self, timeout=10.0)")]
     fn ping_rtt(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
         let core = self.core_py(py)?;
         wait_pending(py, &core.ping(), timeout_arg(timeout)?)?
@@ -1187,23 +1225,22 @@ impl Conn {
         self.spawn_async(
             callback,
             |c| c.ping(),
-            Box::new(|py, d: Duration| {
-                Ok(d.as_secs_f64().into_pyobject(py)?.into_any().unbind())
-            }),
+            Box::new(|py, d: Duration| Ok(d.as_secs_f64().into_pyobject(py)?.into_any().unbind())),
         );
     }
 
     /// `close` without blocking: `callback(exc, None)` once closed.
     fn close_async(&self, callback: Py<PyAny>) {
         if self.core.is_none() {
-            complete::ready(self.protocol, Ok(()), callback, Box::new(|py, ()| Ok(py.None())));
+            complete::ready(
+                self.protocol,
+                Ok(()),
+                callback,
+                Box::new(|py, ()| Ok(py.None())),
+            );
             return;
         }
-        self.spawn_async(
-            callback,
-            |c| c.close(),
-            Box::new(|py, ()| Ok(py.None())),
-        );
+        self.spawn_async(callback, |c| c.close(), Box::new(|py, ()| Ok(py.None())));
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -1283,13 +1320,18 @@ pub(crate) fn connect_async(
     let protocol = p.protocol;
     let engine = p.engine.clone();
     let opts = p.opts.clone();
-    let convert: complete::Convert<client::Conn> = Box::new(move |py, c| {
-        Ok(Py::new(py, Conn::from_result(p, Ok(c)))?.into_any())
-    });
+    let convert: complete::Convert<client::Conn> =
+        Box::new(move |py, c| Ok(Py::new(py, Conn::from_result(p, Ok(c)))?.into_any()));
     match client::Conn::start_connect(&engine, opts) {
         Err(e) => complete::ready(protocol, Err(e), callback, convert),
         Ok(connecting) => {
-            complete::spawn(&engine, protocol, connecting.into_future(), callback, convert);
+            complete::spawn(
+                &engine,
+                protocol,
+                connecting.into_future(),
+                callback,
+                convert,
+            );
         }
     }
     Ok(())

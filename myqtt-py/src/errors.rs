@@ -106,8 +106,9 @@ pub(crate) fn client_error(py: Python<'_>, e: &ClientError, protocol: ProtocolVe
             return PyValueError::new_err(msg);
         }
         ClientError::Connect { .. } => (ConnectError::new_err(msg), None),
-        ClientError::ConnectTimeout | ClientError::Timeout => (TimeoutError::new_err(msg), None),
-        ClientError::QueueFull { .. } => (TimeoutError::new_err(msg), None),
+        ClientError::ConnectTimeout | ClientError::Timeout | ClientError::QueueFull { .. } => {
+            (TimeoutError::new_err(msg), None)
+        }
         ClientError::ConnectionRefused { reason_code, .. } => (
             ConnectionRefusedError::new_err(msg),
             Some(connack_wire_code(*reason_code, protocol)),

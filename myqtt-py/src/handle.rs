@@ -79,7 +79,7 @@ impl PublishHandle {
         self.outcome()
             .and_then(|o| o.packet_id)
             .or_else(|| self.handle.packet_id())
-            .map(|p| p.get())
+            .map(myqtt_core::codec::PacketId::get)
     }
 
     /// The message's QoS.

@@ -173,7 +173,7 @@ impl PyLogSubscriber {
         }
     }
 
-    fn current(&self) -> Option<u64> {
+    fn current() -> Option<u64> {
         STACK.with(|s| s.borrow().last().copied())
     }
 
@@ -212,7 +212,7 @@ impl Subscriber for PyLogSubscriber {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let parent = if attrs.is_contextual() {
-            self.current()
+            Self::current()
         } else {
             attrs.parent().map(Id::into_u64)
         };
@@ -243,7 +243,7 @@ impl Subscriber for PyLogSubscriber {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let span = if event.is_contextual() {
-            self.current()
+            Self::current()
         } else {
             event.parent().map(Id::into_u64)
         };

@@ -1,6 +1,7 @@
 //! `myqtt.Msg`: a message received by a client connection.
 
 use myqtt_core::client::Message;
+use myqtt_core::codec::PacketId;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -81,11 +82,12 @@ impl Msg {
     /// The packet identifier (QoS 1 and 2), or 0 at QoS 0.
     #[getter]
     fn id(&self) -> u16 {
-        self.msg.packet_id().map_or(0, |p| p.get())
+        self.msg.packet_id().map_or(0, PacketId::get)
     }
 
     /// The control packet type's name: always "PUBLISH".
     #[getter]
+    #[allow(clippy::unused_self)] // a Python attribute needs `self`
     fn r#type(&self) -> &'static str {
         "PUBLISH"
     }

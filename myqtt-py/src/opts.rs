@@ -19,9 +19,7 @@ pub(crate) fn qos_from(q: i64) -> PyResult<QoS> {
     u8::try_from(q)
         .ok()
         .and_then(|b| QoS::try_from(b).ok())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("[MQTT-3.3.1-4] QoS is 0, 1 or 2, not {q}"))
-        })
+        .ok_or_else(|| PyValueError::new_err(format!("[MQTT-3.3.1-4] QoS is 0, 1 or 2, not {q}")))
 }
 
 /// A protocol level from its number (3: MQTT 3.1, 4: 3.1.1, 5: 5.0).

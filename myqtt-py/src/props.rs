@@ -53,6 +53,7 @@ pub(crate) fn payload(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Bytes> {
 /// Every field is optional; `user_properties` keeps order and repeats.
 #[pyclass(module = "myqtt", frozen, eq)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(clippy::struct_field_names)] // `user_properties` is the specification's name
 pub(crate) struct Properties {
     /// Payload Format Indicator: True when the payload is UTF-8 text.
     #[pyo3(get)]
@@ -92,7 +93,10 @@ impl Properties {
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
         let mut v = Vec::new();
         if let Some(x) = self.payload_format_indicator {
-            v.push(("payload_format_indicator", x.into_pyobject(py)?.to_owned().into_any()));
+            v.push((
+                "payload_format_indicator",
+                x.into_pyobject(py)?.to_owned().into_any(),
+            ));
         }
         if let Some(x) = self.message_expiry_interval {
             v.push(("message_expiry_interval", x.into_pyobject(py)?.into_any()));
@@ -140,7 +144,9 @@ impl Properties {
             message_expiry_interval,
             content_type,
             response_topic,
-            correlation_data: correlation_data.map(|c| payload(Some(c)).map(|b| b.to_vec())).transpose()?,
+            correlation_data: correlation_data
+                .map(|c| payload(Some(c)).map(|b| b.to_vec()))
+                .transpose()?,
             user_properties: user_properties
                 .map(user_pairs_from_py)
                 .transpose()?
@@ -210,7 +216,10 @@ fn user_pairs(p: &UserProperties) -> Vec<(String, String)> {
 /// User properties from a list of pairs or a mapping.
 fn user_pairs_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     if let Ok(d) = obj.cast::<PyDict>() {
-        return d.iter().map(|(k, v)| Ok((k.extract()?, v.extract()?))).collect();
+        return d
+            .iter()
+            .map(|(k, v)| Ok((k.extract()?, v.extract()?)))
+            .collect();
     }
     obj.try_iter()?
         .map(|item| item?.extract::<(String, String)>())

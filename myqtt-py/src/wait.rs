@@ -30,7 +30,8 @@ where
         // The first poll happens even with a zero timeout, so that a result
         // already there is returned.
         let slice = deadline.map_or(SIGNAL_CHECK, |d| {
-            d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK)
+            d.saturating_duration_since(Instant::now())
+                .min(SIGNAL_CHECK)
         });
         if let Some(v) = py.detach(|| poll(slice)) {
             return Ok(Some(v));

@@ -137,14 +137,15 @@ class AsyncClient:
         :meth:`myqtt.Client.publish`), otherwise once queued. Raises
         :class:`myqtt.TimeoutError`, :class:`myqtt.RefusedError`,
         :class:`myqtt.ConnectionLostError`."""
-        handle = None
+        handle: Optional[PublishHandle] = None
         if not self._send_lock.locked():
             handle = self._conn.try_publish(topic, payload, qos, retain, properties)
         if handle is None:
             async with self._send_lock:
                 fut, cb = _bridge(self._loop)
                 self._conn.publish_async(cb, topic, payload, qos, retain, properties)
-                handle = await _within(fut, timeout)
+                queued: PublishHandle = await _within(fut, timeout)
+                handle = queued
         if wait:
             await self.wait_published(handle, timeout)
         return handle
