@@ -102,3 +102,27 @@ def test_a_warning_of_the_engine_is_a_python_warning(collect, fake_broker):
     r = collect.wait_for(lambda r: r.levelno == logging.WARNING and "log-warn" in r.getMessage())
     assert r.levelname == "WARNING"
     assert "invalid packet" in r.getMessage()
+
+
+def test_the_ctx_log_handler_receives_records_pymyqtt_style(ctx, mosquitto):
+    # The manual's regression test 11: ctx.set_log_handler(handler, data).
+    got: "queue.Queue[tuple]" = queue.Queue()
+
+    def handler(c, file, line, level, msg, data):
+        got.put((c, file, line, level, msg, data))
+
+    ctx.set_log_handler(handler, "data")
+    try:
+        conn = myqtt.Conn(ctx, HOST, mosquitto.port, "log-handler", True, 30)
+        assert conn.is_ok()
+        conn.close()
+        deadline = time.monotonic() + 10
+        while True:
+            c, file, line, level, msg, data = got.get(timeout=max(0.01, deadline - time.monotonic()))
+            if "log-handler" in msg and "connected" in msg:
+                break
+        assert c is ctx and data == "data"
+        assert level == myqtt.level_debug
+        assert file.endswith(".rs") and line > 0
+    finally:
+        ctx.set_log_handler(None)

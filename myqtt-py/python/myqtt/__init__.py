@@ -59,7 +59,7 @@ from myqtt._myqtt import (
     qos2,
 )
 from myqtt import _logging
-from myqtt._logging import TRACE, refresh_log_level
+from myqtt._logging import TRACE, level_critical, level_debug, level_warning, refresh_log_level
 from myqtt.client import Client, SubscribeResult, Will, connect, default_ctx
 from myqtt import aio
 
@@ -118,6 +118,9 @@ __all__ = [
     "aio",
     "connect",
     "default_ctx",
+    "level_critical",
+    "level_debug",
+    "level_warning",
     "refresh_log_level",
     "__version__",
     "qos0",

@@ -16,11 +16,11 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from myqtt import _myqtt
 
-__all__ = ["TRACE", "refresh_log_level"]
+__all__ = ["TRACE", "level_critical", "level_debug", "level_warning", "refresh_log_level"]
 
 #: The level of the engine's ``trace`` records.
 TRACE = 5
@@ -35,20 +35,57 @@ _start_lock = threading.Lock()
 
 _Record = Tuple[int, str, str, Optional[str], Optional[int]]
 
+#: PyMyQtt's log levels, as ``ctx.set_log_handler`` handlers receive them.
+level_debug = 0
+level_warning = 1
+level_critical = 2
+
+# ctx.set_log_handler: id(ctx) -> (ctx, handler, data).
+_ctx_handlers: Dict[int, Tuple[Any, Callable[..., object], Any]] = {}
+
 
 def refresh_log_level() -> None:
     """Applies the current effective level of the ``myqtt`` logger to the
     engine now (otherwise it is picked up within 0.2 s)."""
-    _myqtt._log_set_level(_LOGGER.getEffectiveLevel())
+    level = _LOGGER.getEffectiveLevel()
+    if _ctx_handlers:
+        level = min(level, logging.DEBUG)
+    _myqtt._log_set_level(level)
+
+
+def _set_ctx_handler(ctx: Any, handler: Optional[Callable[..., object]], data: Any) -> None:
+    if handler is None:
+        _ctx_handlers.pop(id(ctx), None)
+    else:
+        if not callable(handler):
+            raise TypeError("the log handler must be callable")
+        _ctx_handlers[id(ctx)] = (ctx, handler, data)
+    refresh_log_level()
+
+
+def _pymyqtt_level(level: int) -> int:
+    if level >= logging.ERROR:
+        return level_critical
+    if level >= logging.WARNING:
+        return level_warning
+    return level_debug
 
 
 def _emit(records: List[_Record]) -> None:
+    handlers = list(_ctx_handlers.values())
     for level, name, message, file, line in records:
         logger = logging.getLogger(name)
         if logger.isEnabledFor(level):
             logger.handle(
                 logger.makeRecord(name, level, file or "<rust>", line or 0, message, (), None)
             )
+        if level < logging.DEBUG:
+            continue
+        for ctx, handler, data in handlers:
+            try:
+                handler(ctx, file or "<rust>", line or 0, _pymyqtt_level(level), message, data)
+            except Exception:  # noqa: BLE001 - a failing handler is logged, never fatal
+                _LOGGER.exception("the ctx log handler raised")
 
 
 def _run() -> None:
