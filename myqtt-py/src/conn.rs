@@ -422,16 +422,27 @@ impl Conn {
 
     /// Queues a publish: at once if there is room in the send queue,
     /// otherwise waiting up to `timeout` for room with the GIL released.
+    ///
+    /// `make` builds the message; the fast path builds it once and moves
+    /// it (publishing is the hot path), a full queue rebuilds it.
     fn enqueue(
         py: Python<'_>,
         core: &client::Conn,
-        msg: &PublishMessage,
+        make: impl Fn() -> PyResult<Result<PublishMessage, ClientError>>,
         timeout: Option<Duration>,
     ) -> PyResult<Result<client::PublishHandle, ClientError>> {
-        match core.try_publish(msg.clone()) {
+        let msg = match make()? {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        match core.try_publish(msg) {
             Err(ClientError::QueueFull { .. }) => {}
             r => return Ok(r),
         }
+        let msg = match make()? {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
         let r = wait_until(py, timeout, |slice| {
             match core.publish_blocking(msg.clone(), slice) {
                 Err(ClientError::QueueFull { .. }) => None,
@@ -623,13 +634,6 @@ impl Conn {
         retain: bool,
         wait_publish: f64,
     ) -> PyResult<bool> {
-        let message = match Self::message(topic, msg, qos, retain, None)? {
-            Ok(m) => m,
-            Err(e) => {
-                self.record(e);
-                return Ok(false);
-            }
-        };
         let core = match self.core() {
             Ok(c) => c,
             Err(e) => {
@@ -638,7 +642,8 @@ impl Conn {
             }
         };
         let queue_wait = wait_secs(wait_publish).or(Some(Duration::from_secs(10)));
-        let handle = match Self::enqueue(py, core, &message, queue_wait)? {
+        let make = || Self::message(topic, msg, qos, retain, None);
+        let handle = match Self::enqueue(py, core, make, queue_wait)? {
             Ok(h) => h,
             Err(e) => {
                 self.record(e);
@@ -980,10 +985,9 @@ impl Conn {
         properties: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<PublishHandle> {
-        let msg = Self::message(topic, payload, qos, retain, properties)?
-            .map_err(|e| self.to_py(py, &e))?;
         let core = self.core_py(py)?;
-        let handle = Self::enqueue(py, core, &msg, timeout_arg(timeout)?)?
+        let make = || Self::message(topic, payload, qos, retain, properties);
+        let handle = Self::enqueue(py, core, make, timeout_arg(timeout)?)?
             .map_err(|e| self.to_py(py, &e))?;
         Ok(PublishHandle::new(
             handle,

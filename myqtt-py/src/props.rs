@@ -317,6 +317,10 @@ impl<'py> Fields<'py> {
 /// identifiers (received-side only) are refused: a client never sends them
 /// [MQTT-3.3.4-6].
 pub(crate) fn publish_properties(obj: Option<&Bound<'_, PyAny>>) -> PyResult<PublishProperties> {
+    if obj.is_none_or(PyAnyMethods::is_none) {
+        // The common case, kept cheap: publishing is the hot path.
+        return Ok(PublishProperties::default());
+    }
     let mut f = Fields::new(obj, "publish")?;
     let p = PublishProperties {
         payload_format_indicator: f.take("payload_format_indicator")?,
