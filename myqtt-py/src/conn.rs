@@ -1247,6 +1247,20 @@ impl Conn {
         self.spawn_async(callback, |c| c.close(), Box::new(|py, ()| Ok(py.None())));
     }
 
+    /// `shutdown` without blocking: `callback(exc, None)` once done.
+    fn shutdown_async(&self, callback: Py<PyAny>) {
+        if self.core.is_none() {
+            complete::ready(
+                self.protocol,
+                Ok(()),
+                callback,
+                Box::new(|py, ()| Ok(py.None())),
+            );
+            return;
+        }
+        self.spawn_async(callback, |c| c.shutdown(), Box::new(|py, ()| Ok(py.None())));
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         let cb = &self.callbacks;
         // `try_lock`: a traversal must not block; a handler being replaced

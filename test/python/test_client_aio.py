@@ -214,3 +214,17 @@ def test_completions_never_run_on_the_loop_thread_or_a_tokio_worker(mosquitto):
 
     run(main())
     assert threads == ["myqtt-completions"[:15]], "Linux keeps 15 characters of a thread name"
+
+
+def test_shutdown_publishes_the_will_and_close_does_not(mosquitto, topic):
+    async def main():
+        async with myqtt.aio.connect(HOST, mosquitto.port) as watcher:
+            await watcher.subscribe(topic + "/#", qos=1)
+            a = await myqtt.aio.connect(HOST, mosquitto.port, will=myqtt.Will(topic + "/a", b"a gone", 1))
+            b = await myqtt.aio.connect(HOST, mosquitto.port, will=myqtt.Will(topic + "/b", b"b gone", 1))
+            await b.close()
+            await a.shutdown()
+            msg = await watcher.get_message(10)
+            return msg.topic, msg.payload
+
+    assert run(main()) == (topic + "/a", b"a gone")

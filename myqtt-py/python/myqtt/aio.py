@@ -267,7 +267,9 @@ class AsyncClient:
         """Drops the connection without DISCONNECT (the server publishes the
         will)."""
         self._closing = True
-        self._conn.shutdown()
+        fut, cb = _bridge(self._loop)
+        self._conn.shutdown_async(cb)
+        await fut
 
     async def __aenter__(self) -> "AsyncClient":
         return self
