@@ -7,6 +7,7 @@ import gc
 import logging
 import queue
 import threading
+import time
 import weakref
 
 import pytest
@@ -361,3 +362,24 @@ def test_an_invalid_topic_is_a_failed_status_not_an_exception(ctx, mosquitto):
     assert conn.pub("a/+", "x") is False
     assert "invalid topic" in conn.error_msg
     assert conn.sub("a/#/b", 0) == (False, None)
+
+
+def test_a_slow_handler_holding_the_gil_does_not_cost_the_keep_alive(ctx, mosquitto, topic):
+    # mosquitto closes a connection silent for 1.5 keep-alive periods
+    # [MQTT-3.1.2-24]; the engine pings without the GIL.
+    conn = myqtt.Conn(ctx, HOST, mosquitto.port, None, True, 1)
+    assert conn.is_ok()
+    done = threading.Event()
+
+    def busy(ctx, conn, msg, data):
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:  # pure Python: holds the GIL
+            pass
+        done.set()
+
+    conn.set_on_msg(busy)
+    assert conn.sub(topic, 0)[0]
+    assert conn.pub(topic, "slow", 0)
+    assert done.wait(10)
+    assert conn.is_ok()
+    assert conn.ping(5)
