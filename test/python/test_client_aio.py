@@ -72,11 +72,6 @@ def test_the_event_loop_keeps_running_while_waiting(mosquitto, topic):
     assert ticks >= 10, "the loop ran other tasks during the waits"
 
 
-@pytest.mark.xfail(
-    reason="myqtt-core bug: client/driver.rs read() decodes a packet on the last of its "
-    "READ_BATCH (64) iterations and drops it, so one PUBACK in 65 can be lost in a burst",
-    strict=False,
-)
 def test_many_concurrent_publishes_complete_in_order(mosquitto, topic):
     async def main():
         async with myqtt.aio.connect(HOST, mosquitto.port) as c:

@@ -18,12 +18,10 @@ blocks, and nothing relies on ``loop.add_reader``, so every event loop works
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import (
     Any,
     AsyncIterator,
     Callable,
-    Deque,
     Generator,
     Iterable,
     List,
@@ -97,8 +95,11 @@ class AsyncClient:
         self._conn = conn
         self._loop = loop
         self._closing = False
-        # Messages that arrived for a wait that was cancelled meanwhile.
-        self._buffer: Deque[Msg] = deque()
+        # The one engine-side wait for a message, if any. A get_message that
+        # times out leaves it in place (shielded), so the message it takes
+        # goes to the next get_message instead of being lost or racing a
+        # second wait.
+        self._pending: Optional["asyncio.Future[Any]"] = None
         # Held while a publish waits for room in the send queue, so that
         # publishes keep their order.
         self._send_lock = asyncio.Lock()
@@ -209,38 +210,32 @@ class AsyncClient:
         rtt: float = await _within(fut, timeout)
         return rtt
 
-    def _settle_message(
-        self, fut: "asyncio.Future[Any]", exc: Optional[BaseException], value: Any
-    ) -> None:
-        if fut.done():
-            # The wait was cancelled: keep the message for the next one.
-            if exc is None and value is not None:
-                self._buffer.append(value)
-            return
-        _settle(fut, exc, value)
-
     async def get_message(self, timeout: Optional[float] = None) -> Optional[Msg]:
         """The next message, waiting up to ``timeout`` seconds; None on
         timeout or after :meth:`close`. Raises
         :class:`myqtt.ConnectionLostError` if the connection was lost."""
         try:
-            if self._buffer:
-                return self._buffer.popleft()
-            msg = self._conn.try_next_message()
-            if msg is None:
+            if self._pending is None:
+                msg = self._conn.try_next_message()
+                if msg is not None:
+                    self._burst += 1
+                    if self._burst >= _FAST_PATH_BURST:
+                        # Messages keep coming: let other tasks run.
+                        self._burst = 0
+                        await asyncio.sleep(0)
+                    return msg
                 self._burst = 0
-                fut, cb = _bridge(self._loop, self._settle_message)
+                fut, cb = _bridge(self._loop)
                 self._conn.next_message_async(cb)
-                try:
-                    msg = await _within(fut, timeout)
-                except TimeoutError:
-                    return None
-            else:
-                self._burst += 1
-                if self._burst >= _FAST_PATH_BURST:
-                    # Messages keep coming: let other tasks run.
-                    self._burst = 0
-                    await asyncio.sleep(0)
+                self._pending = fut
+            pending = self._pending
+            try:
+                msg = await _within(asyncio.shield(pending), timeout)
+            except TimeoutError:
+                return None
+            finally:
+                if pending.done():
+                    self._pending = None
             return msg
         except ConnectionLostError:
             if self._closing:
