@@ -932,6 +932,7 @@ where
         }
         let mut packets = Vec::new();
         let mut b = Batch::new();
+        let mut hold = false;
         while let Some(p) = self.session.poll_transmit() {
             if let Packet::Publish(pb) = &p
                 && pb.qos != QoS::AtMostOnce
@@ -949,6 +950,11 @@ where
                     let state = if pb.qos == QoS::AtLeastOnce {
                         InflightState::AwaitingPubAck
                     } else {
+                        // Sent only once its in-flight record is durable: a
+                        // crash must not leave it in the queue as well, to
+                        // be sent again as a new message [MQTT-4.3.3-10].
+                        // (A QoS 1 message may arrive twice: no wait.)
+                        hold = true;
                         InflightState::AwaitingPubRec
                     };
                     // The in-flight record first: it keeps the message.
@@ -965,7 +971,7 @@ where
         let commit = if b.is_empty() {
             None
         } else if let Some(p) = self.broker.persist() {
-            p.submit(b).await
+            p.submit(b).await.filter(|_| hold)
         } else {
             None
         };

@@ -121,6 +121,10 @@ struct Tx {
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
     released: HashSet<u64>,
+    /// Keys created by this transaction (absent before it): deleting one
+    /// again writes nothing at all, so a message stored, delivered and
+    /// acknowledged within one group commit never touches the disk.
+    fresh: HashSet<Vec<u8>>,
 }
 
 impl Tx {
@@ -128,8 +132,18 @@ impl Tx {
         self.writes.insert(k, Some(v));
     }
 
+    /// A put of a key known to be absent from the backend.
+    fn put_new(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.fresh.insert(k.clone());
+        self.writes.insert(k, Some(v));
+    }
+
     fn delete(&mut self, k: Vec<u8>) {
-        self.writes.insert(k, None);
+        if self.fresh.remove(&k) {
+            self.writes.remove(&k);
+        } else {
+            self.writes.insert(k, None);
+        }
     }
 }
 
@@ -568,7 +582,7 @@ impl State {
                 refs: 0,
             },
         );
-        tx.put(f::message_key(id), value);
+        tx.put_new(f::message_key(id), value);
         // Deleted at the end of the transaction if nothing refers to it.
         tx.released.insert(id.0);
         OpOutcome::Done
@@ -625,16 +639,19 @@ impl State {
             }
             None => self.take_seq(),
         };
+        let k = f::inflight_key(key, packet_id);
+        let v = f::encode_inflight(state, seq, message);
+        if previous.is_some() {
+            tx.put(k, v);
+        } else {
+            tx.put_new(k, v);
+        }
         self.inflight.entry(key.clone()).or_default().insert(
             packet_id.get(),
             InflightEntry {
                 seq,
                 message: message.map(|m| m.0),
             },
-        );
-        tx.put(
-            f::inflight_key(key, packet_id),
-            f::encode_inflight(state, seq, message),
         );
         OpOutcome::Done
     }
@@ -700,7 +717,7 @@ impl State {
         q.entries.insert(seq, (id.0, info.size));
         q.bytes += info.size;
         self.order.insert(seq, key.clone());
-        tx.put(f::queue_key(key, seq), f::encode_queue_entry(id));
+        tx.put_new(f::queue_key(key, seq), f::encode_queue_entry(id));
         self.stats.dropped += dropped.len() as u64;
         OpOutcome::Enqueued { seq, dropped }
     }

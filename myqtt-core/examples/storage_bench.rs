@@ -1,0 +1,118 @@
+//! QoS 1, one publisher to one subscriber, 64-byte payloads, through a
+//! listener with or without a store: messages/s, and with a store the
+//! fsyncs/s and messages per fsync of its group commit.
+//!
+//! ```text
+//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled]] [--count N]
+//! ```
+//!
+//! Both clients use persistent sessions (the subscriber's messages are
+//! written to the store, queued, moved to in-flight and removed after its
+//! PUBACK; the publisher's PUBACK waits for the commit).
+
+use std::time::{Duration, Instant};
+
+use myqtt_core::client::{ConnectOptions, PublishMessage};
+use myqtt_core::codec::{ProtocolVersion, QoS};
+use myqtt_core::store::{BackendKind, StoreConfig};
+use myqtt_core::{Conn, Ctx};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// QoS 1 messages the publisher keeps in flight.
+const WINDOW: u16 = 4000;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut storage = None;
+    let mut backend = BackendKind::Redb;
+    let mut count = 50_000_u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--storage" => storage = args.next(),
+            "--backend" => {
+                backend = match args.next().as_deref() {
+                    Some("sled") => BackendKind::Sled,
+                    _ => BackendKind::Redb,
+                }
+            }
+            "--count" => count = args.next().and_then(|c| c.parse().ok()).unwrap_or(count),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    // The publisher is never slowed down by the subscriber: the queue
+    // holds everything in flight between them.
+    let config = myqtt_core::broker::BrokerConfig::builder()
+        .max_queued_messages(1_000_000)
+        .build()?;
+    let mut b = Ctx::builder().broker(config);
+    if let Some(dir) = &storage {
+        let _ = std::fs::remove_dir_all(dir);
+        b = b.storage(StoreConfig::new(dir).backend(backend));
+    }
+    let ctx = b.build()?;
+    let port = ctx.create_listener("127.0.0.1", 0)?.local_addr().port();
+    let opts = |id: &str| {
+        ConnectOptions::new("127.0.0.1", port)
+            .client_id(id)
+            .protocol(ProtocolVersion::V5)
+            .clean_start(false)
+            .session_expiry_interval(600)
+            .max_inflight(WINDOW)
+            .receive_queue_limit(10_000)
+            .send_queue_limit(10_000)
+    };
+    let sub = Conn::connect_blocking(&ctx, opts("bench-sub"))?;
+    sub.subscribe("bench/t", QoS::AtLeastOnce).wait(WAIT)?;
+    let publ = Conn::connect_blocking(&ctx, opts("bench-pub"))?;
+    let payload = bytes::Bytes::from(vec![b'x'; 64]);
+    let before = ctx.broker().store_stats();
+    let start = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let mut n = 0;
+        while n < count {
+            match sub.get_next(Some(WAIT)) {
+                Ok(Some(_)) => n += 1,
+                _ => break,
+            }
+        }
+        n
+    });
+    let mut handles = std::collections::VecDeque::new();
+    for _ in 0..count {
+        let m = PublishMessage::new("bench/t", payload.clone())?.qos(QoS::AtLeastOnce);
+        handles.push_back(publ.publish_blocking(m, WAIT)?);
+        if handles.len() >= usize::from(WINDOW)
+            && let Some(h) = handles.pop_front()
+        {
+            h.wait(WAIT)?;
+        }
+    }
+    for h in handles {
+        h.wait(WAIT)?;
+    }
+    let got = receiver.join().map_err(|_| "receiver panicked")?;
+    let secs = start.elapsed().as_secs_f64();
+    let rate = got as f64 / secs;
+    let label = match (&storage, backend) {
+        (None, _) => "memory",
+        (Some(_), BackendKind::Redb) => "redb",
+        (Some(_), BackendKind::Sled) => "sled",
+    };
+    print!("{label}: {got} messages in {secs:.2} s: {rate:.0} messages/s");
+    if let (Some(a), Some(b)) = (before, ctx.broker().store_stats()) {
+        let fsyncs = b.fsyncs - a.fsyncs;
+        print!(
+            ", {:.0} fsyncs/s, {:.1} messages per fsync ({} submissions in {} commits)",
+            fsyncs as f64 / secs,
+            got as f64 / fsyncs.max(1) as f64,
+            b.submissions - a.submissions,
+            b.batches - a.batches
+        );
+    }
+    println!();
+    ctx.exit();
+    if let Some(dir) = &storage {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
