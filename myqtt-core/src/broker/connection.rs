@@ -190,6 +190,10 @@ struct Conn<R, W> {
     pending: VecDeque<Pending>,
     /// The store batch of the message just routed.
     staged: Option<Staged>,
+    /// Store ops nobody waits for (removals after acknowledgements, QoS 1
+    /// moves to in-flight), sent with the connection's next submission or
+    /// at the next loop turn: one submission for a burst of packets.
+    out: Batch,
     _slot: ConnSlot,
 }
 
@@ -544,6 +548,7 @@ where
         track,
         pending: VecDeque::new(),
         staged: None,
+        out: Batch::new(),
         _slot: slot,
     };
     if let Err(e) = accepted {
@@ -665,6 +670,9 @@ where
         loop {
             if self.persistent {
                 self.transmit_stored().await;
+                if !self.out.is_empty() {
+                    let _ = self.submit(Batch::new()).await;
+                }
             } else {
                 self.flush_transmit();
             }
@@ -825,8 +833,11 @@ where
         if b.is_empty() {
             return Some(packet);
         }
-        let p = self.broker.persist()?;
-        let commit = p.submit(b).await;
+        if !hold {
+            self.out.ops.append(&mut b.ops);
+            return Some(packet);
+        }
+        let (commit, _) = self.submit(b).await;
         if hold {
             self.pending.push_back(Pending {
                 commit,
@@ -970,9 +981,10 @@ where
         }
         let commit = if b.is_empty() {
             None
-        } else if let Some(p) = self.broker.persist() {
-            p.submit(b).await.filter(|_| hold)
+        } else if hold {
+            self.submit(b).await.0
         } else {
+            self.out.ops.append(&mut b.ops);
             None
         };
         if commit.is_none() && self.pending.is_empty() {
@@ -988,16 +1000,27 @@ where
 
     /// Removes a stored message's queue entry (it will not be delivered).
     async fn unstore(&mut self, id: Option<crate::store::MessageId>) {
-        if let Some(id) = id
-            && let Some(p) = self.broker.persist()
-        {
-            let mut b = Batch::new();
-            b.push(Op::DequeueMessage {
+        if let Some(id) = id {
+            self.out.push(Op::DequeueMessage {
                 key: SessionKey::broker(self.handle.client_id.clone()),
                 message: id,
             });
-            let _ = p.submit(b).await;
         }
+    }
+
+    /// Submits `b` behind the ops waiting in `out`, in one submission;
+    /// returns its commit and how many outcomes of `out` come first.
+    async fn submit(&mut self, mut b: Batch) -> (Option<Commit>, usize) {
+        let Some(p) = self.broker.persist() else {
+            return (None, 0);
+        };
+        let mut all = std::mem::take(&mut self.out);
+        let prefix = all.len();
+        all.ops.append(&mut b.ops);
+        if all.is_empty() {
+            return (None, 0);
+        }
+        (p.submit(all).await, prefix)
     }
 
     /// Acts on what the session reported.
@@ -1153,7 +1176,7 @@ where
                 }
             }
         };
-        if let Some(p) = self.broker.persist() {
+        if self.broker.persist().is_some() {
             // With a store: acknowledged only once the message, its queue
             // entries and (QoS 2) its packet id are durable.
             let staged = self.staged.take();
@@ -1184,7 +1207,11 @@ where
                 None => After::Nothing,
             };
             if !batch.is_empty() {
-                let commit = p.submit(batch).await;
+                let (commit, prefix) = self.submit(batch).await;
+                let check = check.map(|mut c| {
+                    c.first += prefix;
+                    c
+                });
                 self.broker.push_staged(deliveries, &self.chain);
                 self.pending.push_back(Pending {
                     commit,
@@ -1322,9 +1349,7 @@ where
                 id: sub_id,
             },
         );
-        if self.persistent
-            && let Some(p) = self.broker.persist()
-        {
+        if self.persistent {
             // Durable before SUBACK: a message acknowledged to its
             // publisher after this must reach the subscriber.
             let mut b = Batch::new();
@@ -1336,7 +1361,7 @@ where
                     identifier: sub_id,
                 },
             );
-            if let Some(c) = p.submit(b).await
+            if let (Some(c), _) = self.submit(b).await
                 && let Err(e) = c.await
             {
                 tracing::error!(error = %e, "cannot store a subscription");
@@ -1369,16 +1394,11 @@ where
         for filter in &u.filters {
             let existed = self.broker.router().unsubscribe(filter, self.handle.key);
             lock(&self.handle.subscriptions).remove(filter);
-            if existed
-                && self.persistent
-                && let Some(p) = self.broker.persist()
-            {
-                let mut b = Batch::new();
-                b.remove_subscription(
+            if existed && self.persistent {
+                self.out.remove_subscription(
                     SessionKey::broker(self.handle.client_id.clone()),
                     filter.clone(),
                 );
-                p.submit_now(&self.broker, b);
             }
             if existed {
                 self.chain.emit(EventKind::Lifecycle, || {
@@ -1526,6 +1546,9 @@ where
     async fn close(mut self, ending: Ending) {
         if !self.pending.is_empty() {
             self.settle().await;
+        }
+        if !self.out.is_empty() {
+            let _ = self.submit(Batch::new()).await;
         }
         let now = Instant::now();
         if let Some((code, why)) = ending.server_disconnect() {
