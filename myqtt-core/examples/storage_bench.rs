@@ -10,6 +10,8 @@
 //! written to the store, queued, moved to in-flight and removed after its
 //! PUBACK; the publisher's PUBACK waits for the commit).
 
+#![allow(clippy::cast_precision_loss)] // rates, for display only
+
 use std::time::{Duration, Instant};
 
 use myqtt_core::client::{ConnectOptions, PublishMessage};

@@ -807,26 +807,19 @@ where
                 }
                 false
             }
-            Packet::PubRec(a) => {
-                if self.track.inflight.contains(&a.packet_id.get()) {
-                    if a.reason_code.is_success() {
-                        b.put_inflight(key(), a.packet_id, InflightState::AwaitingPubComp, None);
-                    } else {
-                        self.track.inflight.remove(&a.packet_id.get());
-                        b.remove_inflight(key(), a.packet_id);
-                    }
-                    true
+            Packet::PubRec(a) if self.track.inflight.contains(&a.packet_id.get()) => {
+                if a.reason_code.is_success() {
+                    b.put_inflight(key(), a.packet_id, InflightState::AwaitingPubComp, None);
                 } else {
-                    false
+                    self.track.inflight.remove(&a.packet_id.get());
+                    b.remove_inflight(key(), a.packet_id);
                 }
+                true
             }
-            Packet::PubRel(a) => {
-                if self.track.incoming.remove(&a.packet_id.get()) {
-                    b.remove_incoming(key(), a.packet_id);
-                    true
-                } else {
-                    false
-                }
+            Packet::PubRel(a) if self.track.incoming.contains(&a.packet_id.get()) => {
+                self.track.incoming.remove(&a.packet_id.get());
+                b.remove_incoming(key(), a.packet_id);
+                true
             }
             _ => false,
         };
@@ -999,7 +992,7 @@ where
     }
 
     /// Removes a stored message's queue entry (it will not be delivered).
-    async fn unstore(&mut self, id: Option<crate::store::MessageId>) {
+    fn unstore(&mut self, id: Option<crate::store::MessageId>) {
         if let Some(id) = id {
             self.out.push(Op::DequeueMessage {
                 key: SessionKey::broker(self.handle.client_id.clone()),
@@ -1037,7 +1030,7 @@ where
                 } => {
                     if self.persistent {
                         let id = self.track.unsent.remove(&ticket);
-                        self.unstore(id).await;
+                        self.unstore(id);
                     }
                     let why = match reason {
                         session::DropReason::Expired => DropReason::Expired,
@@ -1176,59 +1169,10 @@ where
                 }
             }
         };
-        if self.broker.persist().is_some() {
-            // With a store: acknowledged only once the message, its queue
-            // entries and (QoS 2) its packet id are durable.
-            let staged = self.staged.take();
-            let (mut batch, deliveries, check) = match staged {
-                Some(st) => (st.batch, st.deliveries, Some(st.check)),
-                None => (Batch::new(), Vec::new(), None),
-            };
-            if let Some(id) = packet_id
-                && qos == QoS::ExactlyOnce
-                && self.persistent
-            {
-                // [MQTT-4.3.3-10]: a resent PUBLISH with this id, even
-                // after a restart, is not delivered again.
-                batch.put_incoming(
-                    SessionKey::broker(self.handle.client_id.clone()),
-                    IncomingRecord {
-                        packet_id: id,
-                        received_at: Timestamp::now(),
-                    },
-                );
-                self.track.incoming.insert(id.get());
-            }
-            let after = match packet_id {
-                Some(id) => After::Ack {
-                    packet_id: id,
-                    code: if v5 { reason } else { ReasonCode::Success },
-                },
-                None => After::Nothing,
-            };
-            if !batch.is_empty() {
-                let (commit, prefix) = self.submit(batch).await;
-                let check = check.map(|mut c| {
-                    c.first += prefix;
-                    c
-                });
-                self.broker.push_staged(deliveries, &self.chain);
-                self.pending.push_back(Pending {
-                    commit,
-                    after,
-                    check,
-                });
-                return Ok(());
-            }
-            if !self.pending.is_empty() && packet_id.is_some() {
-                // [MQTT-4.6.0-2]: acknowledgements keep the PUBLISH order.
-                self.pending.push_back(Pending {
-                    commit: None,
-                    after,
-                    check: None,
-                });
-                return Ok(());
-            }
+        if self.broker.persist().is_some()
+            && self.ack_after_commit(qos, packet_id, v5, reason).await
+        {
+            return Ok(());
         }
         if let Some(id) = packet_id {
             // The flow is completed whatever happened to the message; MQTT 5
@@ -1242,6 +1186,71 @@ where
             }
         }
         Ok(())
+    }
+
+    /// With a store: queues the acknowledgement of a PUBLISH behind the
+    /// commit of its message, queue entries and (QoS 2) packet id; true if
+    /// it was queued (false: acknowledge now).
+    async fn ack_after_commit(
+        &mut self,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        v5: bool,
+        reason: ReasonCode,
+    ) -> bool {
+        // With a store: acknowledged only once the message, its queue
+        // entries and (QoS 2) its packet id are durable.
+        let staged = self.staged.take();
+        let (mut batch, deliveries, check) = match staged {
+            Some(st) => (st.batch, st.deliveries, Some(st.check)),
+            None => (Batch::new(), Vec::new(), None),
+        };
+        if let Some(id) = packet_id
+            && qos == QoS::ExactlyOnce
+            && self.persistent
+        {
+            // [MQTT-4.3.3-10]: a resent PUBLISH with this id, even
+            // after a restart, is not delivered again.
+            batch.put_incoming(
+                SessionKey::broker(self.handle.client_id.clone()),
+                IncomingRecord {
+                    packet_id: id,
+                    received_at: Timestamp::now(),
+                },
+            );
+            self.track.incoming.insert(id.get());
+        }
+        let after = match packet_id {
+            Some(id) => After::Ack {
+                packet_id: id,
+                code: if v5 { reason } else { ReasonCode::Success },
+            },
+            None => After::Nothing,
+        };
+        if !batch.is_empty() {
+            let (commit, prefix) = self.submit(batch).await;
+            let check = check.map(|mut c| {
+                c.first += prefix;
+                c
+            });
+            self.broker.push_staged(deliveries, &self.chain);
+            self.pending.push_back(Pending {
+                commit,
+                after,
+                check,
+            });
+            return true;
+        }
+        if !self.pending.is_empty() && packet_id.is_some() {
+            // [MQTT-4.6.0-2]: acknowledgements keep the PUBLISH order.
+            self.pending.push_back(Pending {
+                commit: None,
+                after,
+                check: None,
+            });
+            return true;
+        }
+        false
     }
 
     /// Routes one message from this client; the reason code for its ack.
@@ -1440,7 +1449,7 @@ where
     async fn deliver(&mut self, now: Instant, d: Delivery) {
         let stored = if self.persistent { d.stored } else { None };
         if !self.deliver_inner(now, d, stored).await {
-            self.unstore(stored).await;
+            self.unstore(stored);
         }
     }
 

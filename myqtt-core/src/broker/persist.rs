@@ -201,8 +201,7 @@ impl Broker {
             let id = d.stored;
             let msg = Arc::clone(&d.msg);
             match session.push(d) {
-                Ok(()) => {}
-                Err(Refused::Skipped) => {}
+                Ok(()) | Err(Refused::Skipped) => {}
                 Err(Refused::Dropped(why)) => {
                     self.count_drop();
                     chain.emit(EventKind::Messages, || {
@@ -325,6 +324,7 @@ impl Broker {
     /// Brings back what the store holds: sessions (detached, with their
     /// subscriptions, in-flight flows, incoming QoS 2 ids and queues),
     /// retained messages and pending wills. Expired sessions are removed.
+    #[allow(clippy::too_many_lines)] // one pass over the records, in order
     pub(crate) fn restore(&self, loaded: Loaded) {
         let Some(p) = self.persist() else {
             return;
@@ -491,8 +491,8 @@ impl Broker {
                 tls: false,
                 transport: super::hooks::Transport::Tcp,
             });
-            match session {
-                Some(s) => {
+            if let Some(s) = session {
+                {
                     lock(&s.mailbox).pending_will = Some(PendingWill { will, client: info });
                     self.after(&s, 0, left, |b, s| {
                         let pending = lock(&s.mailbox).pending_will.take();
@@ -502,11 +502,10 @@ impl Broker {
                         }
                     });
                 }
-                None => {
-                    // The session is gone: the will is due now.
-                    self.forget_will(&client_id);
-                    self.spawn_will(info, will);
-                }
+            } else {
+                // The session is gone: the will is due now.
+                self.forget_will(&client_id);
+                self.spawn_will(info, will);
             }
         }
         if !cleanup.is_empty() {
