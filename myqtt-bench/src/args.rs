@@ -33,12 +33,17 @@ load:
   --drain SECS           after publishing, longest wait with no new delivery
                          for the outstanding ones (default 5)
   --inflight N           QoS 1/2 messages in flight per publisher (default 256)
+  --window N             at full speed, messages per publisher published and
+                         not yet delivered to all its subscribers, at most:
+                         a closed loop, so latency is not queueing in
+                         buffers; 0 = open loop (default 1000)
 
 idle:
   --idle N               open N idle connections, report the broker's RSS per
                          connection (needs --broker-pid)
   --keep-alive SECS      their keep alive (default 3600)
-  --connect-parallel N   connections being opened at once (default 200)
+  --connect-parallel N   connections being opened at once (default 64; more
+                         can overflow a listen backlog and wait 1 s SYN retries)
 
 general:
   --broker-pid PID       the broker's process: its RSS (idle mode) and CPU
@@ -120,6 +125,9 @@ pub struct Args {
     pub drain: Duration,
     /// QoS 1/2 messages in flight per publisher.
     pub inflight: u16,
+    /// Messages per full-speed publisher not yet delivered to every
+    /// subscriber, at most; 0: no limit (open loop).
+    pub window: u64,
     /// Load or idle connections.
     pub mode: Mode,
     /// Keep alive of idle connections, in seconds.
@@ -189,9 +197,10 @@ impl Args {
             warmup: Duration::from_secs(1),
             drain: Duration::from_secs(5),
             inflight: 256,
+            window: 1000,
             mode: Mode::Load,
             keep_alive: 3600,
-            connect_parallel: 200,
+            connect_parallel: 64,
             broker_pid: None,
             threads: 0,
             timeout: None,
@@ -239,6 +248,7 @@ impl Args {
                 "--warmup" => a.warmup = seconds(it, &flag)?,
                 "--drain" => a.drain = seconds(it, &flag)?,
                 "--inflight" => a.inflight = value(it, &flag)?,
+                "--window" => a.window = value(it, &flag)?,
                 "--idle" => a.mode = Mode::Idle(value(it, &flag)?),
                 "--keep-alive" => a.keep_alive = value(it, &flag)?,
                 "--connect-parallel" => a.connect_parallel = value(it, &flag)?,

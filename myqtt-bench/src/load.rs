@@ -25,7 +25,7 @@ use myqtt_core::Ctx;
 use myqtt_core::client::{ClientError, Conn, ConnectOptions, PublishHandle, PublishMessage};
 use myqtt_core::codec::QoS;
 use myqtt_core::topic::TopicName;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::args::{Args, Shape, Stop};
 use crate::error::BenchError;
@@ -42,6 +42,9 @@ const TAKE_BATCH: usize = 256;
 /// Received messages a subscriber's client may hold before dropping QoS 0
 /// ones (see `ConnectOptions::receive_queue_limit`).
 const RECEIVE_QUEUE: usize = 100_000;
+/// How long a publisher waits on a full window without any delivery before
+/// it writes its outstanding messages off as lost and goes on.
+const STALL: Duration = Duration::from_millis(250);
 
 /// What a load run measured.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +70,9 @@ pub struct LoadReport {
     pub out_of_order: u64,
     /// Received messages whose payload was not a bench stamp.
     pub malformed: u64,
+    /// Times a full-speed publisher's window stayed full for 250 ms
+    /// without a delivery and its outstanding messages were written off.
+    pub window_stalls: u64,
     /// QoS 0 messages the subscribers' clients dropped because their
     /// receive queue was full (client-side losses, part of `lost`).
     pub client_dropped: u64,
@@ -112,6 +118,12 @@ struct Plan {
     qos: QoS,
     size: usize,
     drain: Duration,
+    /// Messages per publisher published and not yet delivered to every
+    /// subscriber of its topic, at most (full-speed publishers); 0: no
+    /// limit.
+    window: u64,
+    /// Subscribers of each publisher's topic.
+    fan_out: u64,
 }
 
 impl Plan {
@@ -126,10 +138,64 @@ impl Plan {
 }
 
 /// Counters the subscribers update and the run watches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Progress {
+    /// Measured deliveries (stamped after the warm-up).
     deliveries: AtomicU64,
+    /// Stamp of the last measured delivery.
     last_delivery: AtomicU64,
+    /// Per publisher, for the end-to-end window.
+    publishers: Vec<Window>,
+}
+
+impl Progress {
+    fn new(publishers: usize) -> Self {
+        Self {
+            deliveries: AtomicU64::new(0),
+            last_delivery: AtomicU64::new(0),
+            publishers: (0..publishers).map(|_| Window::default()).collect(),
+        }
+    }
+}
+
+/// One publisher's end-to-end window: deliveries of its messages so far
+/// (warm-up included), and the count at which to wake it when it waits.
+///
+/// Design: the publisher stores the delivery count it waits for in
+/// `wake_at`, then re-checks `delivered`; the subscriber that reaches the
+/// count swaps `wake_at` back to `NOBODY` and notifies. `notify_one`
+/// keeps a permit when the publisher is not yet waiting, so no wake-up is
+/// lost between the two.
+#[derive(Debug)]
+struct Window {
+    delivered: AtomicU64,
+    wake_at: AtomicU64,
+    notify: Notify,
+}
+
+/// `wake_at` when the publisher is not waiting.
+const NOBODY: u64 = u64::MAX;
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            wake_at: AtomicU64::new(NOBODY),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl Window {
+    /// Counts a delivery; wakes the publisher if it waits for this one.
+    fn delivered(&self) {
+        let d = self.delivered.fetch_add(1, Ordering::SeqCst) + 1;
+        if d >= self.wake_at.load(Ordering::SeqCst)
+            && self.wake_at.swap(NOBODY, Ordering::SeqCst) != NOBODY
+        {
+            self.notify.notify_one();
+        }
+    }
 }
 
 /// The payload: stamp, publisher index, sequence number, zero padding.
@@ -164,6 +230,11 @@ struct Publisher {
     /// Stamp of the last publish.
     last: u64,
     stopped: bool,
+    /// Deliveries given up on after a stall: they no longer hold the
+    /// window.
+    written_off: u64,
+    /// Times the window stalled.
+    stalls: u64,
 }
 
 /// What a publisher did, once finished.
@@ -173,6 +244,7 @@ struct Published {
     errors: u64,
     first_error: Option<String>,
     last: u64,
+    stalls: u64,
 }
 
 impl Publisher {
@@ -188,6 +260,44 @@ impl Publisher {
             first_error: None,
             last: 0,
             stopped: false,
+            written_off: 0,
+            stalls: 0,
+        }
+    }
+
+    /// Waits while the window is full: until half of it has been
+    /// delivered, or until no delivery at all came for [`STALL`] (lost
+    /// messages must not hold the window for ever: what is outstanding then
+    /// is written off).
+    async fn wait_for_window(&mut self, plan: &Plan, w: &Window) {
+        if plan.window == 0 {
+            return;
+        }
+        let limit = plan.window * plan.fan_out;
+        loop {
+            let owed = (self.seq * plan.fan_out).saturating_sub(self.written_off);
+            let delivered = w.delivered.load(Ordering::SeqCst);
+            if owed.saturating_sub(delivered) < limit {
+                return;
+            }
+            let target = owed - limit / 2;
+            w.wake_at.store(target, Ordering::SeqCst);
+            if w.delivered.load(Ordering::SeqCst) >= target {
+                w.wake_at.store(NOBODY, Ordering::SeqCst);
+                continue;
+            }
+            if tokio::time::timeout(STALL, w.notify.notified())
+                .await
+                .is_err()
+            {
+                w.wake_at.store(NOBODY, Ordering::SeqCst);
+                let now_delivered = w.delivered.load(Ordering::SeqCst);
+                if now_delivered == delivered {
+                    self.stalls += 1;
+                    self.written_off += owed - now_delivered;
+                    return;
+                }
+            }
         }
     }
 
@@ -276,14 +386,19 @@ impl Publisher {
             errors: self.errors,
             first_error: self.first_error,
             last: self.last,
+            stalls: self.stalls,
         }
     }
 }
 
 /// A full-speed publisher: a task on the runtime.
-async fn publish_flat_out(mut p: Publisher, plan: Arc<Plan>) -> Published {
+async fn publish_flat_out(mut p: Publisher, plan: Arc<Plan>, progress: Arc<Progress>) -> Published {
     let mut n = 0u32;
+    let window = progress.publishers.get(p.index as usize);
     loop {
+        if let Some(w) = window {
+            p.wait_for_window(&plan, w).await;
+        }
         let now = plan.now();
         if p.done(&plan, now) {
             break;
@@ -382,23 +497,27 @@ async fn subscribe_loop(
             let now = plan.now();
             match read_payload(m.payload()) {
                 None => r.malformed += 1,
-                Some((stamp, _, _)) if stamp < plan.measure_start => {}
-                Some((stamp, publisher, seq)) => match next_seq.get_mut(publisher as usize) {
-                    None => r.malformed += 1,
-                    Some(next) => {
-                        if seq + 1 == *next {
-                            r.duplicates += 1;
-                        } else if seq < *next {
-                            r.out_of_order += 1;
-                        } else {
-                            *next = seq + 1;
+                Some((stamp, publisher, seq)) => {
+                    let i = publisher as usize;
+                    match (next_seq.get_mut(i), progress.publishers.get(i)) {
+                        (Some(_), Some(w)) if stamp < plan.measure_start => w.delivered(),
+                        (Some(next), Some(w)) => {
+                            w.delivered();
+                            if seq + 1 == *next {
+                                r.duplicates += 1;
+                            } else if seq < *next {
+                                r.out_of_order += 1;
+                            } else {
+                                *next = seq + 1;
+                            }
+                            r.deliveries += 1;
+                            r.latency.record(now.saturating_sub(stamp));
+                            progress.deliveries.fetch_add(1, Ordering::Relaxed);
+                            progress.last_delivery.fetch_max(now, Ordering::Relaxed);
                         }
-                        r.deliveries += 1;
-                        r.latency.record(now.saturating_sub(stamp));
-                        progress.deliveries.fetch_add(1, Ordering::Relaxed);
-                        progress.last_delivery.fetch_max(now, Ordering::Relaxed);
+                        _ => r.malformed += 1,
                     }
-                },
+                }
             }
             taken += 1;
             msg = if taken < TAKE_BATCH {
@@ -543,8 +662,10 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         qos: args.qos,
         size: args.size,
         drain: args.drain,
+        window: args.window,
+        fan_out,
     });
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(Progress::new(args.publishers));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sub_tasks: Vec<_> = subs
@@ -582,7 +703,13 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
     } else {
         let tasks: Vec<_> = publishers
             .into_iter()
-            .map(|p| ctx.spawn(publish_flat_out(p, Arc::clone(&plan))))
+            .map(|p| {
+                ctx.spawn(publish_flat_out(
+                    p,
+                    Arc::clone(&plan),
+                    Arc::clone(&progress),
+                ))
+            })
             .collect();
         ctx.spawn(async move {
             let mut all = Vec::with_capacity(tasks.len());
@@ -605,6 +732,7 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
     for p in &published {
         report.published += p.measured;
         report.publish_errors += p.errors;
+        report.window_stalls += p.stalls;
         if report.first_error.is_none() {
             report.first_error.clone_from(&p.first_error);
         }

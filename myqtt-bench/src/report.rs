@@ -118,6 +118,7 @@ pub fn load_human(args: &Args, r: &LoadReport) -> String {
         (r.out_of_order, "out of order"),
         (r.malformed, "malformed"),
         (r.client_dropped, "dropped by the client"),
+        (r.window_stalls, "window stalls"),
     ] {
         if n > 0 {
             let _ = write!(s, ", {n} {what}");
@@ -143,7 +144,8 @@ pub fn load_json(args: &Args, r: &LoadReport) -> String {
         .str("shape", args.shape.name())
         .int("publishers", args.publishers)
         .int("subscribers", args.subscribers)
-        .num("rate_target", args.rate);
+        .num("rate_target", args.rate)
+        .int("window", args.window);
     match args.stop {
         Stop::Duration(d) => j.num("duration_s", d.as_secs_f64()),
         Stop::Count(n) => j.int("count", n),
@@ -158,6 +160,7 @@ pub fn load_json(args: &Args, r: &LoadReport) -> String {
         .int("out_of_order", r.out_of_order)
         .int("malformed", r.malformed)
         .int("client_dropped", r.client_dropped)
+        .int("window_stalls", r.window_stalls)
         .int("publish_errors", r.publish_errors)
         .opt("p50_us", r.latency.quantile(0.5).map(us))
         .opt("p99_us", r.latency.quantile(0.99).map(us))
