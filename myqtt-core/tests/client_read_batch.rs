@@ -26,7 +26,7 @@ const MESSAGES: usize = 300;
 /// Accepts one client, acknowledges its CONNECT, collects `MESSAGES`
 /// QoS 1 PUBLISH packets, then sends every PUBACK in one write. Keeps the
 /// socket open until `done` fires.
-fn ack_in_one_write(listener: TcpListener, done: mpsc::Receiver<()>) {
+fn ack_in_one_write(listener: &TcpListener, done: &mpsc::Receiver<()>) {
     let (mut sock, _) = listener.accept().expect("accept");
     let mut decoder = Decoder::new(1 << 20);
     let mut buf = BytesMut::new();
@@ -71,7 +71,7 @@ fn acknowledgements_arriving_in_one_read_complete_every_publish() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (done_tx, done_rx) = mpsc::channel();
-    let server = thread::spawn(move || ack_in_one_write(listener, done_rx));
+    let server = thread::spawn(move || ack_in_one_write(&listener, &done_rx));
 
     let ctx = Ctx::builder().worker_threads(1).build().unwrap();
     let conn = Conn::connect_blocking(
