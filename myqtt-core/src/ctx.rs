@@ -1,8 +1,12 @@
 //! [`Ctx`]: the context that owns the tokio runtime, the configuration and
-//! everything created from it (listeners, connections).
+//! everything created from it: one broker shared by all its listeners, the
+//! listeners, and connections.
 //!
 //! A program makes one `Ctx`, creates listeners and client connections from
-//! it, and drops it (or calls [`Ctx::exit`]) to stop them all.
+//! it, and drops it (or calls [`Ctx::exit`]) to stop them all: listeners
+//! stop accepting, MQTT 5 clients get DISCONNECT 0x8B Server shutting down,
+//! queued bytes are flushed within the shutdown grace period, and sockets
+//! close.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,6 +14,9 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::net::{Listener, ListenerError};
 
 /// Why a context could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +34,7 @@ pub enum CtxError {
 pub struct CtxBuilder {
     worker_threads: usize,
     shutdown_grace: Duration,
+    broker: BrokerConfig,
 }
 
 impl Default for CtxBuilder {
@@ -34,6 +42,7 @@ impl Default for CtxBuilder {
         Self {
             worker_threads: 0,
             shutdown_grace: Duration::from_secs(5),
+            broker: BrokerConfig::default(),
         }
     }
 }
@@ -52,6 +61,13 @@ impl CtxBuilder {
         self
     }
 
+    /// The configuration of the context's broker (limits, policies, hooks).
+    /// Default [`BrokerConfig::default`].
+    pub fn broker(mut self, config: BrokerConfig) -> Self {
+        self.broker = config;
+        self
+    }
+
     /// Starts the runtime and returns the context.
     pub fn build(self) -> Result<Ctx, CtxError> {
         let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -60,20 +76,38 @@ impl CtxBuilder {
             rt.worker_threads(self.worker_threads);
         }
         let runtime = rt.build()?;
-        let (shutdown_tx, _) = watch::channel(false);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (unlock, _) = watch::channel(0_u64);
+        let broker = Broker::new(self.broker, runtime.handle().clone(), shutdown_rx);
         Ok(Ctx {
             inner: Arc::new(Inner {
                 handle: runtime.handle().clone(),
                 runtime: Mutex::new(Some(runtime)),
                 shutdown: shutdown_tx,
                 shutdown_grace: self.shutdown_grace,
+                broker,
+                listeners: Mutex::new(Vec::new()),
+                unlock,
             }),
         })
     }
 }
 
-/// The context: a tokio runtime plus the shutdown signal that every listener
-/// and connection created from it watches. Cheap to clone (shared).
+/// How [`Ctx::wait_listeners`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// [`Ctx::unlock_listeners`] was called.
+    Unlocked,
+    /// Ctrl-C (SIGINT) or SIGTERM arrived.
+    Signal,
+    /// The context exited.
+    Exited,
+}
+
+/// The context: a tokio runtime, the broker, the listeners, and the
+/// shutdown signal that everything created from it watches. Cheap to clone
+/// (shared); the last clone dropped shuts everything down as
+/// [`Ctx::exit`] does.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     inner: Arc<Inner>,
@@ -87,6 +121,10 @@ struct Inner {
     runtime: Mutex<Option<Runtime>>,
     shutdown: watch::Sender<bool>,
     shutdown_grace: Duration,
+    broker: Broker,
+    listeners: Mutex<Vec<Listener>>,
+    /// Bumped by `unlock_listeners`; waiters return when it changes.
+    unlock: watch::Sender<u64>,
 }
 
 impl Ctx {
@@ -103,6 +141,13 @@ impl Ctx {
     /// The runtime's handle, to spawn tasks on it.
     pub fn handle(&self) -> &Handle {
         &self.inner.handle
+    }
+
+    /// The context's broker: sessions, subscriptions and retained messages
+    /// shared by all its listeners; publish as the broker, kick and list
+    /// clients, add hooks.
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
     }
 
     /// Runs `fut` to completion on the runtime, blocking this thread.
@@ -136,39 +181,121 @@ impl Ctx {
         self.inner.shutdown_grace
     }
 
-    /// Signals every listener and connection to close, waits up to the
-    /// shutdown grace period for them, then stops the runtime. Idempotent.
-    pub fn exit(&self) {
-        self.inner.shutdown.send_replace(true);
-        let runtime = self
-            .inner
-            .runtime
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(rt) = runtime {
-            if Handle::try_current().is_ok() {
-                // Called from a task or hook: blocking is not allowed here.
-                rt.shutdown_background();
-            } else {
-                // Tasks watching the signal finish their graceful close
-                // within the grace period; what is left is dropped.
-                rt.shutdown_timeout(self.inner.shutdown_grace);
+    /// Starts a listener on `host:port` that serves this context's broker.
+    /// Port 0 picks a free port: read it from [`Listener::local_addr`].
+    /// Several listeners may serve one context. Does not block; may be
+    /// called from any thread, hooks included.
+    pub fn create_listener(&self, host: &str, port: u16) -> Result<Listener, ListenerError> {
+        if self.is_exiting() {
+            return Err(ListenerError::Exited);
+        }
+        let listener = Listener::bind(&self.inner.broker, host, port)?;
+        lock(&self.inner.listeners).push(listener.clone());
+        Ok(listener)
+    }
+
+    /// The listeners created so far (stopped ones included).
+    pub fn listeners(&self) -> Vec<Listener> {
+        lock(&self.inner.listeners).clone()
+    }
+
+    /// Blocks until [`unlock_listeners`](Self::unlock_listeners) is called
+    /// or the context exits; with `signals`, also until Ctrl-C (SIGINT) or
+    /// SIGTERM arrives. It does not stop anything: the caller decides
+    /// (usually [`Ctx::exit`]).
+    ///
+    /// Must not be called from inside the runtime (it blocks the thread).
+    pub fn wait_listeners(&self, signals: bool) -> WaitOutcome {
+        let mut unlock = self.inner.unlock.subscribe();
+        let mut shutdown = self.shutdown_signal();
+        self.block_on(async move {
+            tokio::select! {
+                _ = unlock.changed() => WaitOutcome::Unlocked,
+                () = crate::broker::signalled(&mut shutdown) => WaitOutcome::Exited,
+                () = termination(), if signals => WaitOutcome::Signal,
             }
+        })
+    }
+
+    /// Releases every thread blocked in
+    /// [`wait_listeners`](Self::wait_listeners).
+    pub fn unlock_listeners(&self) {
+        self.inner.unlock.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Signals every listener and connection to close, waits up to the
+    /// shutdown grace period for them (MQTT 5 clients get DISCONNECT 0x8B),
+    /// then stops the runtime. Idempotent.
+    ///
+    /// Called from a runtime thread (a hook, a task), it does not block:
+    /// the wait and the runtime shutdown happen on a helper thread.
+    pub fn exit(&self) {
+        self.inner.shut_down();
+    }
+}
+
+impl Inner {
+    fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+        self.unlock.send_modify(|n| *n = n.wrapping_add(1));
+        for l in lock(&self.listeners).iter() {
+            l.stop();
+        }
+        let runtime = lock(&self.runtime).take();
+        let Some(rt) = runtime else {
+            return;
+        };
+        let broker = self.broker.clone();
+        let grace = self.shutdown_grace;
+        let finish = move || {
+            rt.block_on(async {
+                let _ = tokio::time::timeout(grace, broker.wait_idle()).await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        };
+        if Handle::try_current().is_ok() {
+            // Blocking is not allowed on a runtime thread.
+            let spawned = std::thread::Builder::new()
+                .name("myqtt-exit".into())
+                .spawn(finish);
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the exit thread");
+            }
+        } else {
+            finish();
         }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shutdown.send_replace(true);
-        if let Some(rt) = self
-            .runtime
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            rt.shutdown_background();
+        self.shut_down();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

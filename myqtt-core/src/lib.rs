@@ -18,7 +18,8 @@
 //!   messages) and the [`broker::hooks`] programs use to decide.
 //! - [`store`]: durable storage of sessions, in-flight and queued messages,
 //!   retained messages and wills (redb by default, sled as an option).
-//! - [`ctx`]: [`Ctx`], which owns the tokio runtime and the shutdown signal.
+//! - [`ctx`]: [`Ctx`], which owns the tokio runtime, the broker shared by
+//!   its listeners ([`create_listener`]) and the shutdown signal.
 //! - [`client`]: [`Conn`], the MQTT client connection.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
@@ -37,4 +38,5 @@ pub mod topic;
 
 pub use bytestr::ByteStr;
 pub use client::Conn;
-pub use ctx::{Ctx, CtxBuilder, CtxError};
+pub use ctx::{Ctx, CtxBuilder, CtxError, WaitOutcome};
+pub use net::create_listener;

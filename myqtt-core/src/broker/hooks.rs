@@ -267,8 +267,9 @@ pub enum Event<'a> {
     Tick,
 }
 
-/// Which events a hook wants; the listener builds only events someone
-/// wants, so packet events cost nothing when no hook asks for them.
+/// Which events (and optional calls) a hook wants; the listener builds only
+/// events someone wants, so packet events cost nothing when no hook asks for
+/// them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(clippy::struct_excessive_bools)] // a set of independent switches
 pub struct Interests {
@@ -279,6 +280,31 @@ pub struct Interests {
     pub messages: bool,
     /// Every packet received and sent.
     pub packets: bool,
+    /// Call [`Hook::acl_check`] with [`Access::Deliver`] before every
+    /// delivery to a client (one call per message and subscriber, so it is
+    /// off unless a hook asks for it). Retained messages and messages queued
+    /// for offline sessions are checked too, when they go out.
+    pub deliver_acl: bool,
+}
+
+impl Interests {
+    /// Everything: all events and the delivery ACL check.
+    pub const ALL: Self = Self {
+        lifecycle: true,
+        messages: true,
+        packets: true,
+        deliver_acl: true,
+    };
+
+    /// The union of two sets of interests.
+    pub const fn union(self, other: Self) -> Self {
+        Self {
+            lifecycle: self.lifecycle || other.lifecycle,
+            messages: self.messages || other.messages,
+            packets: self.packets || other.packets,
+            deliver_acl: self.deliver_acl || other.deliver_acl,
+        }
+    }
 }
 
 /// The decision points of a listener. Every method has a default that
@@ -287,6 +313,14 @@ pub struct Interests {
 /// Methods are called from the listener's tasks and must not block: a hook
 /// that needs time (I/O, a database, Python) returns [`Reply::Later`].
 pub trait Hook: Send + Sync + 'static {
+    /// Called once when the hook is installed in a broker, with a handle the
+    /// hook may keep to act on it: publish as the broker, kick clients, list
+    /// clients (see [`super::Broker`]). The handle is weak, so a hook that
+    /// keeps it does not keep the broker alive.
+    fn installed(&self, broker: &super::WeakBroker) {
+        let _ = broker;
+    }
+
     /// Decides on a CONNECT, after the protocol checks passed.
     fn on_connect(&self, req: &ConnectRequest<'_>) -> Reply<ConnectVerdict> {
         let _ = req;
@@ -305,7 +339,8 @@ pub trait Hook: Send + Sync + 'static {
         Reply::Ready(PublishVerdict::Ok)
     }
 
-    /// Which events [`Hook::on_event`] should receive. Default: none.
+    /// Which events [`Hook::on_event`] should receive, and whether
+    /// [`Hook::acl_check`] is asked about deliveries. Default: none.
     fn interests(&self) -> Interests {
         Interests::default()
     }

@@ -1,4 +1,687 @@
 //! The listener's broker logic: who gets which message, sessions, retained
 //! and will messages, and the [`hooks`] a program uses to decide.
+//!
+//! # Layout
+//!
+//! - [`Broker`] (this file): the shared broker of one [`crate::Ctx`], and
+//!   what the application or a hook can do with it: publish as the broker,
+//!   kick clients, list clients.
+//! - `config.rs`: [`BrokerConfig`], limits and policies with documented
+//!   defaults.
+//! - `connection.rs`: one task per client connection, driving the sans-IO
+//!   [`crate::session::Session`] over a framed byte stream.
+//! - `router.rs`: the subscription trie and retained tree behind locks, and
+//!   the fan-out of one message to its subscribers' mailboxes.
+//! - `registry.rs`: sessions by client id (mailbox, subscriptions, detached
+//!   state) and live connections; the in-memory store.
+//! - `chain.rs`: runs the installed hooks in order.
+//! - [`hooks`]: the hook trait and its types.
 
+mod chain;
+mod config;
+mod connection;
 pub mod hooks;
+mod registry;
+mod router;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+
+pub(crate) use chain::EventKind;
+pub use config::{BrokerConfig, BrokerConfigBuilder, ConfigError, DuplicateClientId};
+pub(crate) use connection::serve;
+
+use self::chain::HookChain;
+use self::hooks::{Access, AclRequest, ClientInfo, DropReason, Event, Hook, Message};
+use self::registry::{Control, PendingWill, Registry, Routed, SessionHandle, lock};
+use self::router::{Router, Scratch};
+use crate::ByteStr;
+use crate::codec::{LastWill, PublishProperties, SubscriptionOptions};
+use crate::session::{AckMode, SessionConfig};
+use crate::topic::TopicFilter;
+
+/// Why a broker operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker (its context) is gone.
+    #[error("the broker has shut down")]
+    Gone,
+    /// A message to publish has an empty topic.
+    #[error("[MQTT-4.7.3-1] a message needs a topic of at least one character")]
+    EmptyTopic,
+}
+
+/// A client as [`Broker::clients`] lists it.
+#[derive(Debug, Clone)]
+pub struct ClientSummary {
+    /// Address, client id, user name, protocol, keep-alive.
+    pub info: Arc<ClientInfo>,
+    /// The session's subscriptions with their options (granted QoS).
+    pub subscriptions: Vec<(TopicFilter, SubscriptionOptions)>,
+    /// Messages dropped for this client's session so far (queue full,
+    /// expired, too large, denied).
+    pub dropped: u64,
+}
+
+/// What [`Broker::detach`] needs to know about a closing connection.
+pub(crate) struct Detach<'a> {
+    pub(crate) session: &'a Arc<SessionHandle>,
+    pub(crate) conn: &'a registry::ConnShared,
+    pub(crate) state: crate::session::SessionState,
+    /// The will, if this close publishes it.
+    pub(crate) will: Option<LastWill>,
+    /// Seconds; `u32::MAX` never expires.
+    pub(crate) session_expiry: u32,
+    /// Another connection takes the session: it decides its fate.
+    pub(crate) taken_over: bool,
+}
+
+/// Counts live tasks so shutdown can wait for them to finish.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCounter {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a counted task; dropping it counts the task out.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(Arc<BrokerInner>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tasks.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tasks.idle.notify_waiters();
+        }
+    }
+}
+
+/// The broker shared by every listener of a context: sessions,
+/// subscriptions and retained messages, and the installed hooks.
+///
+/// Cheap to clone. Hooks get a [`WeakBroker`] (see
+/// [`Hook::installed`]) and the application gets one from
+/// [`crate::Ctx::broker`].
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+}
+
+/// A weak handle on a [`Broker`]: does not keep it alive.
+#[derive(Clone, Debug)]
+pub struct WeakBroker(Weak<BrokerInner>);
+
+impl WeakBroker {
+    /// The broker, if it still exists.
+    pub fn upgrade(&self) -> Option<Broker> {
+        self.0.upgrade().map(|inner| Broker { inner })
+    }
+
+    /// Publishes as the broker; see [`Broker::publish`].
+    pub fn publish(&self, msg: Message) -> Result<usize, BrokerError> {
+        self.upgrade().ok_or(BrokerError::Gone)?.publish(msg)
+    }
+
+    /// Kicks a client by id; see [`Broker::kick_client`].
+    pub fn kick_client(&self, client_id: &str, with_will: bool) -> Result<bool, BrokerError> {
+        Ok(self
+            .upgrade()
+            .ok_or(BrokerError::Gone)?
+            .kick_client(client_id, with_will))
+    }
+
+    /// Kicks clients by user name; see [`Broker::kick_username`].
+    pub fn kick_username(&self, username: &str, with_will: bool) -> Result<usize, BrokerError> {
+        Ok(self
+            .upgrade()
+            .ok_or(BrokerError::Gone)?
+            .kick_username(username, with_will))
+    }
+
+    /// Lists the connected clients; see [`Broker::clients`].
+    pub fn clients(&self) -> Result<Vec<ClientSummary>, BrokerError> {
+        Ok(self.upgrade().ok_or(BrokerError::Gone)?.clients())
+    }
+}
+
+pub(crate) struct BrokerInner {
+    config: BrokerConfig,
+    /// The protocol settings of every connection, derived from `config`.
+    session_config: SessionConfig,
+    handle: tokio::runtime::Handle,
+    shutdown: watch::Receiver<bool>,
+    /// The installed hooks. A std lock is fine: it is held to clone an
+    /// `Arc`, and connections re-read it only when `chain_version` moved.
+    chain: RwLock<Arc<HookChain>>,
+    chain_version: AtomicU64,
+    router: Router,
+    registry: Registry,
+    tasks: TaskCounter,
+    /// Messages dropped anywhere (queue full, expired, too large, ...).
+    dropped: AtomicU64,
+    started: Instant,
+}
+
+impl fmt::Debug for BrokerInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .field("sessions", &self.registry.session_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Broker {
+    /// A broker running its tasks on `handle`, stopping when `shutdown`
+    /// turns true.
+    pub(crate) fn new(
+        config: BrokerConfig,
+        handle: tokio::runtime::Handle,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let hooks = config.hooks.clone();
+        let chain = HookChain::new(hooks, config.hook_policy);
+        let session_config = session_config(&config);
+        let broker = Self {
+            inner: Arc::new(BrokerInner {
+                config,
+                session_config,
+                handle,
+                shutdown,
+                chain: RwLock::new(Arc::new(chain)),
+                chain_version: AtomicU64::new(0),
+                router: Router::default(),
+                registry: Registry::default(),
+                tasks: TaskCounter::default(),
+                dropped: AtomicU64::new(0),
+                started: Instant::now(),
+            }),
+        };
+        let weak = broker.downgrade();
+        for hook in broker.chain().hooks() {
+            hook.installed(&weak);
+        }
+        broker.start_ticker();
+        broker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// A weak handle, for hooks.
+    pub fn downgrade(&self) -> WeakBroker {
+        WeakBroker(Arc::downgrade(&self.inner))
+    }
+
+    /// Installs a hook at the end of the chain. Connections use it from
+    /// their next decision on.
+    pub fn add_hook(&self, hook: Arc<dyn Hook>) {
+        hook.installed(&self.downgrade());
+        let mut slot = self
+            .inner
+            .chain
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut hooks: Vec<Arc<dyn Hook>> = slot.hooks().cloned().collect();
+        hooks.push(hook);
+        *slot = Arc::new(HookChain::new(hooks, self.inner.config.hook_policy));
+        self.inner.chain_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current hook chain.
+    pub(crate) fn chain(&self) -> Arc<HookChain> {
+        Arc::clone(
+            &self
+                .inner
+                .chain
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// A version number that changes whenever a hook is added.
+    pub(crate) fn chain_version(&self) -> u64 {
+        self.inner.chain_version.load(Ordering::Acquire)
+    }
+
+    /// The protocol settings of a new connection.
+    pub(crate) fn session_config(&self) -> SessionConfig {
+        self.inner.session_config.clone()
+    }
+
+    pub(crate) fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.inner.handle
+    }
+
+    /// A receiver that turns true when the context shuts down.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.clone()
+    }
+
+    /// Counts a task in; shutdown waits for it.
+    pub(crate) fn enter_task(&self) -> TaskGuard {
+        self.inner.tasks.live.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(Arc::clone(&self.inner))
+    }
+
+    /// Waits until every counted task (connection) has finished.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let idle = self.inner.tasks.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.inner.tasks.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Counts a dropped message.
+    pub(crate) fn count_drop(&self) {
+        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages dropped so far: mailbox full, expired, too large for the
+    /// client, denied on delivery, or left when a session ended.
+    pub fn dropped_count(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Connected clients.
+    pub fn connection_count(&self) -> usize {
+        self.inner.registry.connected.load(Ordering::Relaxed)
+    }
+
+    /// Sessions, connected or not.
+    pub fn session_count(&self) -> usize {
+        self.inner.registry.session_count()
+    }
+
+    /// Subscriptions (a share group membership counts as one).
+    pub fn subscription_count(&self) -> usize {
+        self.inner.router.subscription_count()
+    }
+
+    /// Retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.inner.router.retained_count()
+    }
+
+    /// How long the broker has run.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Publishes `msg` as the broker: routed to every matching subscription
+    /// and retained if its retain flag is set, without publish hooks (the
+    /// broker is not a client), with the delivery ACL still checked per
+    /// subscriber when a hook asks for it. Returns how many clients it was
+    /// queued for.
+    ///
+    /// Callable from any thread, hooks included; it never waits.
+    pub fn publish(&self, mut msg: Message) -> Result<usize, BrokerError> {
+        if msg.topic.is_empty() {
+            return Err(BrokerError::EmptyTopic);
+        }
+        clean_properties(&mut msg.properties);
+        let routed = Arc::new(Routed {
+            message: msg,
+            created: Instant::now(),
+        });
+        let chain = self.chain();
+        Ok(self.route(&routed, None, &mut Scratch::default(), &chain))
+    }
+
+    /// Routes (and retains) a message; returns the number of clients it
+    /// matched. `chain` gets the drop events.
+    pub(crate) fn route(
+        &self,
+        routed: &Arc<Routed>,
+        origin: Option<u64>,
+        scratch: &mut Scratch,
+        chain: &HookChain,
+    ) -> usize {
+        if routed.message.retain && self.inner.config.retain_available {
+            self.inner.router.retain(routed);
+        }
+        let stats = self
+            .inner
+            .router
+            .route(routed, origin, scratch, |session, why| {
+                self.count_drop();
+                chain.emit(EventKind::Messages, || {
+                    Event::Dropped(&session.client_id, &routed.message, why)
+                });
+            });
+        stats.matched
+    }
+
+    /// Kicks the client connected with `client_id`: MQTT 5 clients get
+    /// DISCONNECT 0x98 Administrative action. With `with_will` its will is
+    /// published as after an abnormal close; without, it is discarded.
+    /// False if no such client is connected.
+    pub fn kick_client(&self, client_id: &str, with_will: bool) -> bool {
+        let Some(session) = self.inner.registry.get(client_id) else {
+            return false;
+        };
+        let conn = lock(&session.mailbox).conn.clone();
+        match conn {
+            Some(conn) => {
+                conn.command(Control::Kick { with_will });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Kicks every client connected with user name `username` (see
+    /// [`kick_client`](Self::kick_client)); returns how many.
+    pub fn kick_username(&self, username: &str, with_will: bool) -> usize {
+        let conns: Vec<_> = lock(&self.inner.registry.conns)
+            .values()
+            .filter(|(c, _)| c.info.username.as_deref() == Some(username))
+            .map(|(c, _)| Arc::clone(c))
+            .collect();
+        for c in &conns {
+            c.command(Control::Kick { with_will });
+        }
+        conns.len()
+    }
+
+    /// The connected clients with their subscriptions.
+    pub fn clients(&self) -> Vec<ClientSummary> {
+        let conns: Vec<_> = lock(&self.inner.registry.conns)
+            .values()
+            .map(|(c, s)| (Arc::clone(&c.info), Arc::clone(s)))
+            .collect();
+        conns
+            .into_iter()
+            .map(|(info, session)| {
+                let mut subscriptions: Vec<_> = lock(&session.subscriptions)
+                    .iter()
+                    .map(|(f, r)| (f.clone(), r.options))
+                    .collect();
+                subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+                ClientSummary {
+                    info,
+                    subscriptions,
+                    dropped: session.dropped(),
+                }
+            })
+            .collect()
+    }
+
+    /// Ends a session: its subscriptions go, its queued messages are
+    /// dropped, a will waiting for its delay is published now.
+    pub(crate) fn end_session(&self, session: &Arc<SessionHandle>) {
+        let (queue, will) = {
+            let mut mb = lock(&session.mailbox);
+            if mb.ended {
+                return;
+            }
+            mb.ended = true;
+            mb.state = None;
+            (std::mem::take(&mut mb.queue), mb.pending_will.take())
+        };
+        let subs = std::mem::take(&mut *lock(&session.subscriptions));
+        self.inner.router.unsubscribe_all(subs.keys(), session.key);
+        self.inner.registry.remove(session);
+        if !queue.is_empty() {
+            let chain = self.chain();
+            for d in &queue {
+                self.count_drop();
+                chain.emit(EventKind::Messages, || {
+                    Event::Dropped(&session.client_id, &d.msg.message, DropReason::SessionEnded)
+                });
+            }
+        }
+        tracing::debug!(client_id = %session.client_id, "session ended");
+        if let Some(PendingWill { will, client }) = will {
+            self.spawn_will(client, will);
+        }
+    }
+
+    /// Detaches a closing connection from its session: the session is kept
+    /// (with its state) for its expiry interval, or ended now; the will is
+    /// scheduled after its delay or returned to be published now.
+    pub(crate) fn detach(&self, d: Detach<'_>) -> Option<LastWill> {
+        let Detach {
+            session,
+            conn,
+            state,
+            will,
+            session_expiry,
+            taken_over,
+        } = d;
+        lock(&self.inner.registry.conns).remove(&conn.id);
+        let delay = will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .unwrap_or(0);
+        let delayed = delay > 0 && session_expiry > 0;
+        let mut will_now = None;
+        let generation = {
+            let mut mb = lock(&session.mailbox);
+            let ours = mb.conn.as_ref().is_some_and(|c| c.id == conn.id);
+            let generation = if ours {
+                session.detach_locked(&mut mb)
+            } else {
+                mb.generation
+            };
+            if session_expiry > 0 || taken_over {
+                mb.state = Some(state);
+            }
+            if let Some(w) = will {
+                if delayed {
+                    // [MQTT-3.1.3-9] (5.0): wait for the delay; a new
+                    // connection to the session cancels it.
+                    mb.pending_will = Some(PendingWill {
+                        will: w,
+                        client: Arc::clone(&conn.info),
+                    });
+                } else {
+                    will_now = Some(w);
+                }
+            }
+            generation
+        };
+        session.detached.notify_waiters();
+        if !taken_over {
+            if session_expiry == 0 {
+                self.end_session(session);
+            } else if session_expiry != u32::MAX {
+                let expiry = Duration::from_secs(u64::from(session_expiry));
+                self.after(session, generation, expiry, Self::end_session);
+            }
+        }
+        if delayed {
+            let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
+            self.after(session, generation, wait, |b, s| {
+                let pending = lock(&s.mailbox).pending_will.take();
+                if let Some(PendingWill { will, client }) = pending {
+                    b.spawn_will(client, will);
+                }
+            });
+        }
+        will_now
+    }
+
+    /// Publishes a will from a task (its hooks may answer later).
+    pub(crate) fn spawn_will(&self, client: Arc<ClientInfo>, will: LastWill) {
+        let broker = self.clone();
+        self.inner.handle.spawn(async move {
+            broker.publish_will(&client, will).await;
+        });
+    }
+
+    /// Publishes a client's will through the same checks as its PUBLISH
+    /// packets: the publish ACL and the on_publish verdict; a refused will
+    /// is never routed nor retained.
+    pub(crate) async fn publish_will(&self, client: &Arc<ClientInfo>, will: LastWill) {
+        let msg = will_message(will);
+        let chain = self.chain();
+        let msg = if chain.is_empty() {
+            msg
+        } else {
+            let req = AclRequest {
+                client,
+                access: Access::Publish,
+                topic: msg.topic.as_str(),
+                qos: msg.qos,
+                payload: Some(&msg.payload),
+                retain: msg.retain,
+            };
+            if !chain.acl(&req).await {
+                tracing::debug!(client_id = %client.client_id, "will refused by the ACL");
+                return;
+            }
+            if let chain::PublishOutcome::Route(m) = chain.on_publish(client, msg).await {
+                m
+            } else {
+                tracing::debug!(client_id = %client.client_id, "will discarded by a hook");
+                return;
+            }
+        };
+        let mut msg = msg;
+        clean_properties(&mut msg.properties);
+        let routed = Arc::new(Routed {
+            message: msg,
+            created: Instant::now(),
+        });
+        let n = self.route(&routed, None, &mut Scratch::default(), &chain);
+        tracing::debug!(client_id = %client.client_id, topic = %routed.message.topic, subscribers = n, "will published");
+    }
+
+    /// Schedules `f` after `delay`, unless the session's generation moved
+    /// (it was reattached) meanwhile.
+    pub(crate) fn after(
+        &self,
+        session: &Arc<SessionHandle>,
+        generation: u64,
+        delay: Duration,
+        f: impl FnOnce(&Self, &Arc<SessionHandle>) + Send + 'static,
+    ) {
+        let broker = self.downgrade();
+        let session = Arc::downgrade(session);
+        let mut shutdown = self.shutdown_signal();
+        self.inner.handle.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = crate::broker::signalled(&mut shutdown) => return,
+            }
+            let (Some(broker), Some(session)) = (broker.upgrade(), session.upgrade()) else {
+                return;
+            };
+            let current = lock(&session.mailbox).generation;
+            if current == generation {
+                f(&broker, &session);
+            }
+        });
+    }
+
+    fn start_ticker(&self) {
+        let interval = self.inner.config.tick_interval;
+        let broker = self.downgrade();
+        let mut shutdown = self.shutdown_signal();
+        self.inner.handle.spawn(async move {
+            let period = if interval.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                interval
+            };
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = crate::broker::signalled(&mut shutdown) => return,
+                }
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                if !interval.is_zero() {
+                    broker.chain().emit(EventKind::Lifecycle, || Event::Tick);
+                }
+                broker.router().sweep_retained(Instant::now());
+            }
+        });
+    }
+}
+
+/// The per-connection protocol settings for `config`: manual
+/// acknowledgement, so a PUBLISH is acknowledged only once the broker has
+/// decided (and the reason code can say what happened).
+fn session_config(config: &BrokerConfig) -> SessionConfig {
+    let mut b = SessionConfig::builder()
+        .receive_maximum(config.receive_maximum)
+        .topic_alias_maximum(config.topic_alias_maximum)
+        .max_inflight(config.max_inflight)
+        .ack_mode(AckMode::Manual);
+    if config.max_packet_size > 0 {
+        b = b.maximum_packet_size(config.max_packet_size);
+    }
+    // The broker configuration was checked: these values are valid.
+    b.build().unwrap_or_default()
+}
+
+/// Properties a forwarded message must not carry from its publisher: the
+/// topic alias is per connection (MQTT 5.0 §3.3.2.3.4), and subscription
+/// identifiers are the receiver's own [MQTT-3.3.4-3].
+fn clean_properties(p: &mut PublishProperties) {
+    p.topic_alias = None;
+    p.subscription_identifiers.clear();
+}
+
+/// A will as an application message (MQTT 5 will properties become the
+/// message's properties, MQTT 5.0 §3.1.3.2).
+fn will_message(will: LastWill) -> Message {
+    let wp = will.properties;
+    Message {
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        properties: PublishProperties {
+            payload_format_indicator: wp.payload_format_indicator,
+            message_expiry_interval: wp.message_expiry_interval,
+            topic_alias: None,
+            response_topic: wp.response_topic,
+            correlation_data: wp.correlation_data,
+            user_properties: wp.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: wp.content_type,
+        },
+    }
+}
+
+/// A unique client id for a client that sent none.
+pub(crate) fn assigned_client_id(n: u64) -> ByteStr {
+    ByteStr::from(format!("myqtt-{n:016x}"))
+}
+
+/// Completes once `flag` is true (or its sender is gone, which means the
+/// same: the owner has shut down).
+pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
+}

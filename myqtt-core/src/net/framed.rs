@@ -12,6 +12,12 @@ use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, e
 const INITIAL_BUFFER: usize = 512;
 /// Below this much spare room the read buffer grows before the next read.
 const MIN_READ_ROOM: usize = 256;
+/// The most a read buffer grows by at once. Reads that fill the buffer
+/// double the growth step up to this, so a busy connection reads in large
+/// chunks (few syscalls) while an idle one keeps a small buffer. Decoded
+/// payloads share these chunks, so the cap also bounds how much memory one
+/// queued message can keep alive.
+const MAX_READ_CHUNK: usize = 16 * 1024;
 
 /// Why reading or writing packets failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub struct PacketReader<R> {
     io: R,
     buf: BytesMut,
     decoder: Decoder,
+    /// How much room the next growth of `buf` makes.
+    chunk: usize,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -58,6 +66,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             io,
             buf: BytesMut::with_capacity(INITIAL_BUFFER),
             decoder: Decoder::new(max_packet_size),
+            chunk: INITIAL_BUFFER,
         }
     }
 
@@ -77,14 +86,20 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 return Ok(Some(packet));
             }
             if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+                self.buf.reserve(self.chunk);
             }
-            if self.io.read_buf(&mut self.buf).await? == 0 {
+            let room = self.buf.capacity() - self.buf.len();
+            let n = self.io.read_buf(&mut self.buf).await?;
+            if n == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(NetError::TruncatedPacket)
                 };
+            }
+            if n == room && self.chunk < MAX_READ_CHUNK {
+                // The peer sends faster than one buffer per read.
+                self.chunk *= 2;
             }
         }
     }

@@ -1,0 +1,91 @@
+//! A standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
+//! `--port` (default 1883; 0 picks a free port). It prints one line,
+//! `listening on HOST:PORT`, once bound, and runs until Ctrl-C or SIGTERM.
+//!
+//! ```text
+//! cargo run --example listener -- --port 1883
+//! mosquitto_sub -p 1883 -t 'a/#' -v &
+//! mosquitto_pub -p 1883 -t a/b -m hello
+//! ```
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use myqtt_core::{Ctx, WaitOutcome};
+
+struct Args {
+    host: String,
+    port: u16,
+    storage: Option<String>,
+}
+
+fn usage() -> &'static str {
+    "usage: listener [--host HOST] [--port PORT] [--storage PATH]"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        host: "127.0.0.1".into(),
+        port: 1883,
+        storage: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--host" => args.host = value("--host")?,
+            "--port" => {
+                let v = value("--port")?;
+                args.port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
+            }
+            "--storage" => args.storage = Some(value("--storage")?),
+            "-h" | "--help" => return Err(usage().into()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.storage {
+        eprintln!("--storage {path}: storage not available yet (a later release adds it)");
+        return ExitCode::from(2);
+    }
+    let ctx = match Ctx::new() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match ctx.create_listener(&args.host, args.port) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr();
+    let mut out = std::io::stdout().lock();
+    // One line, flushed, so scripts can wait for it.
+    if writeln!(out, "listening on {}:{}", addr.ip(), addr.port())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    drop(out);
+    let outcome = ctx.wait_listeners(true);
+    if outcome == WaitOutcome::Signal {
+        eprintln!("stopping");
+    }
+    ctx.exit();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,1145 @@
+//! One task per client connection: it reads packets, drives the sans-IO
+//! [`Session`] (QoS flows, packet ids, keep-alive, flow control, topic
+//! aliases), applies the broker's rules and hooks to what the session
+//! reports, routes PUBLISH packets, takes deliveries from the client's
+//! mailbox, and writes what the session wants sent, batched.
+//!
+// Design: a single `tokio::select!` loop over (packet read | socket
+// writable while bytes wait | mailbox wake-up | control command | keep-alive
+// timer | shutdown). No lock is held across an await; the session state
+// belongs to this task alone while the connection lives.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::chain::{EventKind, HookChain, PublishOutcome};
+use super::hooks::{
+    Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, DropReason, Event, Message,
+    Transport,
+};
+use super::registry::{
+    ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
+};
+use super::router::Scratch;
+use super::{Broker, Detach, TaskGuard, assigned_client_id, clean_properties};
+use crate::ByteStr;
+use crate::codec::{
+    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    DisconnectProperties, LastWill, Packet, PacketType, ProtocolVersion, Publish, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+use crate::net::{NetError, PacketReader, PacketWriter};
+use crate::session::{self, Session, SessionError, SessionState};
+use crate::topic::TopicFilter;
+
+/// How long a closing connection may take to flush what it has queued.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Why a connection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// The client sent DISCONNECT with this reason (0x04: publish the will).
+    Disconnect(ReasonCode),
+    /// The socket closed or failed without a DISCONNECT.
+    Lost,
+    /// The client broke the protocol (or timed out): the reason code of the
+    /// MQTT 5 DISCONNECT, and a reason string.
+    Violation(ReasonCode, String),
+    /// Another connection took the session over.
+    TakenOver,
+    /// The application or a hook kicked the client.
+    Kicked { with_will: bool },
+    /// The context is shutting down.
+    Shutdown,
+    /// A hook's verdict on a PUBLISH was to close the connection.
+    HookClose,
+}
+
+impl Ending {
+    /// The reason reported to hooks (MQTT 5 terms).
+    fn reason(&self) -> ReasonCode {
+        match self {
+            Self::Disconnect(r) | Self::Violation(r, _) => *r,
+            Self::Lost => ReasonCode::UnspecifiedError,
+            Self::TakenOver => ReasonCode::SessionTakenOver,
+            Self::Kicked { .. } => ReasonCode::AdministrativeAction,
+            Self::Shutdown => ReasonCode::ServerShuttingDown,
+            Self::HookClose => ReasonCode::NotAuthorized,
+        }
+    }
+
+    /// The DISCONNECT the server sends (MQTT 5 only), if it ends the
+    /// connection itself.
+    fn server_disconnect(&self) -> Option<(ReasonCode, Option<&str>)> {
+        match self {
+            Self::Disconnect(_) | Self::Lost => None,
+            Self::Violation(r, s) => Some((*r, Some(s.as_str()))),
+            Self::TakenOver => Some((ReasonCode::SessionTakenOver, None)),
+            Self::Kicked { .. } => Some((ReasonCode::AdministrativeAction, None)),
+            Self::Shutdown => Some((ReasonCode::ServerShuttingDown, None)),
+            Self::HookClose => Some((ReasonCode::NotAuthorized, Some("publish refused"))),
+        }
+    }
+
+    /// Whether the will is published: on any close but a normal DISCONNECT
+    /// [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0), a DISCONNECT with
+    /// 0x04 [MQTT-3.14.4-3] aside, a kick without will, and the broker's
+    /// own shutdown.
+    fn publishes_will(&self) -> bool {
+        match self {
+            Self::Disconnect(r) => *r == ReasonCode::DisconnectWithWillMessage,
+            Self::Kicked { with_will } => *with_will,
+            Self::Shutdown => false,
+            Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
+        }
+    }
+}
+
+/// What woke the connection's loop.
+#[allow(clippy::large_enum_variant)] // short-lived, on the stack
+enum Wake {
+    Read(Result<Option<Packet>, NetError>),
+    Written(Result<(), NetError>),
+    Mail,
+    Control,
+    Timer,
+    Shutdown,
+}
+
+/// Counts a connection against the limit while it lives.
+struct ConnSlot(Broker);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.registry().connected.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection past CONNACK.
+struct Conn<R, W> {
+    broker: Broker,
+    reader: PacketReader<R>,
+    writer: PacketWriter<W>,
+    session: Session,
+    version: ProtocolVersion,
+    info: Arc<ClientInfo>,
+    shared: Arc<ConnShared>,
+    handle: Arc<SessionHandle>,
+    chain: Arc<HookChain>,
+    chain_version: u64,
+    will: Option<LastWill>,
+    /// Session expiry in seconds; `u32::MAX` never expires.
+    session_expiry: u32,
+    shutdown: watch::Receiver<bool>,
+    scratch: Scratch,
+    /// The mailbox's queue is swapped with this one to drain it.
+    spare: VecDeque<Delivery>,
+    _slot: ConnSlot,
+}
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve<R, W>(
+    broker: Broker,
+    guard: TaskGuard,
+    (read, write): (R, W),
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
+    async move {
+        let reader = PacketReader::new(read, broker.config().max_packet_size());
+        let writer = PacketWriter::new(write);
+        if let Some(mut conn) = handshake(broker, reader, writer, peer, local, transport).await {
+            let ending = conn.run().await;
+            conn.close(ending).await;
+        }
+        drop(guard);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Writes what the session queued, then flushes and closes the write side,
+/// within [`CLOSE_FLUSH`].
+async fn finish<W: AsyncWrite + Unpin>(
+    session: &mut Session,
+    writer: &mut PacketWriter<W>,
+    version: ProtocolVersion,
+) {
+    while let Some(p) = session.poll_transmit() {
+        if let Err(e) = writer.queue(&p, version) {
+            tracing::error!(error = %e, "cannot encode a packet");
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
+}
+
+/// Reads the CONNECT, applies the broker's checks and hooks, claims the
+/// client's session and answers CONNACK. `None` when the connection ends
+/// there.
+#[allow(clippy::too_many_lines)] // one linear sequence of CONNECT checks
+async fn handshake<R, W>(
+    broker: Broker,
+    mut reader: PacketReader<R>,
+    mut writer: PacketWriter<W>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+) -> Option<Conn<R, W>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut shutdown = broker.shutdown_signal();
+    let config = broker.config().clone();
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let first = tokio::select! {
+        r = tokio::time::timeout_at(deadline, reader.read()) => r,
+        () = crate::broker::signalled(&mut shutdown) => return None,
+    };
+    let connect = match first {
+        Err(_) => {
+            tracing::debug!("no CONNECT within the connect timeout; closing");
+            return None;
+        }
+        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(_)) => return None,
+        Ok(Err(NetError::Decode(e))) => {
+            tracing::warn!(error = %e, "invalid CONNECT; closing");
+            if let DecodeError::UnsupportedProtocol { level, .. } = &e {
+                // [MQTT-3.1.2-2]: CONNACK 0x01 (3.1.1) / 0x84 (5.0), then close.
+                let version = if *level == 5 {
+                    ProtocolVersion::V5
+                } else {
+                    ProtocolVersion::V311
+                };
+                let connack = Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    reason_code: ReasonCode::UnsupportedProtocolVersion,
+                    properties: ConnAckProperties::default(),
+                });
+                if writer.queue(&connack, version).is_ok() {
+                    let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
+                }
+            }
+            return None;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection failed before CONNECT");
+            return None;
+        }
+    };
+
+    let now = Instant::now();
+    let mut session = Session::server(broker.session_config(), now);
+    if let Err(e) = session.handle_packet(now, Packet::Connect(connect)) {
+        tracing::warn!(error = %e, "CONNECT refused by the session");
+        return None;
+    }
+    let Some(session::Event::Connect(connect)) = session.poll_event() else {
+        return None;
+    };
+    let Connect {
+        protocol: version,
+        clean_start,
+        keep_alive,
+        client_id,
+        will,
+        username,
+        password,
+        properties,
+    } = *connect;
+    let v5 = version.is_v5();
+
+    macro_rules! refuse {
+        ($code:expr, $why:expr) => {{
+            let code: ReasonCode = $code;
+            let why: &str = $why;
+            tracing::info!(reason = ?code, why, "connection refused");
+            let connack = ConnAck {
+                session_present: false,
+                reason_code: code,
+                properties: ConnAckProperties {
+                    reason_string: v5.then(|| ByteStr::from(why)),
+                    ..ConnAckProperties::default()
+                },
+            };
+            if session.reject(Instant::now(), connack).is_ok() {
+                finish(&mut session, &mut writer, version).await;
+            }
+            return None;
+        }};
+    }
+
+    if properties.authentication_method.is_some() {
+        // Enhanced authentication is not offered (MQTT 5.0 §4.12).
+        refuse!(
+            ReasonCode::BadAuthenticationMethod,
+            "enhanced authentication is not supported"
+        );
+    }
+
+    // Client identifier rules.
+    let mut assigned = None;
+    let client_id = if client_id.is_empty() {
+        if version == ProtocolVersion::V31 {
+            refuse!(
+                ReasonCode::ClientIdentifierNotValid,
+                "MQTT 3.1 requires a client identifier"
+            );
+        }
+        if version == ProtocolVersion::V311 && !clean_start {
+            // [MQTT-3.1.3-8]
+            refuse!(
+                ReasonCode::ClientIdentifierNotValid,
+                "[MQTT-3.1.3-8] an empty client identifier needs clean session 1"
+            );
+        }
+        // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.1.3-6] (5.0): assign a unique one.
+        let id = assigned_client_id(broker.registry().next_id());
+        assigned = Some(id.clone());
+        id
+    } else {
+        client_id
+    };
+    tracing::Span::current().record("client_id", client_id.as_str());
+
+    // The connection limit.
+    let count = broker.registry().connected.fetch_add(1, Ordering::AcqRel) + 1;
+    let slot = ConnSlot(broker.clone());
+    if config.max_connections > 0 && count > config.max_connections {
+        tracing::warn!(
+            limit = config.max_connections,
+            "connection refused: too many connections"
+        );
+        refuse!(ReasonCode::ServerBusy, "too many connections");
+    }
+
+    // The session expiry in force for this connection.
+    let requested_expiry = if v5 {
+        properties.session_expiry_interval.unwrap_or(0)
+    } else if clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    let session_expiry = requested_expiry.min(config.max_session_expiry);
+    let keep_alive_in_force = match (v5, config.server_keep_alive) {
+        (true, Some(secs)) => secs,
+        _ => keep_alive,
+    };
+
+    let info = Arc::new(ClientInfo {
+        client_id: client_id.clone(),
+        username,
+        peer,
+        local,
+        protocol: version,
+        keep_alive: keep_alive_in_force,
+        tls: false,
+        transport,
+    });
+
+    // The hooks decide.
+    let chain = broker.chain();
+    let chain_version = broker.chain_version();
+    if !chain.is_empty() {
+        let req = ConnectRequest {
+            client: &info,
+            password: password.as_ref(),
+            clean_start,
+            will: will.as_ref(),
+            properties: &properties,
+        };
+        let verdict = tokio::select! {
+            v = chain.on_connect(&req) => v,
+            () = crate::broker::signalled(&mut shutdown) => return None,
+        };
+        if let ConnectVerdict::Refuse(code) = verdict {
+            let code = if code.is_success() || !code.is_allowed_in(PacketType::ConnAck) {
+                ReasonCode::NotAuthorized
+            } else {
+                code
+            };
+            refuse!(code, "refused by a hook");
+        }
+    }
+    if let Some(w) = &will {
+        if w.qos > config.maximum_qos {
+            // [MQTT-3.2.2-12] (5.0)
+            refuse!(ReasonCode::QoSNotSupported, "will QoS above the maximum");
+        }
+        if w.retain && !config.retain_available {
+            // [MQTT-3.2.2-13] (5.0)
+            refuse!(
+                ReasonCode::RetainNotSupported,
+                "retained wills are not supported"
+            );
+        }
+    }
+
+    // Claim the client's session (taking it over from a live connection).
+    let shared = Arc::new(ConnShared {
+        id: broker.registry().next_id(),
+        info: Arc::clone(&info),
+        control: std::sync::Mutex::new(None),
+        notify: tokio::sync::Notify::new(),
+    });
+    let claimed = tokio::select! {
+        c = claim(&broker, &client_id, clean_start, &shared) => c,
+        () = crate::broker::signalled(&mut shutdown) => Err(ClaimError::ShuttingDown),
+    };
+    let (handle, state) = match claimed {
+        Ok(c) => c,
+        Err(e) => {
+            let why = match e {
+                ClaimError::Duplicate => "client identifier in use",
+                ClaimError::Timeout => "the previous connection did not close in time",
+                ClaimError::ShuttingDown => "server shutting down",
+            };
+            refuse!(e.reason_code(), why);
+        }
+    };
+    let session_present = state.is_some();
+    let state = state.unwrap_or_else(|| SessionState::new(config.max_queued_messages));
+
+    let mut connack_props = ConnAckProperties::default();
+    if v5 {
+        if session_expiry != requested_expiry {
+            connack_props.session_expiry_interval = Some(session_expiry);
+        }
+        connack_props.assigned_client_identifier = assigned;
+        connack_props.server_keep_alive = config.server_keep_alive;
+        if config.maximum_qos < QoS::ExactlyOnce {
+            connack_props.maximum_qos = Some(config.maximum_qos);
+        }
+        if !config.retain_available {
+            connack_props.retain_available = Some(false);
+        }
+    }
+    let connack = ConnAck {
+        session_present,
+        reason_code: ReasonCode::Success,
+        properties: connack_props,
+    };
+    let now = Instant::now();
+    let accepted = session.accept(now, connack, state);
+    lock(&broker.registry().conns).insert(shared.id, (Arc::clone(&shared), Arc::clone(&handle)));
+    tracing::debug!(
+        ?version,
+        clean_start,
+        session_present,
+        keep_alive = keep_alive_in_force,
+        "client connected"
+    );
+    chain.emit(EventKind::Lifecycle, || Event::Connected(&info));
+    let conn = Conn {
+        broker,
+        reader,
+        writer,
+        session,
+        version,
+        info,
+        shared,
+        handle,
+        chain,
+        chain_version,
+        will,
+        session_expiry,
+        shutdown,
+        scratch: Scratch::default(),
+        spare: VecDeque::new(),
+        _slot: slot,
+    };
+    if let Err(e) = accepted {
+        // A packet held since the CONNECT broke the protocol.
+        let ending = Conn::<R, W>::violation(&e);
+        conn.close(ending).await;
+        return None;
+    }
+    Some(conn)
+}
+
+/// Finds or creates the session of `client_id` and attaches it to `conn`;
+/// returns it with its detached state when the session is resumed.
+async fn claim(
+    broker: &Broker,
+    client_id: &ByteStr,
+    clean_start: bool,
+    conn: &Arc<ConnShared>,
+) -> Result<(Arc<SessionHandle>, Option<SessionState>), ClaimError> {
+    let config = broker.config();
+    let registry = broker.registry();
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let fresh = |old: Option<&Arc<SessionHandle>>| {
+        let h = Arc::new(SessionHandle::new(
+            registry.next_id(),
+            client_id.clone(),
+            config.max_queued_messages,
+        ));
+        h.attach_locked(&mut lock(&h.mailbox), Arc::clone(conn));
+        registry.install(old, &h).then_some(h)
+    };
+    loop {
+        let Some(old) = registry.get(client_id) else {
+            if let Some(h) = fresh(None) {
+                return Ok((h, None));
+            }
+            continue;
+        };
+        let waiter = Arc::clone(&old);
+        let detached = waiter.detached.notified();
+        tokio::pin!(detached);
+        detached.as_mut().enable();
+        {
+            let mut mb = lock(&old.mailbox);
+            if mb.ended {
+                drop(mb);
+                if let Some(h) = fresh(Some(&old)) {
+                    return Ok((h, None));
+                }
+                continue;
+            }
+            match &mb.conn {
+                None if clean_start => {
+                    // Clean start discards the old session [MQTT-3.1.2-4]
+                    // (5.0) / [MQTT-3.1.2-6] (3.1.1).
+                    drop(mb);
+                    broker.end_session(&old);
+                    if let Some(h) = fresh(Some(&old)) {
+                        return Ok((h, None));
+                    }
+                    continue;
+                }
+                None => {
+                    // Resume the stored session [MQTT-3.1.2-4] (3.1.1).
+                    let state = mb.state.take();
+                    old.attach_locked(&mut mb, Arc::clone(conn));
+                    drop(mb);
+                    return Ok((old, state));
+                }
+                Some(live) => {
+                    if config.duplicate_client_id == super::DuplicateClientId::Reject {
+                        return Err(ClaimError::Duplicate);
+                    }
+                    // [MQTT-3.1.4-2] (3.1.1) / [MQTT-3.1.4-3] (5.0)
+                    live.command(Control::TakeOver);
+                }
+            }
+        }
+        if tokio::time::timeout_at(deadline, detached).await.is_err() {
+            return Err(ClaimError::Timeout);
+        }
+    }
+}
+
+impl<R, W> Conn<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    /// Picks up the current hook chain if a hook was added since; one
+    /// atomic load when nothing changed.
+    fn refresh_chain(&mut self) {
+        let v = self.broker.chain_version();
+        if v != self.chain_version {
+            self.chain = self.broker.chain();
+            self.chain_version = v;
+        }
+    }
+
+    /// The main loop; returns why the connection ends.
+    async fn run(&mut self) -> Ending {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let high_water = self.broker.config().write_high_water;
+        // Futures that live across iterations (re-armed after they fire),
+        // so an idle loop turn registers nothing anew.
+        let handle = Arc::clone(&self.handle);
+        let shared = Arc::clone(&self.shared);
+        let mut shutdown_rx = self.shutdown.clone();
+        let shutdown = crate::broker::signalled(&mut shutdown_rx);
+        tokio::pin!(shutdown);
+        let mail = handle.wake.notified();
+        tokio::pin!(mail);
+        let control = shared.notify.notified();
+        tokio::pin!(control);
+        loop {
+            self.flush_transmit();
+            let deadline = self.session.poll_timeout();
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(tokio::time::Instant::from_std(d));
+                }
+                armed = deadline;
+            }
+            let can_take =
+                self.writer.pending() < high_water && self.session.state().queue_len() == 0;
+            let pending_write = self.writer.pending() > 0;
+            let wake = tokio::select! {
+                r = self.reader.read() => Wake::Read(r),
+                r = self.writer.write_some(), if pending_write => Wake::Written(r),
+                () = &mut mail, if can_take => Wake::Mail,
+                () = &mut control => Wake::Control,
+                () = &mut timer, if armed.is_some() => Wake::Timer,
+                () = &mut shutdown => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Read(r) => {
+                    if let Err(ending) = self.on_read(r).await {
+                        return ending;
+                    }
+                }
+                Wake::Written(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "write failed");
+                        return Ending::Lost;
+                    }
+                }
+                Wake::Mail => {
+                    mail.set(handle.wake.notified());
+                    if let Err(ending) = self.drain().await {
+                        return ending;
+                    }
+                }
+                Wake::Control => {
+                    control.set(shared.notify.notified());
+                    let command = lock(&self.shared.control).take();
+                    match command {
+                        Some(Control::TakeOver) => return Ending::TakenOver,
+                        Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
+                        None => {}
+                    }
+                }
+                Wake::Timer => {
+                    armed = None;
+                    if let Err(e) = self.session.handle_timeout(Instant::now()) {
+                        tracing::info!(error = %e, "keep-alive expired");
+                        return Self::violation(&e);
+                    }
+                }
+                Wake::Shutdown => return Ending::Shutdown,
+            }
+        }
+    }
+
+    /// Handles a read result, then every packet already buffered behind it.
+    async fn on_read(&mut self, r: Result<Option<Packet>, NetError>) -> Result<(), Ending> {
+        let mut next = r;
+        loop {
+            match next {
+                Ok(Some(p)) => self.on_packet(p).await?,
+                Ok(None) => {
+                    tracing::debug!("connection closed by the client");
+                    return Err(Ending::Lost);
+                }
+                Err(NetError::Decode(e)) => {
+                    tracing::warn!(error = %e, "malformed packet; closing");
+                    return Err(Ending::Violation(e.reason_code(), e.to_string()));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Err(Ending::Lost);
+                }
+            }
+            next = match self.reader.try_read_buffered() {
+                Ok(None) => return Ok(()),
+                other => other,
+            };
+        }
+    }
+
+    fn violation(e: &SessionError) -> Ending {
+        Ending::Violation(e.reason_code(), e.to_string())
+    }
+
+    async fn on_packet(&mut self, packet: Packet) -> Result<(), Ending> {
+        let now = Instant::now();
+        self.refresh_chain();
+        self.chain.emit(EventKind::Packets, || {
+            Event::PacketReceived(&self.info, &packet)
+        });
+        if let Err(e) = self.session.handle_packet(now, packet) {
+            tracing::warn!(error = %e, "protocol violation; closing");
+            return Err(Self::violation(&e));
+        }
+        self.process_events(now).await
+    }
+
+    /// Acts on what the session reported.
+    async fn process_events(&mut self, now: Instant) -> Result<(), Ending> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                session::Event::Publish(p) => self.on_publish(now, p).await?,
+                session::Event::Subscribe(s) => self.on_subscribe(now, s).await,
+                session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
+                session::Event::PublishDropped {
+                    publish, reason, ..
+                } => {
+                    let why = match reason {
+                        session::DropReason::Expired => DropReason::Expired,
+                        session::DropReason::PacketTooLarge => DropReason::TooLarge,
+                        _ => DropReason::SessionEnded,
+                    };
+                    tracing::debug!(topic = %publish.topic, ?why, "message dropped");
+                    let msg = Message {
+                        topic: publish.topic,
+                        payload: publish.payload,
+                        qos: publish.qos,
+                        retain: publish.retain,
+                        properties: publish.properties,
+                    };
+                    self.dropped(&msg, why);
+                }
+                session::Event::Disconnected(d) => {
+                    if self.version.is_v5()
+                        && let Some(secs) = d.properties.session_expiry_interval
+                    {
+                        if self.session_expiry == 0 && secs != 0 {
+                            // [MQTT-3.14.2-2]
+                            return Err(Ending::Violation(
+                                    ReasonCode::ProtocolError,
+                                    "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),
+                                ));
+                        }
+                        self.session_expiry = secs.min(self.broker.config().max_session_expiry);
+                    }
+                    tracing::debug!(reason = ?d.reason_code, "client disconnected");
+                    return Err(Ending::Disconnect(d.reason_code));
+                }
+                session::Event::Auth(_) => {
+                    // No authentication method was agreed, so AUTH is a
+                    // protocol error (MQTT 5.0 §4.12).
+                    return Err(Ending::Violation(
+                        ReasonCode::ProtocolError,
+                        "AUTH without an authentication method".into(),
+                    ));
+                }
+                session::Event::UnexpectedAck {
+                    packet_type,
+                    packet_id,
+                } => {
+                    tracing::debug!(?packet_type, %packet_id, "acknowledgement for no flow");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a message that will not reach this client.
+    fn dropped(&self, msg: &Message, why: DropReason) {
+        self.broker.count_drop();
+        self.handle.count_drop();
+        self.chain.emit(EventKind::Messages, || {
+            Event::Dropped(&self.info.client_id, msg, why)
+        });
+    }
+
+    /// An application message from the client: checks, hooks, routing, and
+    /// the acknowledgement that completes the client's flow whatever the
+    /// outcome.
+    async fn on_publish(&mut self, now: Instant, p: Publish) -> Result<(), Ending> {
+        let (maximum_qos, retain_available, max_levels) = {
+            let c = self.broker.config();
+            (c.maximum_qos, c.retain_available, c.max_topic_levels)
+        };
+        let v5 = self.version.is_v5();
+        let Publish {
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload,
+            ..
+        } = p;
+        if qos > maximum_qos {
+            // [MQTT-3.2.2-12] (5.0)
+            return Err(Ending::Violation(
+                ReasonCode::QoSNotSupported,
+                format!("[MQTT-3.2.2-12] QoS {} is above the maximum", qos.as_u8()),
+            ));
+        }
+        if retain && !retain_available && v5 {
+            // [MQTT-3.3.1-8] (5.0)
+            return Err(Ending::Violation(
+                ReasonCode::RetainNotSupported,
+                "[MQTT-3.3.1-8] retained messages are not supported".into(),
+            ));
+        }
+        let mut msg = Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        };
+        clean_properties(&mut msg.properties);
+        let reason = if max_levels > 0 && msg.topic.level_count() > max_levels {
+            tracing::warn!(
+                topic = %msg.topic,
+                limit = max_levels,
+                "publish refused: too many topic levels"
+            );
+            ReasonCode::TopicNameInvalid
+        } else {
+            self.refresh_chain();
+            if self.chain.is_empty() {
+                self.route(now, msg)
+            } else {
+                let chain = Arc::clone(&self.chain);
+                let allowed = chain
+                    .acl(&AclRequest {
+                        client: &self.info,
+                        access: Access::Publish,
+                        topic: msg.topic.as_str(),
+                        qos: msg.qos,
+                        payload: Some(&msg.payload),
+                        retain: msg.retain,
+                    })
+                    .await;
+                if allowed {
+                    match chain.on_publish(&self.info, msg).await {
+                        PublishOutcome::Route(m) if !m.topic.is_empty() => self.route(now, m),
+                        PublishOutcome::Route(_) | PublishOutcome::Discard => {
+                            ReasonCode::NoMatchingSubscribers
+                        }
+                        PublishOutcome::Close => return Err(Ending::HookClose),
+                    }
+                } else {
+                    tracing::debug!("publish denied by the ACL");
+                    ReasonCode::NotAuthorized
+                }
+            }
+        };
+        if let Some(id) = packet_id {
+            // The flow is completed whatever happened to the message; MQTT 5
+            // clients learn the outcome from the reason code.
+            let code = if v5 { reason } else { ReasonCode::Success };
+            if let Err(e) = self
+                .session
+                .ack_with(now, id, code, AckProperties::default())
+            {
+                tracing::error!(error = %e, "cannot acknowledge a PUBLISH");
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes one message from this client; the reason code for its ack.
+    fn route(&mut self, now: Instant, mut msg: Message) -> ReasonCode {
+        clean_properties(&mut msg.properties);
+        let routed = Arc::new(Routed {
+            message: msg,
+            created: now,
+        });
+        let matched = self.broker.route(
+            &routed,
+            Some(self.handle.key),
+            &mut self.scratch,
+            &self.chain,
+        );
+        if matched == 0 {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        }
+    }
+
+    async fn on_subscribe(&mut self, now: Instant, s: Subscribe) {
+        let sub_id = s.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in s.filters {
+            let code = self
+                .subscribe_one(now, &filter, options, sub_id, &mut retained)
+                .await;
+            self.chain.emit(EventKind::Lifecycle, || {
+                Event::Subscribed(&self.info, &filter, options, code)
+            });
+            codes.push(code);
+        }
+        let suback = SubAck {
+            packet_id: s.packet_id,
+            reason_codes: codes,
+            properties: AckProperties::default(),
+        };
+        if let Err(e) = self.session.suback(now, suback) {
+            tracing::error!(error = %e, "cannot send SUBACK");
+        }
+        for (msg, qos) in retained {
+            let delivery = Delivery {
+                msg,
+                qos,
+                // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
+                retain: true,
+                sub_ids: sub_id.into_iter().collect(),
+            };
+            self.deliver(now, delivery).await;
+        }
+    }
+
+    async fn subscribe_one(
+        &mut self,
+        now: Instant,
+        filter: &TopicFilter,
+        options: SubscriptionOptions,
+        sub_id: Option<u32>,
+        retained: &mut Vec<(Arc<Routed>, QoS)>,
+    ) -> ReasonCode {
+        let (maximum_qos, retain_available, max_levels) = {
+            let c = self.broker.config();
+            (c.maximum_qos, c.retain_available, c.max_topic_levels)
+        };
+        if max_levels > 0 && filter.level_count() > max_levels {
+            tracing::warn!(%filter, limit = max_levels, "subscription refused: too many topic levels");
+            return ReasonCode::TopicFilterInvalid;
+        }
+        let granted = options.qos.min(maximum_qos);
+        self.refresh_chain();
+        if !self.chain.is_empty() {
+            let chain = Arc::clone(&self.chain);
+            let allowed = chain
+                .acl(&AclRequest {
+                    client: &self.info,
+                    access: Access::Subscribe,
+                    topic: filter.as_str(),
+                    qos: options.qos,
+                    payload: None,
+                    retain: false,
+                })
+                .await;
+            if !allowed {
+                tracing::debug!(%filter, "subscription denied by the ACL");
+                return ReasonCode::NotAuthorized;
+            }
+        }
+        let options = SubscriptionOptions {
+            qos: granted,
+            ..options
+        };
+        let existed = self
+            .broker
+            .router()
+            .subscribe(filter, &self.handle, options, sub_id);
+        lock(&self.handle.subscriptions).insert(
+            filter.clone(),
+            SubRecord {
+                options,
+                id: sub_id,
+            },
+        );
+        // Retained messages are not sent for a shared subscription
+        // (MQTT 5.0 §4.8.2).
+        let send_retained = retain_available
+            && !filter.is_shared()
+            && match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if send_retained {
+            for msg in self.broker.router().retained_for(filter, now) {
+                let qos = msg.message.qos.min(granted);
+                retained.push((msg, qos));
+            }
+        }
+        match granted {
+            QoS::AtMostOnce => ReasonCode::Success,
+            QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+            QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+        }
+    }
+
+    fn on_unsubscribe(&mut self, now: Instant, u: &Unsubscribe) {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let existed = self.broker.router().unsubscribe(filter, self.handle.key);
+            lock(&self.handle.subscriptions).remove(filter);
+            if existed {
+                self.chain.emit(EventKind::Lifecycle, || {
+                    Event::Unsubscribed(&self.info, filter)
+                });
+            }
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let unsuback = UnsubAck {
+            packet_id: u.packet_id,
+            reason_codes: codes,
+            properties: AckProperties::default(),
+        };
+        if let Err(e) = self.session.unsuback(now, unsuback) {
+            tracing::error!(error = %e, "cannot send UNSUBACK");
+        }
+    }
+
+    /// Takes everything waiting in the mailbox into the session.
+    async fn drain(&mut self) -> Result<(), Ending> {
+        {
+            let mut mb = lock(&self.handle.mailbox);
+            std::mem::swap(&mut mb.queue, &mut self.spare);
+        }
+        let now = Instant::now();
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver(now, d).await;
+        }
+        // Drops the session reported (too large, expired).
+        self.process_events(now).await
+    }
+
+    /// Hands one message to the session, which sends it when the window
+    /// allows.
+    async fn deliver(&mut self, now: Instant, d: Delivery) {
+        self.refresh_chain();
+        let m = &d.msg.message;
+        if self.chain.interests().deliver_acl {
+            let chain = Arc::clone(&self.chain);
+            let allowed = chain
+                .acl(&AclRequest {
+                    client: &self.info,
+                    access: Access::Deliver,
+                    topic: m.topic.as_str(),
+                    qos: d.qos,
+                    payload: Some(&m.payload),
+                    retain: d.retain,
+                })
+                .await;
+            if !allowed {
+                self.dropped(m, DropReason::Denied);
+                return;
+            }
+        }
+        let Ok(expiry) = d.msg.remaining_expiry(now) else {
+            // [MQTT-3.3.2-5]
+            self.dropped(m, DropReason::Expired);
+            return;
+        };
+        let properties = if self.version.is_v5() {
+            let mut p = m.properties.clone();
+            // The remaining lifetime [MQTT-3.3.2-6]; every matching
+            // subscription's identifier [MQTT-3.3.4-3].
+            p.message_expiry_interval = expiry;
+            p.subscription_identifiers = d.sub_ids;
+            p
+        } else {
+            crate::codec::PublishProperties::default()
+        };
+        let publish = Publish {
+            dup: false,
+            qos: d.qos,
+            retain: d.retain,
+            topic: m.topic.clone(),
+            packet_id: None,
+            properties,
+            payload: m.payload.clone(),
+        };
+        match self.session.publish(now, publish) {
+            Ok(_) => {
+                self.chain
+                    .emit(EventKind::Messages, || Event::Delivered(&self.info, m));
+            }
+            Err(SessionError::QueueFull { .. }) => self.dropped(m, DropReason::QueueFull),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hand a message to the session");
+            }
+        }
+    }
+
+    /// Encodes what the session wants sent into the write buffer.
+    fn flush_transmit(&mut self) {
+        let packets = self.chain.wants(EventKind::Packets);
+        while let Some(p) = self.session.poll_transmit() {
+            if packets {
+                self.chain
+                    .emit(EventKind::Packets, || Event::PacketSent(&self.info, &p));
+            }
+            if let Err(e) = self.writer.queue(&p, self.version) {
+                tracing::error!(error = %e, "cannot encode a packet");
+            }
+        }
+    }
+
+    /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
+    /// bounded flush, the session detached or ended, the will.
+    async fn close(mut self, ending: Ending) {
+        let now = Instant::now();
+        if let Some((code, why)) = ending.server_disconnect() {
+            let reason_string = why.map(|w| {
+                // Keep the string small; it is informative only.
+                let w = if w.len() > 200 {
+                    w.get(..200).unwrap_or(w)
+                } else {
+                    w
+                };
+                ByteStr::from(w)
+            });
+            let d = Disconnect {
+                reason_code: code,
+                properties: DisconnectProperties {
+                    reason_string,
+                    ..DisconnectProperties::default()
+                },
+            };
+            // A closed session (after its own error) has queued its own.
+            let _ = self.session.disconnect(now, d);
+        }
+        let Self {
+            broker,
+            mut writer,
+            mut session,
+            version,
+            info,
+            shared,
+            handle,
+            chain,
+            will,
+            session_expiry,
+            ..
+        } = self;
+        // What is left to send goes into the write buffer; the session is
+        // detached before the (bounded) flush, so a slow socket does not
+        // delay a takeover or leave the session looking online.
+        while let Some(p) = session.poll_transmit() {
+            if let Err(e) = writer.queue(&p, version) {
+                tracing::error!(error = %e, "cannot encode a packet");
+            }
+        }
+        let state = session.into_state();
+        let taken_over = ending == Ending::TakenOver;
+        let will_now = broker.detach(Detach {
+            session: &handle,
+            conn: &shared,
+            state,
+            will: will.filter(|_| ending.publishes_will()),
+            session_expiry,
+            taken_over,
+        });
+        let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
+        drop(writer);
+        chain.emit(EventKind::Lifecycle, || {
+            Event::Disconnected(&info, ending.reason())
+        });
+        tracing::debug!(reason = ?ending.reason(), "connection closed");
+        if let Some(w) = will_now {
+            broker.publish_will(&info, w).await;
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The session registry: one [`SessionHandle`] per client id, holding the
+//! client's mailbox (messages routed to it and not yet taken by its
+//! connection), its subscriptions, and its detached protocol state while it
+//! is offline; and the table of live connections.
+//!
+//! This is the in-memory store. A durable store plugs in behind the same
+//! types: a session's persistent parts are the [`SessionState`] (inflight
+//! flows and queue), the mailbox queue, the subscriptions and the expiry.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::hooks::{ClientInfo, DropReason, Message};
+use crate::ByteStr;
+use crate::codec::{LastWill, QoS, ReasonCode, SubscriptionOptions};
+use crate::session::SessionState;
+use crate::topic::TopicFilter;
+
+/// Locks a std mutex, ignoring poisoning: the data behind these locks stays
+/// consistent across a panic (every critical section is a few field
+/// updates), and a panic elsewhere must not take the broker down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A message as the broker routes it: one allocation shared by every
+/// subscriber it goes to.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// The message (no topic alias, no subscription identifiers).
+    pub(crate) message: Message,
+    /// When it entered the broker: the MQTT 5 Message Expiry Interval
+    /// counts from here [MQTT-3.3.2-6].
+    pub(crate) created: Instant,
+}
+
+impl Routed {
+    /// The remaining message expiry interval at `now`: `Ok(None)` when the
+    /// message has none, `Err(())` when it has expired [MQTT-3.3.2-5].
+    pub(crate) fn remaining_expiry(&self, now: Instant) -> Result<Option<u32>, ()> {
+        match self.message.properties.message_expiry_interval {
+            None => Ok(None),
+            Some(secs) => {
+                let waited = now.saturating_duration_since(self.created).as_secs();
+                match u64::from(secs).checked_sub(waited) {
+                    Some(left) if left > 0 => Ok(Some(left as u32)),
+                    _ => Err(()),
+                }
+            }
+        }
+    }
+}
+
+/// One message on its way to one client.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The shared message.
+    pub(crate) msg: Arc<Routed>,
+    /// The QoS it is delivered at: the lower of the publish QoS and the
+    /// subscription's granted QoS [MQTT-3.8.4-8] (5.0) / [MQTT-3.8.4-6].
+    pub(crate) qos: QoS,
+    /// The RETAIN flag it is delivered with.
+    pub(crate) retain: bool,
+    /// MQTT 5 subscription identifiers of every matching subscription
+    /// [MQTT-3.3.4-3].
+    pub(crate) sub_ids: Vec<u32>,
+}
+
+/// A command for a live connection, from another task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Another connection with the same client id takes the session over.
+    TakeOver,
+    /// The application or a hook kicks the client.
+    Kick {
+        /// Publish the client's will as for an abnormal close.
+        with_will: bool,
+    },
+}
+
+/// What other tasks know of a live connection.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    /// Unique per connection.
+    pub(crate) id: u64,
+    /// Who is connected.
+    pub(crate) info: Arc<ClientInfo>,
+    /// A pending command.
+    pub(crate) control: Mutex<Option<Control>>,
+    /// Wakes the connection when `control` is set.
+    pub(crate) notify: Notify,
+}
+
+impl ConnShared {
+    /// Asks the connection to act on `control`.
+    pub(crate) fn command(&self, control: Control) {
+        let mut slot = lock(&self.control);
+        // A takeover or kick already pending is not replaced by a weaker one.
+        if slot.is_none() || control == Control::TakeOver {
+            *slot = Some(control);
+        }
+        drop(slot);
+        self.notify.notify_one();
+    }
+}
+
+/// One subscription of a session, as the session remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubRecord {
+    /// The options, with the granted QoS.
+    pub(crate) options: SubscriptionOptions,
+    /// The MQTT 5 subscription identifier.
+    pub(crate) id: Option<u32>,
+}
+
+/// A will waiting for its delay (MQTT 5 Will Delay Interval) or for the end
+/// of its session.
+#[derive(Debug)]
+pub(crate) struct PendingWill {
+    pub(crate) will: LastWill,
+    pub(crate) client: Arc<ClientInfo>,
+}
+
+/// The part of a session other tasks write to.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    /// Messages routed to the client, not yet taken by its connection.
+    pub(crate) queue: VecDeque<Delivery>,
+    /// The connection the session is attached to.
+    pub(crate) conn: Option<Arc<ConnShared>>,
+    /// The protocol state while no connection is attached.
+    pub(crate) state: Option<SessionState>,
+    /// The session has ended; nothing is queued any more.
+    pub(crate) ended: bool,
+    /// Bumped at every attach and detach; delayed tasks (will delay,
+    /// session expiry) act only if it has not changed since they started.
+    pub(crate) generation: u64,
+    /// A will whose delay has not passed yet.
+    pub(crate) pending_will: Option<PendingWill>,
+}
+
+/// A client's session: alive from its first CONNECT until it ends (clean
+/// start, expiry, or a clean-session disconnect).
+#[derive(Debug)]
+pub(crate) struct SessionHandle {
+    /// Unique per session: the subscriber key in the subscription trie.
+    pub(crate) key: u64,
+    /// The client id.
+    pub(crate) client_id: ByteStr,
+    /// Queue limit for the mailbox.
+    limit: usize,
+    /// Mirrors `mailbox.conn.is_some()`, read without the lock by shared
+    /// subscription picks.
+    online: AtomicBool,
+    /// Messages dropped because the mailbox was full.
+    dropped: AtomicU64,
+    pub(crate) mailbox: Mutex<Mailbox>,
+    /// Wakes the attached connection when a delivery is queued.
+    pub(crate) wake: Notify,
+    /// Wakes a connection waiting to take the session over.
+    pub(crate) detached: Notify,
+    /// The session's subscriptions (for unsubscribing all at its end, and
+    /// for listing clients).
+    pub(crate) subscriptions: Mutex<HashMap<TopicFilter, SubRecord>>,
+}
+
+/// Why a delivery was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Dropped, counted, and reported.
+    Dropped(DropReason),
+    /// Not queued by policy: QoS 0 for an offline session.
+    Skipped,
+}
+
+impl SessionHandle {
+    pub(crate) fn new(key: u64, client_id: ByteStr, limit: usize) -> Self {
+        Self {
+            key,
+            client_id,
+            limit,
+            online: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            mailbox: Mutex::new(Mailbox {
+                queue: VecDeque::new(),
+                conn: None,
+                state: None,
+                ended: false,
+                generation: 0,
+                pending_will: None,
+            }),
+            wake: Notify::new(),
+            detached: Notify::new(),
+            subscriptions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True while a connection is attached.
+    pub(crate) fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped at this session's mailbox.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts a drop made elsewhere (by the connection's protocol state).
+    pub(crate) fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues a delivery without waiting: the publisher never waits for a
+    /// subscriber. A full mailbox drops the message.
+    ///
+    /// QoS 0 messages are not queued for an offline session (as mosquitto
+    /// does by default): MQTT lets a server drop them [MQTT-3.1.2-5] (3.1.1
+    /// says "may").
+    pub(crate) fn push(&self, delivery: Delivery) -> Result<(), Refused> {
+        let mut mb = lock(&self.mailbox);
+        if mb.ended {
+            return Err(Refused::Dropped(DropReason::SessionEnded));
+        }
+        let online = mb.conn.is_some();
+        if !online && delivery.qos == QoS::AtMostOnce {
+            return Err(Refused::Skipped);
+        }
+        if mb.queue.len() >= self.limit {
+            drop(mb);
+            self.count_drop();
+            return Err(Refused::Dropped(DropReason::QueueFull));
+        }
+        let was_empty = mb.queue.is_empty();
+        mb.queue.push_back(delivery);
+        drop(mb);
+        if online && was_empty {
+            // One wake-up per batch: the connection drains the whole queue.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Marks the session attached to `conn` (the caller holds the lock).
+    pub(crate) fn attach_locked(&self, mb: &mut Mailbox, conn: Arc<ConnShared>) {
+        mb.conn = Some(conn);
+        mb.generation += 1;
+        mb.pending_will = None;
+        self.online.store(true, Ordering::Relaxed);
+        if !mb.queue.is_empty() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Marks the session detached (the caller holds the lock).
+    pub(crate) fn detach_locked(&self, mb: &mut Mailbox) -> u64 {
+        mb.conn = None;
+        mb.generation += 1;
+        self.online.store(false, Ordering::Relaxed);
+        mb.generation
+    }
+}
+
+/// Why a session lookup at CONNECT cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    /// The client id is connected and the policy is to reject.
+    Duplicate,
+    /// The old connection did not let go in time.
+    Timeout,
+    /// The broker is shutting down.
+    ShuttingDown,
+}
+
+impl ClaimError {
+    pub(crate) fn reason_code(self) -> ReasonCode {
+        match self {
+            Self::Duplicate => ReasonCode::ClientIdentifierNotValid,
+            Self::Timeout => ReasonCode::ServerBusy,
+            Self::ShuttingDown => ReasonCode::ServerUnavailable,
+        }
+    }
+}
+
+/// Live connections by connection id, with their sessions.
+pub(crate) type ConnTable = HashMap<u64, (Arc<ConnShared>, Arc<SessionHandle>)>;
+
+/// All sessions by client id, and the live connections.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) sessions: Mutex<HashMap<ByteStr, Arc<SessionHandle>>>,
+    pub(crate) conns: Mutex<ConnTable>,
+    next_key: AtomicU64,
+    /// Connections past CONNACK.
+    pub(crate) connected: AtomicUsize,
+}
+
+impl Registry {
+    /// A fresh unique number (session keys, connection ids, assigned ids).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The session of `client_id`, if any.
+    pub(crate) fn get(&self, client_id: &str) -> Option<Arc<SessionHandle>> {
+        lock(&self.sessions).get(client_id).cloned()
+    }
+
+    /// Makes `new` the session of its client id, unless the registry holds
+    /// a session other than `old` for it (another connection won a race).
+    pub(crate) fn install(
+        &self,
+        old: Option<&Arc<SessionHandle>>,
+        new: &Arc<SessionHandle>,
+    ) -> bool {
+        let mut sessions = lock(&self.sessions);
+        let current = sessions.get(new.client_id.as_str());
+        let expected = match (current, old) {
+            (None, _) => true,
+            (Some(c), Some(o)) => Arc::ptr_eq(c, o),
+            (Some(_), None) => false,
+        };
+        if expected {
+            sessions.insert(new.client_id.clone(), Arc::clone(new));
+        }
+        expected
+    }
+
+    /// Removes `handle` from the registry if it is still the session of its
+    /// client id.
+    pub(crate) fn remove(&self, handle: &Arc<SessionHandle>) {
+        let mut sessions = lock(&self.sessions);
+        if sessions
+            .get(handle.client_id.as_str())
+            .is_some_and(|c| Arc::ptr_eq(c, handle))
+        {
+            sessions.remove(handle.client_id.as_str());
+        }
+    }
+
+    /// The number of sessions (connected or not).
+    pub(crate) fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+}

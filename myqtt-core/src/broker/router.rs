@@ -1,0 +1,281 @@
+//! The router: who gets which message. The subscription trie answers
+//! "which subscriptions match this topic", the retained tree "which
+//! retained messages match this filter"; the router turns matches into one
+//! delivery per client and queues it without waiting.
+//!
+// Design: the trie sits behind a `RwLock`: publishers (many, concurrent)
+// take the read lock for one walk plus one short mailbox lock per target;
+// subscribe and unsubscribe take the write lock for one insert or remove.
+// Nothing awaits while a lock is held.
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use super::registry::{Delivery, Refused, Routed, SessionHandle};
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::topic::{Match, RetainedTree, SubscriptionTrie, TopicFilter, TopicName};
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the trie stores per subscription.
+#[derive(Debug)]
+pub(crate) struct SubEntry {
+    /// The subscriber's session (its mailbox).
+    pub(crate) session: Arc<SessionHandle>,
+    /// Options, with the granted QoS.
+    pub(crate) options: SubscriptionOptions,
+    /// MQTT 5 subscription identifier.
+    pub(crate) id: Option<u32>,
+}
+
+/// One target of a message being routed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    key: u64,
+    entry: &'a SubEntry,
+    qos: QoS,
+    retain: bool,
+    /// A shared-subscription pick: never merged with the client's other
+    /// subscriptions.
+    shared: bool,
+}
+
+/// A reusable buffer of targets, kept by a connection between publishes so
+/// routing allocates nothing in the steady state.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    targets: Vec<Target<'static>>,
+    ids: Vec<u32>,
+}
+
+/// Reuses the allocation of an emptied vector for another lifetime.
+#[allow(clippy::unnecessary_filter_map)] // the item type changes lifetime
+fn recycle<'b>(mut v: Vec<Target<'_>>) -> Vec<Target<'b>> {
+    v.clear();
+    // In-place collect: same size and alignment, so the buffer is reused.
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// The result of routing one message.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteStats {
+    /// Clients with a matching subscription.
+    pub(crate) matched: usize,
+    /// Clients the message was queued for.
+    pub(crate) delivered: usize,
+    /// Clients that matched but whose mailbox refused it.
+    pub(crate) dropped: usize,
+}
+
+/// A retained message and when it was stored.
+pub(crate) type RetainedEntry = Arc<Routed>;
+
+/// Subscriptions and retained messages of one broker.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    subs: RwLock<SubscriptionTrie<u64, SubEntry>>,
+    retained: RwLock<RetainedTree<RetainedEntry>>,
+}
+
+impl Router {
+    /// Adds or replaces the subscription of `session` to `filter`; true if
+    /// it existed before [MQTT-3.8.4-3].
+    pub(crate) fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        session: &Arc<SessionHandle>,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> bool {
+        let entry = SubEntry {
+            session: Arc::clone(session),
+            options,
+            id,
+        };
+        write(&self.subs)
+            .insert(filter, session.key, entry)
+            .is_some()
+    }
+
+    /// Removes the subscription; true if it existed.
+    pub(crate) fn unsubscribe(&self, filter: &TopicFilter, key: u64) -> bool {
+        write(&self.subs).remove(filter, key).is_some()
+    }
+
+    /// Removes several subscriptions of one session under one lock.
+    pub(crate) fn unsubscribe_all<'a>(
+        &self,
+        filters: impl IntoIterator<Item = &'a TopicFilter>,
+        key: u64,
+    ) {
+        let mut subs = write(&self.subs);
+        for f in filters {
+            subs.remove(f, key);
+        }
+    }
+
+    /// The number of subscriptions.
+    pub(crate) fn subscription_count(&self) -> usize {
+        read(&self.subs).len()
+    }
+
+    /// Stores, replaces or clears the retained message of its topic
+    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6] (5.0) / [MQTT-3.3.1-10],
+    /// [MQTT-3.3.1-11] (3.1.1).
+    pub(crate) fn retain(&self, msg: &Arc<Routed>) {
+        let topic = msg.message.topic.clone();
+        let mut tree = write(&self.retained);
+        if msg.message.payload.is_empty() {
+            tree.remove(&topic);
+        } else {
+            tree.insert(topic, Arc::clone(msg));
+        }
+    }
+
+    /// The retained messages matching `filter` that have not expired at
+    /// `now`; expired ones are removed.
+    pub(crate) fn retained_for(&self, filter: &TopicFilter, now: Instant) -> Vec<Arc<Routed>> {
+        let mut found = Vec::new();
+        let mut expired: Vec<TopicName> = Vec::new();
+        read(&self.retained).for_each_match(filter, |topic, msg| {
+            if msg.remaining_expiry(now).is_ok() {
+                found.push(Arc::clone(msg));
+            } else {
+                expired.push(topic.clone());
+            }
+        });
+        if !expired.is_empty() {
+            let mut tree = write(&self.retained);
+            for t in &expired {
+                // Re-check: a new message may have replaced it meanwhile.
+                if tree
+                    .get(t)
+                    .is_some_and(|m| m.remaining_expiry(now).is_err())
+                {
+                    tree.remove(t);
+                }
+            }
+        }
+        found
+    }
+
+    /// The number of retained messages.
+    pub(crate) fn retained_count(&self) -> usize {
+        read(&self.retained).len()
+    }
+
+    /// Removes expired retained messages.
+    pub(crate) fn sweep_retained(&self, now: Instant) {
+        write(&self.retained).retain(|_, m| m.remaining_expiry(now).is_ok());
+    }
+
+    /// Queues `msg` for every client with a matching subscription: one copy
+    /// per client at the highest granted QoS of its matching subscriptions,
+    /// with all their subscription identifiers (MQTT 5.0 §3.3.4); one member
+    /// per matching share group (MQTT 5.0 §4.8.2). `origin` is the
+    /// publisher's session key, skipped by its No Local subscriptions
+    /// [MQTT-3.8.3-3].
+    ///
+    /// `on_drop` is called for each client whose mailbox refused the
+    /// message (full, or the session ended).
+    pub(crate) fn route(
+        &self,
+        msg: &Arc<Routed>,
+        origin: Option<u64>,
+        scratch: &mut Scratch,
+        mut on_drop: impl FnMut(&SessionHandle, super::hooks::DropReason),
+    ) -> RouteStats {
+        let m = &msg.message;
+        let trie = read(&self.subs);
+        let mut targets: Vec<Target<'_>> = recycle(std::mem::take(&mut scratch.targets));
+        trie.for_each_match(&m.topic, |found| match found {
+            Match::Subscriber { key, value, .. } => {
+                if value.options.no_local && Some(key) == origin {
+                    return;
+                }
+                targets.push(Target {
+                    key,
+                    entry: value,
+                    qos: m.qos.min(value.options.qos),
+                    // [MQTT-3.3.1-12] (5.0) retain as published; 3.1.1
+                    // subscribers always get RETAIN 0 [MQTT-3.3.1-9].
+                    retain: m.retain && value.options.retain_as_published,
+                    shared: false,
+                });
+            }
+            Match::Shared { group, .. } => {
+                // The first member with a live connection, else the first
+                // in turn (its session queues it).
+                let mut pick = None;
+                for (key, value) in group.round_robin() {
+                    if pick.is_none() {
+                        pick = Some((key, value));
+                    }
+                    if value.session.is_online() {
+                        pick = Some((key, value));
+                        break;
+                    }
+                }
+                if let Some((key, value)) = pick {
+                    targets.push(Target {
+                        key,
+                        entry: value,
+                        qos: m.qos.min(value.options.qos),
+                        retain: m.retain && value.options.retain_as_published,
+                        shared: true,
+                    });
+                }
+            }
+        });
+        if targets.len() > 1 {
+            targets.sort_unstable_by_key(|t| (t.key, t.shared));
+        }
+        let mut stats = RouteStats::default();
+        let mut i = 0;
+        while i < targets.len() {
+            let first = targets[i];
+            let mut qos = first.qos;
+            let mut retain = first.retain;
+            let mut j = i + 1;
+            scratch.ids.clear();
+            scratch.ids.extend(first.entry.id);
+            if !first.shared {
+                while j < targets.len() && targets[j].key == first.key && !targets[j].shared {
+                    qos = qos.max(targets[j].qos);
+                    retain |= targets[j].retain;
+                    scratch.ids.extend(targets[j].entry.id);
+                    j += 1;
+                }
+            }
+            let delivery = Delivery {
+                msg: Arc::clone(msg),
+                qos,
+                retain,
+                sub_ids: if scratch.ids.is_empty() {
+                    Vec::new()
+                } else {
+                    scratch.ids.clone()
+                },
+            };
+            stats.matched += 1;
+            match first.entry.session.push(delivery) {
+                Ok(()) => stats.delivered += 1,
+                Err(Refused::Skipped) => {}
+                Err(Refused::Dropped(why)) => {
+                    stats.dropped += 1;
+                    on_drop(&first.entry.session, why);
+                }
+            }
+            i = j;
+        }
+        scratch.targets = recycle(targets);
+        drop(trie);
+        stats
+    }
+}

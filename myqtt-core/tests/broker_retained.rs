@@ -1,0 +1,139 @@
+//! Retained messages: set, replace, clear, delivery on subscribe with the
+//! retain flag and the downgraded QoS, and not for shared subscriptions.
+
+mod broker_util;
+
+use broker_util::*;
+use myqtt_core::broker::BrokerConfig;
+use myqtt_core::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+
+const V311: ProtocolVersion = ProtocolVersion::V311;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+#[test]
+fn a_retained_message_is_delivered_to_later_subscribers_with_the_retain_flag() {
+    // [MQTT-3.3.1-6] [MQTT-3.3.1-8] (3.1.1)
+    for version in [V311, V5] {
+        with_default_broker(|ctx, addr| async move {
+            let mut p = Raw::connect(addr, version, "p", true).await;
+            p.publish("r/a", b"first", QoS::ExactlyOnce, true).await;
+            assert_eq!(ctx.broker().retained_count(), 1);
+            let mut s = Raw::connect(addr, version, "s", true).await;
+            s.subscribe("r/+", QoS::AtLeastOnce).await;
+            let m = s.recv_publish().await;
+            assert!(m.retain);
+            assert_eq!(m.payload.as_ref(), b"first");
+            // Delivered at the lower of the stored and the granted QoS.
+            assert_eq!(m.qos, QoS::AtLeastOnce);
+        });
+    }
+}
+
+#[test]
+fn a_new_retained_message_replaces_the_old_and_an_empty_one_clears_it() {
+    // [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11] (3.1.1)
+    with_default_broker(|ctx, addr| async move {
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        p.publish("r", b"one", QoS::AtMostOnce, true).await;
+        p.publish("r", b"two", QoS::AtLeastOnce, true).await;
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("r", QoS::AtMostOnce).await;
+        assert_eq!(s.recv_publish().await.payload.as_ref(), b"two");
+        s.expect_nothing().await;
+        // Clearing is itself forwarded to current subscribers, with RETAIN 0.
+        p.publish("r", b"", QoS::AtLeastOnce, true).await;
+        let cleared = s.recv_publish().await;
+        assert!(cleared.payload.is_empty() && !cleared.retain);
+        assert_eq!(ctx.broker().retained_count(), 0);
+        let mut late = Raw::connect(addr, V311, "late", true).await;
+        late.subscribe("r", QoS::AtMostOnce).await;
+        late.expect_nothing().await;
+    });
+}
+
+#[test]
+fn retained_messages_are_not_sent_for_a_shared_subscription() {
+    // MQTT 5.0 §4.8.2
+    with_default_broker(|_, addr| async move {
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        p.publish("work", b"old", QoS::AtMostOnce, true).await;
+        let mut s = Raw::connect(addr, V5, "s", true).await;
+        s.subscribe("$share/g/work", QoS::AtMostOnce).await;
+        s.expect_nothing().await;
+    });
+}
+
+#[test]
+fn a_filter_starting_with_a_wildcard_does_not_return_dollar_topics() {
+    // [MQTT-4.7.2-1]
+    with_default_broker(|ctx, addr| async move {
+        ctx.broker()
+            .publish(myqtt_core::broker::hooks::Message {
+                topic: topic("$SYS/version"),
+                payload: bytes::Bytes::from_static(b"1"),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: myqtt_core::codec::PublishProperties::default(),
+            })
+            .unwrap();
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("#", QoS::AtMostOnce).await;
+        s.expect_nothing().await;
+        s.subscribe("$SYS/+", QoS::AtMostOnce).await;
+        assert!(s.recv_publish().await.retain);
+    });
+}
+
+#[test]
+fn retained_messages_can_be_turned_off() {
+    let config = BrokerConfig::builder()
+        .retain_available(false)
+        .build()
+        .unwrap();
+    with_broker(config, |ctx, addr| async move {
+        // MQTT 5 clients are told, and a retained PUBLISH is a protocol
+        // error (0x9A).
+        let (mut c, ack) = Raw::connect_with(addr, connect_packet(V5, "c", true, 0)).await;
+        assert_eq!(ack.properties.retain_available, Some(false));
+        c.send(Packet::Publish(publish(
+            "x",
+            b"r",
+            QoS::AtMostOnce,
+            true,
+            0,
+        )))
+        .await;
+        let got = c.closed().await;
+        assert!(
+            matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::RetainNotSupported),
+            "{got:?}"
+        );
+        // 3.1.1 clients' retained messages are routed, not stored.
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("x", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        p.publish("x", b"r", QoS::AtLeastOnce, true).await;
+        assert_eq!(s.recv_publish().await.payload.as_ref(), b"r");
+        assert_eq!(ctx.broker().retained_count(), 0);
+    });
+}
+
+#[test]
+fn an_expired_retained_message_is_not_delivered() {
+    // [MQTT-3.3.2-5]
+    with_default_broker(|ctx, addr| async move {
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        let mut m = publish("exp", b"soon gone", QoS::AtMostOnce, true, 0);
+        m.properties.message_expiry_interval = Some(1);
+        p.publish_packet(m).await;
+        eventually("retained", || ctx.broker().retained_count() == 1).await;
+        let mut s = Raw::connect(addr, V5, "s", true).await;
+        s.subscribe("exp", QoS::AtMostOnce).await;
+        let got = s.recv_publish().await;
+        assert_eq!(got.properties.message_expiry_interval, Some(1));
+        eventually("expiry", || ctx.broker().retained_count() == 0).await;
+        let mut late = Raw::connect(addr, V5, "late", true).await;
+        late.subscribe("exp", QoS::AtMostOnce).await;
+        late.expect_nothing().await;
+    });
+}
