@@ -33,10 +33,11 @@ load:
   --drain SECS           after publishing, longest wait with no new delivery
                          for the outstanding ones (default 5)
   --inflight N           QoS 1/2 messages in flight per publisher (default 256)
-  --window N             at full speed, messages per publisher published and
-                         not yet delivered to all its subscribers, at most:
-                         a closed loop, so latency is not queueing in
-                         buffers; 0 = open loop (default 1000)
+  --window N             at full speed, messages published and not yet
+                         received by a subscriber, at most, per subscriber
+                         (NtoN: shared among the publishers): a closed loop,
+                         so buffers and broker queues stay bounded; 0 = open
+                         loop (default 1000)
 
 idle:
   --idle N               open N idle connections, report the broker's RSS per
@@ -125,8 +126,8 @@ pub struct Args {
     pub drain: Duration,
     /// QoS 1/2 messages in flight per publisher.
     pub inflight: u16,
-    /// Messages per full-speed publisher not yet delivered to every
-    /// subscriber, at most; 0: no limit (open loop).
+    /// Messages published at full speed and not yet received by a
+    /// subscriber, at most, per subscriber; 0: no limit (open loop).
     pub window: u64,
     /// Load or idle connections.
     pub mode: Mode,

@@ -68,6 +68,10 @@ pub struct LoadReport {
     /// Deliveries older than one the subscriber already had from the same
     /// publisher.
     pub out_of_order: u64,
+    /// Messages missing from a subscriber's sequence while later ones from
+    /// the same publisher arrived (part of `lost`; the rest of `lost` is
+    /// the tail that never came).
+    pub holes: u64,
     /// Received messages whose payload was not a bench stamp.
     pub malformed: u64,
     /// Times a full-speed publisher's window stayed full for 250 ms
@@ -122,8 +126,6 @@ struct Plan {
     /// subscriber of its topic, at most (full-speed publishers); 0: no
     /// limit.
     window: u64,
-    /// Subscribers of each publisher's topic.
-    fan_out: u64,
 }
 
 impl Plan {
@@ -149,26 +151,29 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(publishers: usize) -> Self {
+    fn new(publishers: usize, fan_out: usize) -> Self {
         Self {
             deliveries: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
-            publishers: (0..publishers).map(|_| Window::default()).collect(),
+            publishers: (0..publishers).map(|_| Window::new(fan_out)).collect(),
         }
     }
 }
 
-/// One publisher's end-to-end window: deliveries of its messages so far
-/// (warm-up included), and the count at which to wake it when it waits.
+/// One publisher's end-to-end window: per subscriber of its topic, how many
+/// of its messages that subscriber has received (warm-up included); and the
+/// count at which to wake the publisher when it waits.
 ///
-/// Design: the publisher stores the delivery count it waits for in
-/// `wake_at`, then re-checks `delivered`; the subscriber that reaches the
-/// count swaps `wake_at` back to `NOBODY` and notifies. `notify_one`
-/// keeps a permit when the publisher is not yet waiting, so no wake-up is
-/// lost between the two.
+/// Design: a message is outstanding until its slowest subscriber has it, so
+/// no subscriber ever lags more than the window behind its publisher (a
+/// broker's per-client queue then never overflows because of the bench).
+/// The publisher stores the count it waits for in `wake_at`, then re-checks;
+/// the subscriber that brings the slowest count to it swaps `wake_at` back
+/// to `NOBODY` and notifies. `notify_one` keeps a permit when the publisher
+/// is not yet waiting, so no wake-up is lost between the two.
 #[derive(Debug)]
 struct Window {
-    delivered: AtomicU64,
+    delivered: Vec<AtomicU64>,
     wake_at: AtomicU64,
     notify: Notify,
 }
@@ -176,21 +181,33 @@ struct Window {
 /// `wake_at` when the publisher is not waiting.
 const NOBODY: u64 = u64::MAX;
 
-impl Default for Window {
-    fn default() -> Self {
+impl Window {
+    fn new(subscribers: usize) -> Self {
         Self {
-            delivered: AtomicU64::new(0),
+            delivered: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
             wake_at: AtomicU64::new(NOBODY),
             notify: Notify::new(),
         }
     }
-}
 
-impl Window {
-    /// Counts a delivery; wakes the publisher if it waits for this one.
-    fn delivered(&self) {
-        let d = self.delivered.fetch_add(1, Ordering::SeqCst) + 1;
-        if d >= self.wake_at.load(Ordering::SeqCst)
+    /// Messages every subscriber has received.
+    fn slowest(&self) -> u64 {
+        self.delivered
+            .iter()
+            .map(|d| d.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counts a delivery to the subscriber in `slot`; wakes the publisher
+    /// if it waits for this one.
+    fn delivered(&self, slot: usize) {
+        if let Some(d) = self.delivered.get(slot) {
+            d.fetch_add(1, Ordering::SeqCst);
+        }
+        let wake_at = self.wake_at.load(Ordering::SeqCst);
+        if wake_at != NOBODY
+            && self.slowest() >= wake_at
             && self.wake_at.swap(NOBODY, Ordering::SeqCst) != NOBODY
         {
             self.notify.notify_one();
@@ -265,24 +282,23 @@ impl Publisher {
         }
     }
 
-    /// Waits while the window is full: until half of it has been
-    /// delivered, or until no delivery at all came for [`STALL`] (lost
-    /// messages must not hold the window for ever: what is outstanding then
-    /// is written off).
+    /// Waits while the window is full: until its slowest subscriber has
+    /// half of it, or until that subscriber received nothing for [`STALL`]
+    /// (lost messages must not hold the window for ever: what is
+    /// outstanding then is written off).
     async fn wait_for_window(&mut self, plan: &Plan, w: &Window) {
         if plan.window == 0 {
             return;
         }
-        let limit = plan.window * plan.fan_out;
         loop {
-            let owed = (self.seq * plan.fan_out).saturating_sub(self.written_off);
-            let delivered = w.delivered.load(Ordering::SeqCst);
-            if owed.saturating_sub(delivered) < limit {
+            let owed = self.seq.saturating_sub(self.written_off);
+            let slowest = w.slowest();
+            if owed.saturating_sub(slowest) < plan.window {
                 return;
             }
-            let target = owed - limit / 2;
+            let target = owed - plan.window / 2;
             w.wake_at.store(target, Ordering::SeqCst);
-            if w.delivered.load(Ordering::SeqCst) >= target {
+            if w.slowest() >= target {
                 w.wake_at.store(NOBODY, Ordering::SeqCst);
                 continue;
             }
@@ -291,10 +307,10 @@ impl Publisher {
                 .is_err()
             {
                 w.wake_at.store(NOBODY, Ordering::SeqCst);
-                let now_delivered = w.delivered.load(Ordering::SeqCst);
-                if now_delivered == delivered {
+                let now_slowest = w.slowest();
+                if now_slowest == slowest {
                     self.stalls += 1;
-                    self.written_off += owed - now_delivered;
+                    self.written_off += owed - now_slowest;
                     return;
                 }
             }
@@ -464,12 +480,14 @@ struct Received {
     deliveries: u64,
     duplicates: u64,
     out_of_order: u64,
+    holes: u64,
     malformed: u64,
 }
 
 /// One subscriber: takes messages until told to stop.
 async fn subscribe_loop(
     conn: Conn,
+    slot: usize,
     publishers: usize,
     plan: Arc<Plan>,
     progress: Arc<Progress>,
@@ -480,6 +498,7 @@ async fn subscribe_loop(
         deliveries: 0,
         duplicates: 0,
         out_of_order: 0,
+        holes: 0,
         malformed: 0,
     };
     // Per publisher: the highest sequence number seen, plus one (0: none).
@@ -499,21 +518,26 @@ async fn subscribe_loop(
                 None => r.malformed += 1,
                 Some((stamp, publisher, seq)) => {
                     let i = publisher as usize;
+                    let measured = stamp >= plan.measure_start;
                     match (next_seq.get_mut(i), progress.publishers.get(i)) {
-                        (Some(_), Some(w)) if stamp < plan.measure_start => w.delivered(),
                         (Some(next), Some(w)) => {
-                            w.delivered();
+                            w.delivered(slot);
                             if seq + 1 == *next {
-                                r.duplicates += 1;
+                                r.duplicates += u64::from(measured);
                             } else if seq < *next {
-                                r.out_of_order += 1;
+                                r.out_of_order += u64::from(measured);
                             } else {
+                                if *next > 0 && measured {
+                                    r.holes += seq - *next;
+                                }
                                 *next = seq + 1;
                             }
-                            r.deliveries += 1;
-                            r.latency.record(now.saturating_sub(stamp));
-                            progress.deliveries.fetch_add(1, Ordering::Relaxed);
-                            progress.last_delivery.fetch_max(now, Ordering::Relaxed);
+                            if measured {
+                                r.deliveries += 1;
+                                r.latency.record(now.saturating_sub(stamp));
+                                progress.deliveries.fetch_add(1, Ordering::Relaxed);
+                                progress.last_delivery.fetch_max(now, Ordering::Relaxed);
+                            }
                         }
                         _ => r.malformed += 1,
                     }
@@ -621,9 +645,17 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         Shape::ManyToMany | Shape::OneToMany => vec![topic(&prefix, "all")?],
     };
     // Every subscriber receives each message of the topics it is on.
-    let fan_out = match args.shape {
+    let fan_out_slots = match args.shape {
         Shape::OneToOne => 1,
-        Shape::ManyToMany | Shape::OneToMany => args.subscribers as u64,
+        Shape::ManyToMany | Shape::OneToMany => args.subscribers,
+    };
+    let fan_out = fan_out_slots as u64;
+    // `--window` bounds how far each subscriber lags in all: a subscriber
+    // of every publisher (NtoN) gives each publisher a share of it.
+    let per_publisher_window = match (args.window, args.shape) {
+        (0, _) => 0,
+        (w, Shape::ManyToMany) => (w / args.publishers as u64).max(1),
+        (w, Shape::OneToOne | Shape::OneToMany) => w,
     };
 
     let subs = connect_all(ctx, args, &format!("mqb-{pid}-s"), args.subscribers).await?;
@@ -662,17 +694,19 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         qos: args.qos,
         size: args.size,
         drain: args.drain,
-        window: args.window,
-        fan_out,
+        window: per_publisher_window,
     });
-    let progress = Arc::new(Progress::new(args.publishers));
+    let progress = Arc::new(Progress::new(args.publishers, fan_out_slots));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sub_tasks: Vec<_> = subs
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(j, c)| {
             ctx.spawn(subscribe_loop(
                 c.clone(),
+                // Its counter in the windows of the publishers it hears.
+                if args.shape == Shape::OneToOne { 0 } else { j },
                 args.publishers,
                 Arc::clone(&plan),
                 Arc::clone(&progress),
@@ -762,6 +796,7 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
             report.deliveries += r.deliveries;
             report.duplicates += r.duplicates;
             report.out_of_order += r.out_of_order;
+            report.holes += r.holes;
             report.malformed += r.malformed;
             report.latency.merge(&r.latency);
         }

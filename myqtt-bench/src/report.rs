@@ -116,6 +116,7 @@ pub fn load_human(args: &Args, r: &LoadReport) -> String {
     for (n, what) in [
         (r.duplicates, "duplicates"),
         (r.out_of_order, "out of order"),
+        (r.holes, "missing before later ones"),
         (r.malformed, "malformed"),
         (r.client_dropped, "dropped by the client"),
         (r.window_stalls, "window stalls"),
@@ -158,6 +159,7 @@ pub fn load_json(args: &Args, r: &LoadReport) -> String {
         .int("lost", r.lost)
         .int("duplicates", r.duplicates)
         .int("out_of_order", r.out_of_order)
+        .int("holes", r.holes)
         .int("malformed", r.malformed)
         .int("client_dropped", r.client_dropped)
         .int("window_stalls", r.window_stalls)
