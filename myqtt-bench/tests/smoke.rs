@@ -1,7 +1,8 @@
-//! The load generator works against a real broker: short runs of the
+//! The load generator works against real brokers: short runs of the
 //! `myqtt-bench` binary against a mosquitto started on a free loopback
-//! port. Speeds are not checked, only that messages flow, that nothing is
-//! lost at QoS 1, and that the idle mode reads the broker's memory.
+//! port, and against a myqtt listener in this process. Speeds are not
+//! checked, only that messages flow, that nothing is lost at QoS 1, and
+//! that the idle mode reads the broker's memory.
 //!
 //! mosquitto (Debian package mosquitto) must be installed: these tests fail,
 //! they do not skip, without it.
@@ -92,14 +93,13 @@ impl Drop for Mosquitto {
 /// Runs the bench with `args` and `--json`: its exit status and the
 /// fields of its JSON line.
 fn bench(broker: &Mosquitto, args: &[&str]) -> (bool, String) {
+    bench_port(broker.port, args)
+}
+
+/// [`bench`] against any broker on a loopback port.
+fn bench_port(port: u16, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_myqtt-bench"))
-        .args([
-            "--port",
-            &broker.port.to_string(),
-            "--json",
-            "--timeout",
-            "30",
-        ])
+        .args(["--port", &port.to_string(), "--json", "--timeout", "30"])
         .args(args)
         .output()
         .expect("run myqtt-bench");
@@ -216,4 +216,33 @@ fn idle_mode_opens_every_connection_and_reads_the_brokers_rss() {
     assert_eq!(count(&json, "still_open"), 200, "{json}");
     assert!(count(&json, "rss_before") > 0, "{json}");
     assert!(count(&json, "rss_after") > 0, "{json}");
+}
+
+#[test]
+fn the_myqtt_listener_carries_a_qos1_fan_out_without_loss() {
+    let ctx = myqtt_core::Ctx::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let listener = ctx.create_listener("127.0.0.1", 0).unwrap();
+    let port = listener.local_addr().port();
+    let (ok, json) = bench_port(
+        port,
+        &[
+            "--qos",
+            "1",
+            "--shape",
+            "1toN",
+            "--subscribers",
+            "4",
+            "--count",
+            "2000",
+            "--warmup",
+            "0",
+        ],
+    );
+    ctx.exit();
+    assert!(ok, "{json}");
+    assert_eq!(count(&json, "deliveries"), 8000, "{json}");
+    assert_eq!(count(&json, "lost"), 0, "{json}");
 }
