@@ -569,7 +569,7 @@ impl Driver {
 
     fn read(&mut self, now: Instant, first: Result<Option<Packet>, NetError>) {
         let mut next = first;
-        for n in 1..=READ_BATCH {
+        for round in 1..=READ_BATCH {
             let packet = match next {
                 Ok(Some(p)) => p,
                 Ok(None) => return self.lost(self.loss(CloseReason::PeerClosed)),
@@ -585,10 +585,13 @@ impl Driver {
                 return self.lost(self.loss(CloseReason::ProtocolError(e.to_string())));
             }
             self.process_events(now);
-            if self.finished || n == READ_BATCH {
-                // A full batch: what is left stays buffered and the next
-                // `reader.read()` decodes it. Decoding one more here would
-                // drop it.
+            if self.finished {
+                return;
+            }
+            if round == READ_BATCH {
+                // Leave the rest buffered: the next `reader.read()` decodes
+                // it before touching the socket. Decoding one more here would
+                // lose it.
                 return;
             }
             let Link::Up(up) = &mut self.link else {
