@@ -125,9 +125,9 @@ free_port() {
 
 # Starts mosquitto on a free loopback port; sets BROKER_PID and PORT.
 start_mosquitto() {
-  local log="$WORK/mosquitto.log"
+  local log="$WORK/$CASE.mosquitto.log"
   PORT=$(free_port)
-  cat >"$WORK/mosquitto.conf" <<EOF
+  cat >"$WORK/$CASE.mosquitto.conf" <<EOF
 listener $PORT 127.0.0.1
 allow_anonymous true
 persistence false
@@ -138,7 +138,7 @@ log_dest file $log
 log_type error
 log_type warning
 EOF
-  "${PRIO[@]}" "${PIN_BROKER[@]}" mosquitto -c "$WORK/mosquitto.conf" >"$log.out" 2>&1 &
+  "${PRIO[@]}" "${PIN_BROKER[@]}" mosquitto -c "$WORK/$CASE.mosquitto.conf" >"$log.out" 2>&1 &
   BROKER_PID=$!
   local i
   for i in $(seq 1 200); do
@@ -157,9 +157,10 @@ EOF
 }
 
 # Starts the myqtt listener on a port it picks; sets BROKER_PID and PORT
-# from its "listening on HOST:PORT" line.
+# from its "listening on HOST:PORT" line. One log per case: the line must
+# not be read from an earlier listener's log.
 start_myqtt() {
-  local log="$WORK/listener.log"
+  local log="$WORK/$CASE.listener.log"
   "${PRIO[@]}" "${PIN_BROKER[@]}" "$LISTENER" --host 127.0.0.1 --port 0 >"$log" 2>&1 &
   BROKER_PID=$!
   local i line
@@ -189,11 +190,13 @@ stop_broker() {
 }
 
 FAILED=0
+CASE=""
 # run_case NAME BROKER BENCH-ARGS...: a fresh broker, one bench run, its
 # JSON line kept in $WORK/NAME.BROKER.json.
 run_case() {
   local name=$1 broker=$2
   shift 2
+  CASE=$name
   local out="$WORK/$name.$broker"
   if ! "start_$broker"; then
     echo "{\"error\": \"$broker did not start\"}" >"$out.json"
