@@ -42,9 +42,9 @@ const TAKE_BATCH: usize = 256;
 /// Received messages a subscriber's client may hold before dropping QoS 0
 /// ones (see `ConnectOptions::receive_queue_limit`).
 const RECEIVE_QUEUE: usize = 100_000;
-/// How long a publisher waits on a full window without any delivery before
-/// it writes its outstanding messages off as lost and goes on.
-const STALL: Duration = Duration::from_millis(250);
+/// How long a QoS 0 publisher waits on a full window without any delivery
+/// before it writes its outstanding messages off as lost and goes on.
+const STALL_QOS0: Duration = Duration::from_secs(1);
 
 /// What a load run measured.
 #[derive(Debug, Clone, Default)]
@@ -74,8 +74,10 @@ pub struct LoadReport {
     pub holes: u64,
     /// Received messages whose payload was not a bench stamp.
     pub malformed: u64,
-    /// Times a full-speed publisher's window stayed full for 250 ms
-    /// without a delivery and its outstanding messages were written off.
+    /// Times a full-speed publisher's window stayed full with no delivery
+    /// for a whole stall period (QoS 0: 1 s, then its outstanding messages
+    /// are written off; QoS 1/2: `--drain`, then the publisher stops with an
+    /// error).
     pub window_stalls: u64,
     /// QoS 0 messages the subscribers' clients dropped because their
     /// receive queue was full (client-side losses, part of `lost`).
@@ -283,18 +285,35 @@ impl Publisher {
     }
 
     /// Waits while the window is full: until its slowest subscriber has
-    /// half of it, or until that subscriber received nothing for [`STALL`]
-    /// (lost messages must not hold the window for ever: what is
-    /// outstanding then is written off).
+    /// half of it, or the publishing time is over.
+    ///
+    /// At QoS 0 a lost message would hold the window for ever: when the
+    /// slowest subscriber received nothing for [`STALL_QOS0`], what is
+    /// outstanding is written off. At QoS 1/2 nothing may be lost, and
+    /// writing off would only let a starved subscriber fall further behind
+    /// (past a broker's queue limit): the publisher waits, and gives up
+    /// with an error only after `--drain` without any delivery.
     async fn wait_for_window(&mut self, plan: &Plan, w: &Window) {
         if plan.window == 0 {
             return;
         }
+        let stall = if plan.qos == QoS::AtMostOnce {
+            STALL_QOS0
+        } else {
+            plan.drain
+        };
         loop {
             let owed = self.seq.saturating_sub(self.written_off);
             let slowest = w.slowest();
             if owed.saturating_sub(slowest) < plan.window {
                 return;
+            }
+            let mut wait = stall;
+            if let Some(end) = plan.end {
+                match end.checked_sub(plan.now()) {
+                    Some(left) if left > 0 => wait = wait.min(Duration::from_nanos(left)),
+                    _ => return,
+                }
             }
             let target = owed - plan.window / 2;
             w.wake_at.store(target, Ordering::SeqCst);
@@ -302,18 +321,26 @@ impl Publisher {
                 w.wake_at.store(NOBODY, Ordering::SeqCst);
                 continue;
             }
-            if tokio::time::timeout(STALL, w.notify.notified())
-                .await
-                .is_err()
-            {
-                w.wake_at.store(NOBODY, Ordering::SeqCst);
-                let now_slowest = w.slowest();
-                if now_slowest == slowest {
-                    self.stalls += 1;
-                    self.written_off += owed - now_slowest;
-                    return;
-                }
+            if tokio::time::timeout(wait, w.notify.notified()).await.is_ok() {
+                continue;
             }
+            w.wake_at.store(NOBODY, Ordering::SeqCst);
+            let now_slowest = w.slowest();
+            if now_slowest != slowest || plan.end.is_some_and(|end| plan.now() >= end) {
+                continue;
+            }
+            self.stalls += 1;
+            if plan.qos == QoS::AtMostOnce {
+                self.written_off += owed - now_slowest;
+            } else {
+                self.error(format!(
+                    "no delivery for {:.1} s with {} messages outstanding",
+                    stall.as_secs_f64(),
+                    owed - now_slowest
+                ));
+                self.stopped = true;
+            }
+            return;
         }
     }
 
