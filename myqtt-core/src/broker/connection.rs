@@ -714,17 +714,17 @@ where
                     self.dropped(&msg, why);
                 }
                 session::Event::Disconnected(d) => {
-                    if self.version.is_v5() {
-                        if let Some(secs) = d.properties.session_expiry_interval {
-                            if self.session_expiry == 0 && secs != 0 {
-                                // [MQTT-3.14.2-2]
-                                return Err(Ending::Violation(
-                                    ReasonCode::ProtocolError,
-                                    "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),
-                                ));
-                            }
-                            self.session_expiry = secs.min(self.broker.config().max_session_expiry);
+                    if self.version.is_v5()
+                        && let Some(secs) = d.properties.session_expiry_interval
+                    {
+                        if self.session_expiry == 0 && secs != 0 {
+                            // [MQTT-3.14.2-2]
+                            return Err(Ending::Violation(
+                                ReasonCode::ProtocolError,
+                                "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),
+                            ));
                         }
+                        self.session_expiry = secs.min(self.broker.config().max_session_expiry);
                     }
                     tracing::debug!(reason = ?d.reason_code, "client disconnected");
                     return Err(Ending::Disconnect(d.reason_code));

@@ -127,10 +127,10 @@ impl Publish {
     #[inline]
     pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, dst: &mut S) {
         dst.binary(self.topic.as_byte_str().as_bytes());
-        if self.qos != QoS::AtMostOnce {
-            if let Some(id) = self.packet_id {
-                dst.u16(id.get());
-            }
+        if self.qos != QoS::AtMostOnce
+            && let Some(id) = self.packet_id
+        {
+            dst.u16(id.get());
         }
         if version.is_v5() {
             if self.properties.is_empty() {

@@ -48,7 +48,9 @@ pub enum SessionError {
         from: Role,
     },
     /// A QoS 1 or 2 PUBLISH arrived without a packet id.
-    #[error("[MQTT-2.3.1-5] a QoS 1 or QoS 2 PUBLISH must carry a packet identifier")]
+    #[error(
+        "[MQTT-2.3.1-1] (3.1.1) / [MQTT-2.2.1-3] (5.0) a QoS 1 or QoS 2 PUBLISH must carry a packet identifier"
+    )]
     MissingPacketId,
     /// The peer exceeded this side's Receive Maximum.
     #[error(
@@ -79,7 +81,7 @@ pub enum SessionError {
     TopicAliasUnknown(u16),
     /// A PUBLISH had an empty topic name and no topic alias.
     #[error(
-        "[MQTT-3.3.2-1] a PUBLISH with a zero-length topic name must carry a Topic Alias (MQTT 5.0 §3.3.2.3.4)"
+        "[MQTT-4.7.3-1] a PUBLISH with a zero-length topic name must carry a Topic Alias (MQTT 5.0 §3.3.2.3.4)"
     )]
     EmptyTopicWithoutAlias,
     /// A PUBREL arrived for a QoS 2 message this side has not sent PUBREC for.
@@ -132,7 +134,7 @@ pub enum SessionError {
         max: usize,
     },
     /// Every packet id is in use.
-    #[error("[MQTT-2.2.1-3] no unused packet identifier is left")]
+    #[error("[MQTT-2.3.1-2] (3.1.1) / [MQTT-2.2.1-3] (5.0) no unused packet identifier is left")]
     PacketIdsExhausted,
     /// No incoming message waits for an acknowledgement with this id.
     #[error("no incoming message awaits acknowledgement with packet id {0}")]
@@ -145,7 +147,7 @@ pub enum SessionError {
     EmptyTopic,
     /// SUBSCRIBE or UNSUBSCRIBE without topic filters.
     #[error(
-        "[MQTT-3.8.3-3] / [MQTT-3.10.3-2] SUBSCRIBE and UNSUBSCRIBE need at least one topic filter"
+        "[MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (5.0), [MQTT-3.10.3-2] SUBSCRIBE and UNSUBSCRIBE need at least one topic filter"
     )]
     NoTopicFilters,
     /// A reason code that does not fit the call (success to reject, failure

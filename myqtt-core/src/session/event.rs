@@ -15,7 +15,7 @@ pub enum DropReason {
     /// [MQTT-3.3.2-5].
     Expired,
     /// The PUBLISH would exceed the peer's Maximum Packet Size; it is
-    /// discarded as if sent [MQTT-3.1.2-25], [MQTT-3.2.2-15].
+    /// discarded as if sent [MQTT-3.1.2-25] (5.0), [MQTT-3.2.2-15].
     PacketTooLarge,
     /// The server's Maximum QoS is below the message's [MQTT-3.2.2-11].
     QoSNotSupported,
@@ -76,8 +76,11 @@ pub enum Event {
     Auth(Auth),
     /// The peer sent DISCONNECT; the session has closed.
     Disconnected(Disconnect),
-    /// An acknowledgement that matched no flow was ignored (and counted in
-    /// [`super::Stats::unexpected_acks`]).
+    /// An acknowledgement matched no flow (counted in
+    /// [`super::Stats::unexpected_acks`]). PUBACK, PUBCOMP, SUBACK and
+    /// UNSUBACK are ignored; a PUBREL is still answered with PUBCOMP
+    /// [MQTT-4.3.3-11] (reason 0x92 at MQTT 5), and an MQTT 5 PUBREC with
+    /// PUBREL 0x92. After a reconnect this is normal recovery.
     UnexpectedAck {
         /// PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK or UNSUBACK.
         packet_type: PacketType,

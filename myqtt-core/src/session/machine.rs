@@ -49,6 +49,17 @@ impl fmt::Display for Role {
     }
 }
 
+/// What happens when the keep-alive deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Server: the client has been silent too long.
+    ClientSilence,
+    /// Client: time to send PINGREQ.
+    Ping,
+    /// Client: the PINGRESP is overdue.
+    PingResponse,
+}
+
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -209,6 +220,7 @@ impl Session {
         }
         self.stats.packets_received += 1;
         self.conn.last_received = now;
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "received");
         let result = match self.role {
             Role::Server => self.server_packet(now, packet),
             Role::Client => self.client_packet(now, packet),
@@ -220,45 +232,61 @@ impl Session {
     /// when it has sent nothing for a keep-alive interval; an error means the
     /// peer stayed silent too long and the session has closed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let keep_alive = self.conn.keep_alive;
-        if self.phase != Phase::Connected || keep_alive.is_zero() {
+        let Some((deadline, timer)) = self.deadline() else {
+            return Ok(());
+        };
+        if now < deadline {
             return Ok(());
         }
-        match self.role {
-            Role::Server => {
-                // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0)
-                if now >= self.conn.last_received + keep_alive * 3 / 2 {
-                    return Err(self.fail(now, SessionError::KeepAliveTimeout(keep_alive)));
-                }
+        match timer {
+            Timer::ClientSilence => {
+                let timeout = self.conn.keep_alive;
+                Err(self.fail(now, SessionError::KeepAliveTimeout(timeout)))
             }
-            Role::Client => {
-                if let Some(sent) = self.conn.ping_sent_at {
-                    let timeout = self.ping_timeout();
-                    if now >= sent + timeout {
-                        return Err(self.fail(now, SessionError::PingTimeout(timeout)));
-                    }
-                } else if now >= self.conn.last_sent + keep_alive {
-                    // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
-                    self.send(now, Packet::PingReq);
-                    self.conn.ping_sent_at = Some(now);
-                }
+            Timer::PingResponse => {
+                let timeout = self.ping_timeout();
+                Err(self.fail(now, SessionError::PingTimeout(timeout)))
+            }
+            Timer::Ping => {
+                self.send(now, Packet::PingReq);
+                self.conn.ping_sent_at = Some(now);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be
-    /// called at, if any.
+    /// called at, if any. Only a connected session has timers: the I/O
+    /// layer bounds the CONNECT / CONNACK exchange itself.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline().map(|(at, _)| at)
+    }
+
+    /// The keep-alive deadline in force and what happens at it. A deadline
+    /// too far to represent is no deadline.
+    fn deadline(&self) -> Option<(Instant, Timer)> {
         let keep_alive = self.conn.keep_alive;
         if self.phase != Phase::Connected || keep_alive.is_zero() {
             return None;
         }
-        Some(match (self.role, self.conn.ping_sent_at) {
-            (Role::Server, _) => self.conn.last_received + keep_alive * 3 / 2,
-            (Role::Client, Some(sent)) => sent + self.ping_timeout(),
-            (Role::Client, None) => self.conn.last_sent + keep_alive,
-        })
+        match (self.role, self.conn.ping_sent_at) {
+            // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): one and a half
+            // keep-alive intervals.
+            (Role::Server, _) => self
+                .conn
+                .last_received
+                .checked_add(keep_alive * 3 / 2)
+                .map(|at| (at, Timer::ClientSilence)),
+            (Role::Client, Some(sent)) => sent
+                .checked_add(self.ping_timeout())
+                .map(|at| (at, Timer::PingResponse)),
+            // [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0)
+            (Role::Client, None) => self
+                .conn
+                .last_sent
+                .checked_add(keep_alive)
+                .map(|at| (at, Timer::Ping)),
+        }
     }
 
     /// The next packet to send to the peer.
@@ -478,11 +506,20 @@ impl Session {
     /// queued before it), and reports the outcome for QoS 1/2 as
     /// [`Event::PublishAcked`] or [`Event::PublishDropped`]. `packet_id`,
     /// `dup` and any topic alias in `publish` are ignored. Allowed at any
-    /// time, even closed: the message stays in the session state.
+    /// time once the session state is attached (a client: always; a server:
+    /// from [`accept`](Self::accept) on), even closed: the message stays in
+    /// the session state.
     ///
     /// Fails with [`SessionError::QueueFull`] when it must wait and the queue
-    /// is full (the drop is counted), or [`SessionError::EmptyTopic`].
+    /// is full (the drop is counted), [`SessionError::EmptyTopic`], or
+    /// [`SessionError::InvalidPhase`] on a server before `accept` (queue for
+    /// an offline client with [`SessionState::enqueue`] instead).
     pub fn publish(&mut self, now: Instant, publish: Publish) -> Result<Ticket, SessionError> {
+        if self.role == Role::Server && matches!(self.phase, Phase::Idle | Phase::Connecting) {
+            return Err(SessionError::InvalidPhase(
+                "a server session has no session state before accept()",
+            ));
+        }
         let message = self.state.admit(now, publish)?;
         let goes_now = self.phase == Phase::Connected
             && self.state.queue.is_empty()
@@ -915,6 +952,8 @@ impl Session {
     }
 
     fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: PacketId) {
+        // Normal after a reconnect, so not a warning.
+        tracing::debug!(role = %self.role, ?packet_type, %packet_id, "ack matches no flow");
         self.stats.unexpected_acks += 1;
         self.events.push_back(Event::UnexpectedAck {
             packet_type,
@@ -974,6 +1013,8 @@ impl Session {
             queued_at,
         } = message;
         if self.role == Role::Client {
+            // Only a server sends Subscription Identifiers [MQTT-3.3.4-6].
+            publish.properties.subscription_identifiers.clear();
             if publish.qos > self.conn.peer.maximum_qos {
                 return self.drop_message(ticket, publish, DropReason::QoSNotSupported);
             }
@@ -990,7 +1031,7 @@ impl Session {
             queued_at,
             false,
         ) else {
-            // Discarded as if sent [MQTT-3.1.2-25].
+            // Discarded as if sent [MQTT-3.1.2-25] (5.0).
             return self.drop_message(ticket, publish, DropReason::PacketTooLarge);
         };
         if let Some(id) = packet_id {
@@ -1010,6 +1051,10 @@ impl Session {
     /// Resends every flow in flight, in order, on a new connection
     /// [MQTT-4.4.0-1], [MQTT-4.6.0-1]: PUBLISH with DUP 1 [MQTT-3.3.1-1]
     /// for those awaiting PUBACK / PUBREC, PUBREL for those awaiting PUBCOMP.
+    ///
+    /// All of them go, even if the peer now advertises a smaller Receive
+    /// Maximum: the resend is required, and the window then holds back new
+    /// messages until enough flows complete.
     fn resend_inflight(&mut self, now: Instant) {
         let ids: Vec<PacketId> = self.state.outgoing.ids().collect();
         for id in ids {
@@ -1023,7 +1068,7 @@ impl Session {
             match packet {
                 Some(packet) => self.send(now, packet),
                 None => {
-                    // Too large for this connection's peer [MQTT-3.1.2-25].
+                    // Too large for this connection's peer [MQTT-3.1.2-25] (5.0).
                     if let Some(Outgoing::Publish {
                         ticket, publish, ..
                     }) = self.state.outgoing.remove(id)
@@ -1036,6 +1081,7 @@ impl Session {
     }
 
     fn drop_message(&mut self, ticket: Ticket, publish: Publish, reason: DropReason) {
+        tracing::debug!(role = %self.role, topic = %publish.topic, ?reason, "message dropped");
         self.state.dropped += 1;
         self.events.push_back(Event::PublishDropped {
             ticket,
@@ -1103,6 +1149,7 @@ impl Session {
     /// server's reason code (MQTT 5.0 §3.14.2.1).
     fn fail(&mut self, now: Instant, error: SessionError) -> SessionError {
         if error.is_fatal() {
+            tracing::warn!(role = %self.role, %error, "closing the connection");
             let silent = matches!(error, SessionError::PingTimeout(_));
             if self.phase == Phase::Connected && self.version.is_v5() && !silent {
                 self.send(
@@ -1127,6 +1174,7 @@ impl Session {
         if !matches!(packet, Packet::Publish(_)) {
             self.fit_to_peer(&mut packet);
         }
+        tracing::debug!(role = %self.role, packet = ?packet.packet_type(), "sending");
         self.conn.last_sent = now;
         self.stats.packets_sent += 1;
         self.transmit.push_back(packet);

@@ -1,5 +1,5 @@
 //! Encoded packet sizes, for the peer's MQTT 5 Maximum Packet Size
-//! [MQTT-3.1.2-24], [MQTT-3.2.2-15].
+//! [MQTT-3.1.2-24] (5.0), [MQTT-3.2.2-15].
 
 use crate::codec::{Packet, ProtocolVersion, encoded_len};
 

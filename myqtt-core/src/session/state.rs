@@ -396,7 +396,7 @@ impl SessionState {
 
     /// The next packet id that is neither in the outgoing inflight table nor
     /// `busy`, searching upwards from the last one handed out and wrapping
-    /// from 65535 to 1 [MQTT-2.2.1-3]. The search resumes after it only once
+    /// from 65535 to 1 ([MQTT-2.3.1-2] (3.1.1) / [MQTT-2.2.1-3] (5.0)). The search resumes after it only once
     /// [`Self::mark_packet_id_used`] is called.
     pub(crate) fn free_packet_id(&self, busy: impl Fn(PacketId) -> bool) -> Option<PacketId> {
         let start = self.next_packet_id;
@@ -459,12 +459,12 @@ impl SessionState {
         };
         for entry in snapshot.outgoing {
             check_ticket(entry.ticket())?;
-            if let Outgoing::Publish { publish, .. } = &entry {
-                if publish.qos == QoS::AtMostOnce {
-                    return Err(SessionError::InvalidSnapshot(
-                        "an outgoing PUBLISH has QoS 0",
-                    ));
-                }
+            if let Outgoing::Publish { publish, .. } = &entry
+                && publish.qos == QoS::AtMostOnce
+            {
+                return Err(SessionError::InvalidSnapshot(
+                    "an outgoing PUBLISH has QoS 0",
+                ));
             }
             let id = entry.packet_id().ok_or(SessionError::InvalidSnapshot(
                 "an outgoing PUBLISH has no packet id",

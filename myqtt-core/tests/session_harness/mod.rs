@@ -192,6 +192,7 @@ impl Pair {
     /// order and delivering what they send.
     pub fn advance(&mut self, d: Duration) {
         let target = self.now + d;
+        let mut last = None;
         loop {
             let next = [self.client.poll_timeout(), self.server.poll_timeout()]
                 .into_iter()
@@ -199,16 +200,18 @@ impl Pair {
                 .filter(|t| *t <= target)
                 .min();
             let Some(t) = next else { break };
+            assert_ne!(last, Some(t), "a session did not act on its own timeout");
+            last = Some(t);
             self.now = self.now.max(t);
-            if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
-                if let Err(e) = self.client.handle_timeout(self.now) {
-                    self.client_errors.push(e);
-                }
+            if self.client.poll_timeout().is_some_and(|t| t <= self.now)
+                && let Err(e) = self.client.handle_timeout(self.now)
+            {
+                self.client_errors.push(e);
             }
-            if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
-                if let Err(e) = self.server.handle_timeout(self.now) {
-                    self.server_errors.push(e);
-                }
+            if self.server.poll_timeout().is_some_and(|t| t <= self.now)
+                && let Err(e) = self.server.handle_timeout(self.now)
+            {
+                self.server_errors.push(e);
             }
             self.drive();
         }

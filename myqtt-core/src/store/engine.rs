@@ -1,0 +1,983 @@
+//! [`KvStore`]: the one implementation of [`Store`] over any ordered byte
+//! key-value [`Backend`] (memory, redb, sled).
+//!
+//! The backends only store bytes; record layout, message reference counts,
+//! queue order and quotas live here, so every backend behaves the same and
+//! one test suite covers them all.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::Store;
+use super::error::StoreError;
+use super::format::{self as f, Bad};
+use super::types::{
+    Dropped, IncomingRecord, InflightRecord, InflightState, MessageId, Op, OpOutcome,
+    QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey, SessionRecord, Side,
+    StoreStats, StoredMessage, SubscriptionRecord, WillRecord,
+};
+use crate::ByteStr;
+use crate::codec::PacketId;
+
+/// One key's new value (`None`: delete), as handed to [`Backend::commit`].
+pub type KvWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// Keys with their values, as [`Backend::scan_prefix`] returns them.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An ordered byte key-value database that commits a list of writes
+/// atomically and durably. Implement it to add a backend; [`KvStore`] does
+/// the rest.
+pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
+    /// A short name for errors and stats: "memory", "redb", "sled".
+    fn name(&self) -> &'static str;
+
+    /// Where the data lives, for error messages.
+    fn location(&self) -> PathBuf;
+
+    /// True when a commit reaches stable storage (and so costs an fsync).
+    fn is_durable(&self) -> bool;
+
+    /// The value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every key starting with `prefix`, with its value, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<KvPairs, StoreError>;
+
+    /// Applies `writes` in one atomic transaction, durable when this
+    /// returns `Ok` (for a durable backend). Each key appears once.
+    fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError>;
+}
+
+/// A [`Store`] over a [`Backend`]. Use it through the aliases
+/// [`super::MemoryStore`], [`super::RedbStore`] and (feature `sled`)
+/// `SledStore`.
+///
+// Design: the `Mutex<State>` is held for the whole of `apply`, commit
+// included, and by the readers, so indexes and disk always agree for an
+// observer. Only the writer thread normally applies, so it is uncontended.
+pub struct KvStore<B: Backend> {
+    backend: B,
+    next_message: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl<B: Backend> std::fmt::Debug for KvStore<B> {
+    /// The backend and the counters; not the indexes, which can be large.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("backend", &self.backend)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// In-memory indexes rebuilt from the keys at open.
+#[derive(Debug, Default)]
+struct State {
+    quotas: Quotas,
+    /// Every stored message: its size and how many queue entries and
+    /// in-flight records refer to it.
+    messages: HashMap<u64, MessageInfo>,
+    queues: HashMap<SessionKey, ClientQueue>,
+    /// Every queue entry by seq: the global age order DropOldest uses.
+    order: BTreeMap<u64, SessionKey>,
+    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry>>,
+    /// Retained topics and their sizes.
+    retained: HashMap<Vec<u8>, u64>,
+    /// Bytes of messages that something refers to.
+    referenced_bytes: u64,
+    retained_bytes: u64,
+    next_seq: u64,
+    stats: StoreStats,
+    poisoned: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MessageInfo {
+    size: u64,
+    refs: u32,
+}
+
+#[derive(Debug, Default)]
+struct ClientQueue {
+    /// seq -> (message id, message size).
+    entries: BTreeMap<u64, (u64, u64)>,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InflightEntry {
+    seq: u64,
+    message: Option<u64>,
+}
+
+/// The writes of one `apply`, last write per key winning.
+#[derive(Default)]
+struct Tx {
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Messages whose reference count dropped to 0 (or that were put): they
+    /// are deleted at the end unless referenced again meanwhile.
+    released: HashSet<u64>,
+}
+
+impl Tx {
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.writes.insert(k, Some(v));
+    }
+
+    fn delete(&mut self, k: Vec<u8>) {
+        self.writes.insert(k, None);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave State half-written
+    // without also poisoning it through `poisoned`; keep going.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<B: Backend> KvStore<B> {
+    /// Opens a store over `backend`: checks the format marker (writing it
+    /// into an empty store) and rebuilds the in-memory indexes.
+    pub fn from_backend(backend: B, quotas: Quotas) -> Result<Self, StoreError> {
+        let store = Self {
+            backend,
+            next_message: AtomicU64::new(1),
+            state: Mutex::new(State {
+                quotas,
+                next_seq: 1,
+                ..State::default()
+            }),
+        };
+        store.check_format()?;
+        store.rebuild()?;
+        Ok(store)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn corrupt(&self, key: &[u8], why: &Bad) -> StoreError {
+        StoreError::Corrupt {
+            path: self.backend.location(),
+            reason: format!("record {}: {why}", describe_key(key)),
+        }
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        match self.backend.get(f::META_KEY)? {
+            Some(v) if v.as_slice() == [f::FORMAT_VERSION] => Ok(()),
+            Some(v) => match v.as_slice() {
+                [found] => Err(StoreError::UnsupportedFormat {
+                    path: self.backend.location(),
+                    found: *found,
+                    supported: f::FORMAT_VERSION,
+                }),
+                _ => Err(self.corrupt(f::META_KEY, &"bad format marker".into())),
+            },
+            None => {
+                if self.backend.scan_prefix(&[])?.is_empty() {
+                    self.backend
+                        .commit(vec![(f::META_KEY.to_vec(), Some(vec![f::FORMAT_VERSION]))])
+                } else {
+                    Err(StoreError::Corrupt {
+                        path: self.backend.location(),
+                        reason: "records without a format marker: not a myqtt store".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn rebuild(&self) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let mut max_message = 0;
+        for (k, v) in self.backend.scan_prefix(&[f::MESSAGE])? {
+            let id =
+                f::u64_suffix(k.get(1..).unwrap_or_default()).map_err(|e| self.corrupt(&k, &e))?;
+            max_message = max_message.max(id);
+            st.messages.insert(
+                id,
+                MessageInfo {
+                    size: v.len() as u64,
+                    refs: 0,
+                },
+            );
+        }
+        for (k, v) in self.backend.scan_prefix(&[f::QUEUE])? {
+            let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
+            let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
+            let id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let size = st
+                .add_ref(id.0)
+                .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
+            st.next_seq = st.next_seq.max(seq + 1);
+            let q = st.queues.entry(key.clone()).or_default();
+            q.entries.insert(seq, (id.0, size));
+            q.bytes += size;
+            st.order.insert(seq, key);
+        }
+        for (k, v) in self.backend.scan_prefix(&[f::INFLIGHT])? {
+            let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
+            let pid = f::packet_id_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
+            let (_, seq, message) = f::decode_inflight(&v).map_err(|e| self.corrupt(&k, &e))?;
+            if let Some(id) = message {
+                st.add_ref(id.0)
+                    .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
+            }
+            st.next_seq = st.next_seq.max(seq + 1);
+            st.inflight.entry(key).or_default().insert(
+                pid.get(),
+                InflightEntry {
+                    seq,
+                    message: message.map(|m| m.0),
+                },
+            );
+        }
+        for (k, v) in self.backend.scan_prefix(&[f::RETAINED])? {
+            st.retained_bytes += v.len() as u64;
+            st.retained
+                .insert(k.get(1..).unwrap_or_default().to_vec(), v.len() as u64);
+        }
+        // Unreferenced messages cannot be left by a commit (the last
+        // reference and the message go together); were one found, it is
+        // unreachable, and goes at the next commit.
+        let orphans: Vec<u64> = st
+            .messages
+            .iter()
+            .filter(|(_, m)| m.refs == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if !orphans.is_empty() {
+            tracing::warn!(
+                count = orphans.len(),
+                "store holds unreferenced messages; they will be deleted"
+            );
+            let mut tx = Tx::default();
+            tx.released.extend(orphans);
+            st.collect_garbage(&mut tx);
+            self.backend.commit(tx.writes.into_iter().collect())?;
+        }
+        self.next_message.store(max_message + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn exists(&self, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
+        match tx.writes.get(key) {
+            Some(v) => Ok(v.is_some()),
+            None => Ok(self.backend.get(key)?.is_some()),
+        }
+    }
+
+    /// Deletes every key under `prefix`, committed or written earlier in
+    /// this transaction. True if there was one.
+    fn delete_prefix(&self, tx: &mut Tx, prefix: &[u8]) -> Result<bool, StoreError> {
+        let mut keys: BTreeSet<Vec<u8>> = self
+            .backend
+            .scan_prefix(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !matches!(tx.writes.get(k), Some(None)))
+            .collect();
+        keys.extend(
+            tx.writes
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k.clone()),
+        );
+        let found = !keys.is_empty();
+        for k in keys {
+            tx.delete(k);
+        }
+        Ok(found)
+    }
+
+    fn apply_op(&self, st: &mut State, tx: &mut Tx, op: &Op) -> Result<OpOutcome, StoreError> {
+        Ok(match op {
+            Op::PutSession(s) => {
+                tx.put(f::session_key(&s.key), f::encode_session(s));
+                OpOutcome::Done
+            }
+            Op::RemoveSession(key) => self.remove_session(st, tx, key)?,
+            Op::PutSubscription { key, subscription } => {
+                tx.put(
+                    f::subscription_key(key, &subscription.filter),
+                    f::encode_subscription(subscription),
+                );
+                OpOutcome::Done
+            }
+            Op::RemoveSubscription { key, filter } => {
+                self.remove_key(tx, f::subscription_key(key, filter))?
+            }
+            Op::PutMessage { id, message } => st.put_message(tx, *id, message),
+            Op::Enqueue { key, message } => st.enqueue(tx, key, *message),
+            Op::Dequeue { key, seq } => st.dequeue(tx, key, *seq),
+            Op::PutInflight {
+                key,
+                packet_id,
+                state,
+                message,
+            } => st.put_inflight(tx, key, *packet_id, *state, *message),
+            Op::RemoveInflight { key, packet_id } => st.remove_inflight(tx, key, *packet_id),
+            Op::PutIncoming { key, record } => {
+                tx.put(
+                    f::incoming_key(key, record.packet_id),
+                    f::encode_incoming(record),
+                );
+                OpOutcome::Done
+            }
+            Op::RemoveIncoming { key, packet_id } => {
+                self.remove_key(tx, f::incoming_key(key, *packet_id))?
+            }
+            Op::PutRetained(message) => st.put_retained(tx, message),
+            Op::RemoveRetained(topic) => {
+                let topic = topic.as_byte_str().as_bytes();
+                match st.retained.remove(topic.as_ref()) {
+                    Some(size) => {
+                        st.retained_bytes -= size;
+                        tx.delete(f::retained_key(topic));
+                        OpOutcome::Done
+                    }
+                    None => OpOutcome::NotFound,
+                }
+            }
+            Op::PutWill(w) => {
+                let Ok(value) = f::encode_will(w) else {
+                    return Ok(invalid("will cannot be encoded in an MQTT 5 CONNECT"));
+                };
+                tx.put(f::will_key(&w.client_id), value);
+                OpOutcome::Done
+            }
+            Op::RemoveWill(client_id) => self.remove_key(tx, f::will_key(client_id))?,
+        })
+    }
+
+    fn remove_session(
+        &self,
+        st: &mut State,
+        tx: &mut Tx,
+        key: &SessionKey,
+    ) -> Result<OpOutcome, StoreError> {
+        let mut found = false;
+        for kind in [f::SESSION, f::SUBSCRIPTION, f::INCOMING] {
+            found |= self.delete_prefix(tx, &f::client_prefix(kind, key))?;
+        }
+        if let Some(q) = st.queues.remove(key) {
+            found |= !q.entries.is_empty();
+            for (seq, (id, _)) in q.entries {
+                st.order.remove(&seq);
+                tx.delete(f::queue_key(key, seq));
+                st.release(tx, id);
+            }
+        }
+        if let Some(table) = st.inflight.remove(key) {
+            found |= !table.is_empty();
+            for (pid, e) in table {
+                if let Some(pid) = PacketId::new(pid) {
+                    tx.delete(f::inflight_key(key, pid));
+                }
+                if let Some(id) = e.message {
+                    st.release(tx, id);
+                }
+            }
+        }
+        Ok(done_if(found))
+    }
+
+    fn remove_key(&self, tx: &mut Tx, k: Vec<u8>) -> Result<OpOutcome, StoreError> {
+        let found = self.exists(tx, &k)?;
+        if found {
+            tx.delete(k);
+        }
+        Ok(done_if(found))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let st = lock(&self.state);
+        f(&st)
+    }
+
+    fn load_message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        let k = f::message_key(id);
+        let v = self
+            .backend
+            .get(&k)?
+            .ok_or_else(|| self.corrupt(&k, &"message missing".into()))?;
+        f::decode_message(&v).map_err(|e| self.corrupt(&k, &e))
+    }
+
+    fn scan_client(&self, kind: u8, key: &SessionKey) -> Result<KvPairs, StoreError> {
+        self.backend.scan_prefix(&f::client_prefix(kind, key))
+    }
+
+    fn subscriptions_unlocked(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let prefix_len = f::client_prefix(f::SUBSCRIPTION, key).len();
+        self.scan_client(f::SUBSCRIPTION, key)?
+            .iter()
+            .map(|(k, v)| {
+                f::decode_subscription(k.get(prefix_len..).unwrap_or_default(), v)
+                    .map_err(|e| self.corrupt(k, &e))
+            })
+            .collect()
+    }
+
+    fn inflight_unlocked(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
+        let mut records = Vec::new();
+        for (k, v) in self.scan_client(f::INFLIGHT, key)? {
+            let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
+            let packet_id = f::packet_id_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
+            let (state, seq, message_id) =
+                f::decode_inflight(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let message = match message_id {
+                Some(id) => {
+                    let mut m = self.load_message(id)?;
+                    m.publish.packet_id = Some(packet_id);
+                    m.publish.dup = true;
+                    Some(m)
+                }
+                None => None,
+            };
+            records.push((
+                seq,
+                InflightRecord {
+                    packet_id,
+                    state,
+                    message,
+                    message_id,
+                },
+            ));
+        }
+        records.sort_by_key(|(seq, _)| *seq);
+        Ok(records.into_iter().map(|(_, r)| r).collect())
+    }
+
+    fn incoming_unlocked(&self, key: &SessionKey) -> Result<Vec<IncomingRecord>, StoreError> {
+        self.scan_client(f::INCOMING, key)?
+            .iter()
+            .map(|(k, v)| {
+                f::split_client_key(k)
+                    .and_then(|(_, rest)| f::packet_id_suffix(rest))
+                    .and_then(|pid| f::decode_incoming(pid, v))
+                    .map_err(|e| self.corrupt(k, &e))
+            })
+            .collect()
+    }
+
+    fn queue_unlocked(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
+        let mut cache: HashMap<MessageId, StoredMessage> = HashMap::new();
+        let mut out = Vec::new();
+        for (k, v) in self.scan_client(f::QUEUE, key)? {
+            let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
+            let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
+            let message_id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let message = if let Some(m) = cache.get(&message_id) {
+                m.clone()
+            } else {
+                let m = self.load_message(message_id)?;
+                cache.insert(message_id, m.clone());
+                m
+            };
+            out.push(QueuedMessage {
+                seq,
+                message_id,
+                message,
+            });
+        }
+        Ok(out)
+    }
+
+    fn session_unlocked(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let k = f::session_key(key);
+        self.backend
+            .get(&k)?
+            .map(|v| f::decode_session(key.clone(), &v).map_err(|e| self.corrupt(&k, &e)))
+            .transpose()
+    }
+
+    fn clients_unlocked(&self, side: Side) -> Result<Vec<ByteStr>, StoreError> {
+        let mut ids = BTreeSet::new();
+        for kind in [
+            f::SESSION,
+            f::SUBSCRIPTION,
+            f::INFLIGHT,
+            f::INCOMING,
+            f::QUEUE,
+        ] {
+            for (k, _) in self.backend.scan_prefix(&[kind, side.tag()])? {
+                let (key, _) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
+                ids.insert(key.client_id);
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+}
+
+fn done_if(found: bool) -> OpOutcome {
+    if found {
+        OpOutcome::Done
+    } else {
+        OpOutcome::NotFound
+    }
+}
+
+fn invalid(why: &'static str) -> OpOutcome {
+    OpOutcome::Refused(Refusal::Invalid(why))
+}
+
+/// A key for an error message: its kind letter and bytes, escaped.
+fn describe_key(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+impl State {
+    fn put_message(&mut self, tx: &mut Tx, id: MessageId, message: &StoredMessage) -> OpOutcome {
+        if self.messages.contains_key(&id.0) {
+            return invalid("message id already stored");
+        }
+        if let Err(why) = f::check_message(message) {
+            return invalid(why);
+        }
+        let Ok(value) = f::encode_message(message) else {
+            return invalid("message cannot be encoded as an MQTT 5 PUBLISH");
+        };
+        self.messages.insert(
+            id.0,
+            MessageInfo {
+                size: value.len() as u64,
+                refs: 0,
+            },
+        );
+        tx.put(f::message_key(id), value);
+        // Deleted at the end of the transaction if nothing refers to it.
+        tx.released.insert(id.0);
+        OpOutcome::Done
+    }
+
+    fn dequeue(&mut self, tx: &mut Tx, key: &SessionKey, seq: u64) -> OpOutcome {
+        let Some(q) = self.queues.get_mut(key) else {
+            return OpOutcome::NotFound;
+        };
+        let Some((id, size)) = q.entries.remove(&seq) else {
+            return OpOutcome::NotFound;
+        };
+        q.bytes -= size;
+        if q.entries.is_empty() {
+            self.queues.remove(key);
+        }
+        self.order.remove(&seq);
+        tx.delete(f::queue_key(key, seq));
+        self.release(tx, id);
+        OpOutcome::Done
+    }
+
+    fn put_inflight(
+        &mut self,
+        tx: &mut Tx,
+        key: &SessionKey,
+        packet_id: PacketId,
+        state: InflightState,
+        message: Option<MessageId>,
+    ) -> OpOutcome {
+        let message = match (state, message) {
+            (InflightState::AwaitingPubComp, _) => None,
+            (_, Some(m)) => Some(m),
+            (_, None) => {
+                return invalid("an in-flight PUBLISH awaiting PUBACK or PUBREC needs its message");
+            }
+        };
+        if let Some(m) = message
+            && self.add_ref(m.0).is_none()
+        {
+            return OpOutcome::Refused(Refusal::UnknownMessage(m));
+        }
+        let previous = self
+            .inflight
+            .get(key)
+            .and_then(|t| t.get(&packet_id.get()))
+            .copied();
+        let seq = match previous {
+            Some(e) => {
+                if let Some(old) = e.message {
+                    self.release(tx, old);
+                }
+                e.seq
+            }
+            None => self.take_seq(),
+        };
+        self.inflight.entry(key.clone()).or_default().insert(
+            packet_id.get(),
+            InflightEntry {
+                seq,
+                message: message.map(|m| m.0),
+            },
+        );
+        tx.put(
+            f::inflight_key(key, packet_id),
+            f::encode_inflight(state, seq, message),
+        );
+        OpOutcome::Done
+    }
+
+    fn remove_inflight(&mut self, tx: &mut Tx, key: &SessionKey, packet_id: PacketId) -> OpOutcome {
+        let Some(table) = self.inflight.get_mut(key) else {
+            return OpOutcome::NotFound;
+        };
+        let Some(e) = table.remove(&packet_id.get()) else {
+            return OpOutcome::NotFound;
+        };
+        if table.is_empty() {
+            self.inflight.remove(key);
+        }
+        tx.delete(f::inflight_key(key, packet_id));
+        if let Some(id) = e.message {
+            self.release(tx, id);
+        }
+        OpOutcome::Done
+    }
+
+    fn put_retained(&mut self, tx: &mut Tx, message: &StoredMessage) -> OpOutcome {
+        if let Err(why) = f::check_message(message) {
+            return invalid(why);
+        }
+        let Ok(value) = f::encode_message(message) else {
+            return invalid("message cannot be encoded as an MQTT 5 PUBLISH");
+        };
+        let topic = message.publish.topic.as_byte_str().as_bytes().to_vec();
+        let size = value.len() as u64;
+        let old = self.retained.get(&topic).copied().unwrap_or(0);
+        let max = self.quotas.max_store_bytes;
+        let total = self.referenced_bytes + self.retained_bytes - old + size;
+        // A replacement that does not grow is always accepted.
+        if max > 0 && total > max && size > old {
+            self.stats.refused += 1;
+            return OpOutcome::Refused(Refusal::Quota {
+                kind: QuotaKind::StoreBytes,
+                dropped: Vec::new(),
+            });
+        }
+        self.retained_bytes = self.retained_bytes - old + size;
+        tx.put(f::retained_key(&topic), value);
+        self.retained.insert(topic, size);
+        OpOutcome::Done
+    }
+
+    fn enqueue(&mut self, tx: &mut Tx, key: &SessionKey, id: MessageId) -> OpOutcome {
+        let Some(info) = self.messages.get(&id.0).copied() else {
+            return OpOutcome::Refused(Refusal::UnknownMessage(id));
+        };
+        let quotas = self.quotas;
+        let drop_oldest = quotas.policy == QuotaPolicy::DropOldest;
+        let mut dropped = Vec::new();
+        if let Err(kind) = self.make_room(tx, key, info.size, id, drop_oldest, &mut dropped) {
+            self.stats.refused += 1;
+            self.stats.dropped += dropped.len() as u64;
+            return OpOutcome::Refused(Refusal::Quota { kind, dropped });
+        }
+        self.add_ref(id.0);
+        let seq = self.take_seq();
+        let q = self.queues.entry(key.clone()).or_default();
+        q.entries.insert(seq, (id.0, info.size));
+        q.bytes += info.size;
+        self.order.insert(seq, key.clone());
+        tx.put(f::queue_key(key, seq), f::encode_queue_entry(id));
+        self.stats.dropped += dropped.len() as u64;
+        OpOutcome::Enqueued { seq, dropped }
+    }
+
+    /// Checks the quotas for a new entry of `size` bytes in `key`'s queue,
+    /// dropping old entries into `dropped` if `drop_oldest`.
+    fn make_room(
+        &mut self,
+        tx: &mut Tx,
+        key: &SessionKey,
+        size: u64,
+        id: MessageId,
+        drop_oldest: bool,
+        dropped: &mut Vec<Dropped>,
+    ) -> Result<(), QuotaKind> {
+        let quotas = self.quotas;
+        if quotas.max_queued_bytes > 0 && size > quotas.max_queued_bytes {
+            return Err(QuotaKind::QueuedBytes); // can never fit
+        }
+        // Per-client quotas: this client's oldest entries make room. Once
+        // the queue is empty the entry fits, so this never drops in vain.
+        loop {
+            let (len, bytes, oldest) = self.queues.get(key).map_or((0, 0, None), |q| {
+                (
+                    q.entries.len() as u64,
+                    q.bytes,
+                    q.entries.keys().next().copied(),
+                )
+            });
+            let kind = if quotas.max_queued_messages > 0 && len + 1 > quotas.max_queued_messages {
+                QuotaKind::QueuedMessages
+            } else if quotas.max_queued_bytes > 0 && bytes + size > quotas.max_queued_bytes {
+                QuotaKind::QueuedBytes
+            } else {
+                break;
+            };
+            match oldest {
+                Some(seq) if drop_oldest => dropped.push(self.drop_entry(tx, key, seq, kind)),
+                _ => return Err(kind),
+            }
+        }
+        if quotas.max_store_bytes == 0 {
+            return Ok(());
+        }
+        // Store quota: a message nothing refers to yet adds its bytes.
+        let cost = |st: &Self| match st.messages.get(&id.0) {
+            Some(m) if m.refs > 0 => 0,
+            _ => size,
+        };
+        let over = |st: &Self| st.referenced_bytes + st.retained_bytes + cost(st);
+        if over(self) <= quotas.max_store_bytes {
+            return Ok(());
+        }
+        // Dropping every queue entry frees at most the bytes the queues
+        // refer to: if even that is not enough, drop nothing.
+        let queued: u64 = self.queues.values().map(|q| q.bytes).sum();
+        if !drop_oldest || over(self).saturating_sub(queued) > quotas.max_store_bytes {
+            return Err(QuotaKind::StoreBytes);
+        }
+        // The oldest entries of all queues make room.
+        while over(self) > quotas.max_store_bytes {
+            let oldest = self.order.iter().next().map(|(s, k)| (*s, k.clone()));
+            let Some((seq, owner)) = oldest else {
+                return Err(QuotaKind::StoreBytes);
+            };
+            dropped.push(self.drop_entry(tx, &owner, seq, QuotaKind::StoreBytes));
+        }
+        Ok(())
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// One more reference to message `id`; its size, `None` if unknown.
+    fn add_ref(&mut self, id: u64) -> Option<u64> {
+        let m = self.messages.get_mut(&id)?;
+        if m.refs == 0 {
+            self.referenced_bytes += m.size;
+        }
+        m.refs += 1;
+        Some(m.size)
+    }
+
+    /// One reference fewer; the message goes at the end of the
+    /// transaction if none is left then.
+    fn release(&mut self, tx: &mut Tx, id: u64) {
+        if let Some(m) = self.messages.get_mut(&id) {
+            m.refs = m.refs.saturating_sub(1);
+            if m.refs == 0 {
+                self.referenced_bytes -= m.size;
+                tx.released.insert(id);
+            }
+        }
+    }
+
+    fn drop_entry(
+        &mut self,
+        tx: &mut Tx,
+        key: &SessionKey,
+        seq: u64,
+        reason: QuotaKind,
+    ) -> Dropped {
+        let mut message = 0;
+        if let Some(q) = self.queues.get_mut(key)
+            && let Some((id, size)) = q.entries.remove(&seq)
+        {
+            q.bytes -= size;
+            message = id;
+        }
+        self.order.remove(&seq);
+        tx.delete(f::queue_key(key, seq));
+        self.release(tx, message);
+        Dropped {
+            key: key.clone(),
+            seq,
+            message: MessageId(message),
+            reason,
+        }
+    }
+
+    fn collect_garbage(&mut self, tx: &mut Tx) {
+        for id in std::mem::take(&mut tx.released) {
+            if self.messages.get(&id).is_some_and(|m| m.refs == 0) {
+                self.messages.remove(&id);
+                tx.delete(f::message_key(MessageId(id)));
+            }
+        }
+    }
+}
+
+impl<B: Backend> Store for KvStore<B> {
+    fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    fn new_message_id(&self) -> MessageId {
+        MessageId(self.next_message.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn apply(&self, ops: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+        let mut st = lock(&self.state);
+        if let Some(why) = &st.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let mut tx = Tx::default();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.apply_op(&mut st, &mut tx, op) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    st.poisoned = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        st.collect_garbage(&mut tx);
+        st.stats.ops += ops.len() as u64;
+        if tx.writes.is_empty() {
+            return Ok(outcomes);
+        }
+        if let Err(e) = self.backend.commit(tx.writes.into_iter().collect()) {
+            st.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        st.stats.commits += 1;
+        if self.backend.is_durable() {
+            st.stats.fsyncs += 1;
+        }
+        Ok(outcomes)
+    }
+
+    fn quotas(&self) -> Quotas {
+        lock(&self.state).quotas
+    }
+
+    fn set_quotas(&self, quotas: Quotas) {
+        lock(&self.state).quotas = quotas;
+    }
+
+    fn stats(&self) -> StoreStats {
+        let st = lock(&self.state);
+        StoreStats {
+            messages: st.messages.len() as u64,
+            message_bytes: st.referenced_bytes,
+            queued: st.order.len() as u64,
+            retained: st.retained.len() as u64,
+            retained_bytes: st.retained_bytes,
+            ..st.stats
+        }
+    }
+
+    fn clients(&self, side: Side) -> Result<Vec<ByteStr>, StoreError> {
+        self.read(|_| self.clients_unlocked(side))
+    }
+
+    fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(|_| self.session_unlocked(key))
+    }
+
+    fn sessions(&self, side: Side) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(|_| {
+            self.backend
+                .scan_prefix(&[f::SESSION, side.tag()])?
+                .iter()
+                .map(|(k, v)| {
+                    f::split_client_key(k)
+                        .and_then(|(key, _)| f::decode_session(key, v))
+                        .map_err(|e| self.corrupt(k, &e))
+                })
+                .collect()
+        })
+    }
+
+    fn subscriptions(&self, key: &SessionKey) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        self.read(|_| self.subscriptions_unlocked(key))
+    }
+
+    fn inflight(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
+        self.read(|_| self.inflight_unlocked(key))
+    }
+
+    fn incoming(&self, key: &SessionKey) -> Result<Vec<IncomingRecord>, StoreError> {
+        self.read(|_| self.incoming_unlocked(key))
+    }
+
+    fn queue(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
+        self.read(|_| self.queue_unlocked(key))
+    }
+
+    fn queue_len(&self, key: &SessionKey) -> (u64, u64) {
+        lock(&self.state)
+            .queues
+            .get(key)
+            .map_or((0, 0), |q| (q.entries.len() as u64, q.bytes))
+    }
+
+    fn retained(&self) -> Result<Vec<StoredMessage>, StoreError> {
+        self.read(|_| {
+            self.backend
+                .scan_prefix(&[f::RETAINED])?
+                .iter()
+                .map(|(k, v)| f::decode_message(v).map_err(|e| self.corrupt(k, &e)))
+                .collect()
+        })
+    }
+
+    fn wills(&self) -> Result<Vec<WillRecord>, StoreError> {
+        self.read(|_| {
+            self.backend
+                .scan_prefix(&[f::WILL])?
+                .iter()
+                .map(|(k, v)| {
+                    f::split_will_key(k)
+                        .and_then(|id| f::decode_will(id, v))
+                        .map_err(|e| self.corrupt(k, &e))
+                })
+                .collect()
+        })
+    }
+
+    fn load(&self, side: Side) -> Result<super::Loaded, StoreError> {
+        self.read(|_| {
+            let mut sessions = Vec::new();
+            for client_id in self.clients_unlocked(side)? {
+                let key = SessionKey { side, client_id };
+                sessions.push(super::StoredSession {
+                    session: self.session_unlocked(&key)?,
+                    subscriptions: self.subscriptions_unlocked(&key)?,
+                    inflight: self.inflight_unlocked(&key)?,
+                    incoming: self.incoming_unlocked(&key)?,
+                    queue: self.queue_unlocked(&key)?,
+                    key,
+                });
+            }
+            Ok(super::Loaded {
+                sessions,
+                retained: Vec::new(),
+                wills: Vec::new(),
+            })
+        })
+        .and_then(|mut loaded| {
+            if side == Side::Broker {
+                loaded.retained = self.retained()?;
+                loaded.wills = self.wills()?;
+            }
+            Ok(loaded)
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! [`StoreWriter`]: group commit. One dedicated thread applies the
+//! submissions of many producers in one transaction (one fsync) and then
+//! completes each producer's [`Commit`].
+//!
+//! Producers are tokio tasks (`submit(..).await`) or plain threads
+//! (`submit_blocking`); the channel between them and the writer is bounded,
+//! so a slow disk slows producers down instead of growing memory. While one
+//! transaction is being synced the next submissions queue up, and the next
+//! transaction takes them all: the slower the disk, the more messages per
+//! fsync.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Store;
+use super::error::StoreError;
+use super::types::{Batch, MessageId, OpOutcome};
+
+type Reply = Result<Vec<OpOutcome>, StoreError>;
+
+struct Request {
+    batch: Batch,
+    done: oneshot::Sender<Reply>,
+}
+
+/// Sizes of the [`StoreWriter`]'s channel and transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Submissions that may wait for the writer before producers block.
+    /// Default 4096; 0 is taken as 1.
+    pub queue_capacity: usize,
+    /// Operations past which the writer stops adding submissions to a
+    /// transaction (one submission is never split). Default 8192; 0 is
+    /// taken as 1.
+    pub max_batch_ops: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 4096,
+            max_batch_ops: 8192,
+        }
+    }
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions the writer ran (each is at most one commit and one
+    /// fsync).
+    pub batches: u64,
+    /// Submissions completed.
+    pub submissions: u64,
+    /// Operations applied.
+    pub ops: u64,
+    /// Durable syncs done by the store (see [`super::StoreStats::fsyncs`]).
+    pub fsyncs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    submissions: AtomicU64,
+    ops: AtomicU64,
+}
+
+/// The group-commit writer thread of one store.
+///
+/// ```
+/// use myqtt_core::store::{Batch, MemoryStore, SessionKey, StoreWriter, StoredMessage, Timestamp};
+/// use myqtt_core::codec::{Publish, PublishProperties, QoS};
+/// use myqtt_core::topic::TopicName;
+/// use std::sync::Arc;
+///
+/// let writer = StoreWriter::spawn(Arc::new(MemoryStore::new())).unwrap();
+/// let id = writer.new_message_id();
+/// let publish = Publish {
+///     dup: false, qos: QoS::AtLeastOnce, retain: false,
+///     topic: TopicName::new("a/b").unwrap(), packet_id: None,
+///     properties: PublishProperties::default(), payload: "hi".into(),
+/// };
+/// let mut batch = Batch::new();
+/// batch.put_message(id, StoredMessage::new(publish, Timestamp::now()))
+///      .enqueue(SessionKey::broker("sub-1"), id);
+/// // From a thread; from tokio: `writer.submit(batch).await?.await?`.
+/// let outcomes = writer.submit_blocking(batch)?.wait()?;
+/// assert_eq!(outcomes.len(), 2);
+/// # Ok::<(), myqtt_core::store::StoreError>(())
+/// ```
+pub struct StoreWriter {
+    tx: Option<mpsc::Sender<Request>>,
+    store: Arc<dyn Store>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("backend", &self.store.backend_name())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreWriter {
+    /// Starts the writer thread for `store` with the default
+    /// [`WriterConfig`].
+    pub fn spawn(store: Arc<dyn Store>) -> std::io::Result<Self> {
+        Self::with_config(store, WriterConfig::default())
+    }
+
+    /// Starts the writer thread for `store`.
+    pub fn with_config(store: Arc<dyn Store>, config: WriterConfig) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let thread = std::thread::Builder::new()
+            .name(format!("myqtt-store-{}", store.backend_name()))
+            .spawn({
+                let store = Arc::clone(&store);
+                let counters = Arc::clone(&counters);
+                move || run(&*store, rx, &counters, config.max_batch_ops.max(1))
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            store,
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// The store written to (for reads and [`Store::new_message_id`]).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// A fresh message id ([`Store::new_message_id`]).
+    pub fn new_message_id(&self) -> MessageId {
+        self.store.new_message_id()
+    }
+
+    fn request(batch: impl Into<Batch>) -> (Request, Commit) {
+        let (done, rx) = oneshot::channel();
+        (
+            Request {
+                batch: batch.into(),
+                done,
+            },
+            Commit { rx },
+        )
+    }
+
+    /// Queues `batch` for the next transaction, waiting (asynchronously)
+    /// while the channel is full. Await the returned [`Commit`] before
+    /// acknowledging anything the batch records.
+    pub async fn submit(&self, batch: impl Into<Batch>) -> Result<Commit, StoreError> {
+        let (req, commit) = Self::request(batch);
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterClosed)?;
+        tx.send(req).await.map_err(|_| StoreError::WriterClosed)?;
+        Ok(commit)
+    }
+
+    /// [`StoreWriter::submit`] for plain threads: blocks while the channel
+    /// is full.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside a tokio runtime (use `submit` there).
+    pub fn submit_blocking(&self, batch: impl Into<Batch>) -> Result<Commit, StoreError> {
+        let (req, commit) = Self::request(batch);
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterClosed)?;
+        tx.blocking_send(req)
+            .map_err(|_| StoreError::WriterClosed)?;
+        Ok(commit)
+    }
+
+    /// Submits `batch` and waits for its commit.
+    pub async fn commit(&self, batch: impl Into<Batch>) -> Result<Vec<OpOutcome>, StoreError> {
+        self.submit(batch).await?.await
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            submissions: self.counters.submissions.load(Ordering::Relaxed),
+            ops: self.counters.ops.load(Ordering::Relaxed),
+            fsyncs: self.store.stats().fsyncs,
+        }
+    }
+
+    /// Stops accepting submissions, lets the writer finish those already
+    /// queued, and waits for its thread. Dropping the writer does the same.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            // The thread only returns or panics inside the store; a panic
+            // there has already completed every pending Commit with an
+            // error (their senders were dropped).
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The writer thread: one transaction per round, as many waiting
+/// submissions in it as fit.
+fn run(store: &dyn Store, mut rx: mpsc::Receiver<Request>, counters: &Counters, max_ops: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut n = first.batch.len();
+        let mut round = vec![first];
+        while n < max_ops {
+            match rx.try_recv() {
+                Ok(req) => {
+                    n += req.batch.len();
+                    round.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut ops = Vec::with_capacity(n);
+        let mut lens = Vec::with_capacity(round.len());
+        for req in &mut round {
+            lens.push(req.batch.ops.len());
+            ops.append(&mut req.batch.ops);
+        }
+        let result = store.apply(&ops);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.ops.fetch_add(n as u64, Ordering::Relaxed);
+        counters
+            .submissions
+            .fetch_add(round.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for (req, len) in round.into_iter().zip(lens) {
+                    let part = outcomes.by_ref().take(len).collect();
+                    // A producer that stopped waiting is not an error.
+                    let _ = req.done.send(Ok(part));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                for req in round {
+                    let _ = req.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The completion of one submission: resolves once its transaction is
+/// committed (durably, on a disk backend), with one [`OpOutcome`] per op.
+///
+/// `.await` it from async code, or call [`Commit::wait`] from a thread.
+#[derive(Debug)]
+#[must_use = "a submission is committed only when its Commit completes"]
+pub struct Commit {
+    rx: oneshot::Receiver<Reply>,
+}
+
+impl Commit {
+    /// Blocks the thread until the commit completes.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside a tokio runtime (`.await` the `Commit`
+    /// there).
+    pub fn wait(self) -> Reply {
+        self.rx
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::WriterClosed))
+    }
+}
+
+impl Future for Commit {
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::WriterClosed)))
+    }
+}
