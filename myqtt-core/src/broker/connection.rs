@@ -107,6 +107,7 @@ impl Ending {
 enum Wake {
     Read(Result<Option<Packet>, NetError>),
     Written(Result<(), NetError>),
+    Flushed(Result<(), NetError>),
     Mail,
     Control,
     Timer,
@@ -141,6 +142,10 @@ struct Conn<R, W> {
     scratch: Scratch,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
+    /// The transport buffers writes until flushed (WebSocket frames).
+    flush_after_write: bool,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
     _slot: ConnSlot,
 }
 
@@ -168,6 +173,19 @@ pub(crate) async fn serve<R, W>(
     }
     .instrument(span)
     .await;
+}
+
+/// Writes part of the buffer when bytes wait, else flushes the transport.
+/// Cancel-safe either way.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut PacketWriter<W>,
+    pending: bool,
+) -> Result<(), NetError> {
+    if pending {
+        writer.write_some().await
+    } else {
+        writer.flush().await
+    }
 }
 
 /// Writes what the session queued, then flushes and closes the write side,
@@ -460,6 +478,8 @@ where
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
+        flush_after_write: transport != Transport::Tcp,
+        unflushed: false,
         _slot: slot,
     };
     if let Err(e) = accepted {
@@ -589,9 +609,12 @@ where
             let can_take =
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
+            let flush = self.unflushed && !pending_write;
             let wake = tokio::select! {
                 r = self.reader.read() => Wake::Read(r),
-                r = self.writer.write_some(), if pending_write => Wake::Written(r),
+                r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
+                    if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
+                }
                 () = &mut mail, if can_take => Wake::Mail,
                 () = &mut control => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
@@ -608,6 +631,14 @@ where
                         tracing::debug!(error = %e, "write failed");
                         return Ending::Lost;
                     }
+                    self.unflushed = self.flush_after_write;
+                }
+                Wake::Flushed(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "flush failed");
+                        return Ending::Lost;
+                    }
+                    self.unflushed = false;
                 }
                 Wake::Mail => {
                     mail.set(handle.wake.notified());
