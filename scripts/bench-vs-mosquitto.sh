@@ -14,8 +14,8 @@
 #   --duration S      measured seconds per throughput case (default 10)
 #   --mosquitto-only  skip the myqtt listener
 #   --nice N          run brokers and bench at this nice level (negative
-#                     needs root; on a busy machine it keeps the figures
-#                     from measuring the other processes)
+#                     needs root; with sched_autogroup it only weighs within
+#                     this session, see doc/benchmarks.md)
 #   --no-build        use the release binaries already built
 #   --keep            keep the scratch directory (logs, JSON lines)
 #
