@@ -321,7 +321,10 @@ impl Publisher {
                 w.wake_at.store(NOBODY, Ordering::SeqCst);
                 continue;
             }
-            if tokio::time::timeout(wait, w.notify.notified()).await.is_ok() {
+            if tokio::time::timeout(wait, w.notify.notified())
+                .await
+                .is_ok()
+            {
                 continue;
             }
             w.wake_at.store(NOBODY, Ordering::SeqCst);
