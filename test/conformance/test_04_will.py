@@ -1,0 +1,127 @@
+"""Will messages (3.1.1 §3.1.2.5, 5.0 §3.1.2.5 and §3.1.3.2)."""
+
+import time
+
+import pytest
+
+import mqttpkt as m
+from mqttpkt import V311, V5
+
+
+def _watch(client, uid, topic):
+    w = client(V5)
+    w.connect(uid + "-watch")
+    w.subscribe(topic, qos=1)
+    return w
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_04_will_published_on_abnormal_close(client, uid, version):
+    # [MQTT-3.1.2-8] (3.1.1): the will is published when the network
+    # connection closes without a DISCONNECT.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(version)
+    c.connect(uid, will={"topic": topic, "payload": b"gone", "qos": 1})
+    c.close()
+    got = watcher.receive()
+    assert (got.topic, got.payload, got.qos, got.retain) == (topic, b"gone", 1, False)
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_04_will_not_published_after_disconnect(client, uid, version):
+    # [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.14.4-3] (5.0, reason 0x00): after a
+    # DISCONNECT the will is discarded.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(version)
+    c.connect(uid, will={"topic": topic, "payload": b"gone", "qos": 1})
+    c.disconnect()
+    # A marker published after the DISCONNECT is the first thing seen.
+    marker = client(V311)
+    marker.connect(uid + "-m")
+    marker.publish(topic, b"marker", qos=1)
+    assert watcher.receive().payload == b"marker"
+
+
+def test_04_will_v5_disconnect_with_will_message(client, uid):
+    # MQTT 5.0 §3.14.2.1: DISCONNECT with reason 0x04 "Disconnect with Will
+    # Message" asks the broker to publish the will.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(V5)
+    c.connect(uid, will={"topic": topic, "payload": b"asked", "qos": 0})
+    c.disconnect(reason=m.RC_DISCONNECT_WITH_WILL)
+    assert watcher.receive().payload == b"asked"
+
+
+def test_04_will_published_after_a_protocol_violation(client, uid):
+    # [MQTT-3.1.2-8] (3.1.1): a close by the server for a protocol error
+    # also publishes the will.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(V311)
+    c.connect(uid, will={"topic": topic, "payload": b"broke", "qos": 1})
+    c.send(m.connect(uid))  # a second CONNECT [MQTT-3.1.0-2]
+    c.expect_closed()
+    assert watcher.receive().payload == b"broke"
+
+
+def test_04_will_retain_and_v5_properties(client, uid):
+    # [MQTT-3.1.2-17] (3.1.1): a will with Will Retain 1 is published as a
+    # retained message; MQTT 5.0 §3.1.3.2: the will properties (here a user
+    # property, content type and response topic) go with it.
+    topic = f"{uid}/will"
+    c = client(V5)
+    will_props = [
+        (m.USER_PROPERTY, ("k", "v")),
+        (m.CONTENT_TYPE, "text/plain"),
+        (m.RESPONSE_TOPIC, f"{uid}/reply"),
+    ]
+    c.connect(uid, will={"topic": topic, "payload": b"kept", "qos": 1, "retain": True, "props": will_props})
+    c.close()
+    late = client(V5)
+    late.connect(uid + "-late")
+    late.subscribe(topic, qos=1)
+    # The will may not have been routed yet when the SUBSCRIBE arrived;
+    # either way it arrives, retained or live.
+    got = late.receive()
+    assert got.payload == b"kept"
+    assert got.props.all(m.USER_PROPERTY) == [("k", "v")]
+    assert got.props.get(m.CONTENT_TYPE) == "text/plain"
+    assert got.props.get(m.RESPONSE_TOPIC) == f"{uid}/reply"
+    # Once routed, the retained copy is there for the next subscriber.
+    again = client(V5)
+    again.connect(uid + "-again")
+    again.subscribe(topic, qos=1)
+    kept = again.receive()
+    assert (kept.payload, kept.retain) == (b"kept", True)
+    again.publish(topic, b"", retain=True)
+
+
+def test_04_will_delay(client, uid):
+    # [MQTT-3.1.3-9] (5.0): with a Will Delay Interval the will is sent when
+    # the delay has passed, unless a new connection to the session is made
+    # before; here two clients drop at once, one comes back.
+    delay = 1
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    props = [(m.SESSION_EXPIRY, 30)]
+    wprops = [(m.WILL_DELAY, delay)]
+    gone = client(V5)
+    gone.connect(uid + "-gone", props=props, will={"topic": topic, "payload": b"gone", "qos": 1, "props": wprops})
+    back = client(V5)
+    back.connect(uid + "-back", props=props, will={"topic": topic, "payload": b"back", "qos": 1, "props": wprops})
+    t0 = time.monotonic()
+    gone.close()
+    back.close()
+    back = client(V5)
+    assert back.connect(uid + "-back", clean=False, props=props).session_present
+    got = watcher.receive(timeout=delay + 3)
+    elapsed = time.monotonic() - t0
+    assert got.payload == b"gone"
+    assert elapsed >= delay - 0.05, f"will sent after {elapsed:.2f} s, before its {delay} s delay"
+    # The returning client's will was cancelled: nothing else came by the
+    # time the other one's had fired, nor shortly after.
+    watcher.expect_nothing(0.3)
+    back.disconnect()
