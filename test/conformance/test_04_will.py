@@ -125,3 +125,22 @@ def test_04_will_delay(client, uid):
     # time the other one's had fired, nor shortly after.
     watcher.expect_nothing(0.3)
     back.disconnect()
+
+
+def test_04_will_session_expiry_set_in_disconnect_after_0_is_a_protocol_error(client, uid):
+    # [MQTT-3.14.2-2] (5.0): a non-zero Session Expiry Interval in the
+    # client's DISCONNECT after 0 in its CONNECT is a Protocol Error: the
+    # DISCONNECT is not valid, so the broker answers DISCONNECT 0x82, closes
+    # the connection and, as for any close without a valid DISCONNECT,
+    # publishes the will [MQTT-3.1.2-8].
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(V5)
+    c.connect(uid, will={"topic": topic, "payload": b"invalid disconnect", "qos": 1})
+    c.send(m.disconnect(V5, reason=0, props=[(m.SESSION_EXPIRY, 30)]))
+    got = c.expect_closed()
+    assert [(p.type, p.reason) for p in got] == [(m.DISCONNECT, m.RC_PROTOCOL_ERROR)], got
+    assert watcher.receive().payload == b"invalid disconnect"
+    # And no session was kept.
+    again = client(V5)
+    assert not again.connect(uid, clean=False).session_present
