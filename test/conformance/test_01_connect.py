@@ -195,3 +195,31 @@ def test_01_connect_second_connect(client, uid):
     c.send(m.connect(uid + "-5", version=V5))
     got = c.expect_closed()
     assert [(p.type, p.reason) for p in got] == [(m.DISCONNECT, m.RC_PROTOCOL_ERROR)], got
+
+
+def test_01_connect_v5_duplicate_property(client, uid):
+    # 5.0 §3.1.2.11.2: Session Expiry Interval twice in a CONNECT is a
+    # Protocol Error; [MQTT-3.1.4-1]: the connection closes (a CONNACK, if
+    # any, carries a failure code).
+    c = client(V5)
+    c.send(m.connect(uid, version=V5, props=[(m.SESSION_EXPIRY, 5), (m.SESSION_EXPIRY, 6)]))
+    got = c.expect_closed()
+    assert all(p.type == m.CONNACK and p.reason >= 0x80 for p in got), got
+
+
+def test_01_connect_v5_receive_maximum_0(client, uid):
+    # 5.0 §3.1.2.11.3: a Receive Maximum of 0 is a Protocol Error.
+    c = client(V5)
+    c.send(m.connect(uid, version=V5, props=[(m.RECEIVE_MAXIMUM, 0)]))
+    got = c.expect_closed()
+    assert all(p.type == m.CONNACK and p.reason >= 0x80 for p in got), got
+
+
+def test_01_connect_will_topic_with_wildcard(client, uid):
+    # [MQTT-3.1.3-11] / [MQTT-3.3.2-2]: the will topic is a topic name, with
+    # no wildcards; such a CONNECT is refused and the connection closed.
+    for version in (V311, V5):
+        c = client(version)
+        c.send(m.connect(uid, version=version, will={"topic": f"{uid}/#", "payload": b"x"}))
+        got = c.expect_closed()
+        assert all(p.type == m.CONNACK and p.reason >= 0x80 for p in got), got

@@ -184,3 +184,69 @@ def test_02_publish_v5_no_matching_subscribers_reason(client, uid):
     c.connect(uid)
     assert c.publish(f"{uid}/nobody", b"x", qos=1) == m.RC_NO_MATCHING_SUBSCRIBERS
     assert c.publish(f"{uid}/nobody", b"x", qos=2) == m.RC_NO_MATCHING_SUBSCRIBERS
+
+
+def test_02_publish_packets_split_byte_by_byte(client, uid):
+    # §2.2.3 / §4.2: a packet may arrive in any number of TCP segments; the
+    # broker reassembles CONNECT, SUBSCRIBE and PUBLISH sent one byte at a
+    # time, and packets sent right after CONNECT, before CONNACK, are
+    # processed in order (3.1.1 §3.1.4 non-normative: clients need not wait).
+    c = client(V311)
+    data = m.connect(uid) + m.subscribe(1, [(f"{uid}/t", 1)]) + m.publish(f"{uid}/t", b"bytes", 1, pid=2)
+    for b in data:
+        c.send(bytes([b]))
+    assert c.expect(m.CONNACK).reason == 0
+    assert c.expect(m.SUBACK).codes == [1]
+    # PUBACK and the delivery to ourselves, in either order.
+    got = sorted((c.recv(), c.recv()), key=lambda p: p.type)
+    assert [p.type for p in got] == [m.PUBLISH, m.PUBACK]
+    assert got[0].payload == b"bytes" and got[1].pid == 2
+
+
+def test_02_publish_many_packets_in_one_write(client, uid):
+    # The broker takes every packet of one TCP write, not only the first.
+    sub = client(V311)
+    sub.connect(uid + "-s")
+    sub.subscribe(f"{uid}/t", qos=1)
+    pub = client(V311)
+    pub.connect(uid + "-p")
+    n = 200
+    pub.send(b"".join(m.publish(f"{uid}/t", str(i).encode(), 1, pid=i + 1) for i in range(n)))
+    assert sorted(pub.expect(m.PUBACK).pid for _ in range(n)) == list(range(1, n + 1))
+    assert [sub.receive().payload for _ in range(n)] == [str(i).encode() for i in range(n)]
+
+
+def test_02_publish_large_payload(client, uid):
+    # A 2 MiB payload (remaining length in 4 bytes, §2.2.3) goes through
+    # unchanged at QoS 1.
+    sub = client(V311, timeout=10)
+    sub.connect(uid + "-s")
+    sub.subscribe(f"{uid}/t", qos=1)
+    pub = client(V311, timeout=10)
+    pub.connect(uid + "-p")
+    payload = bytes(range(256)) * 8192
+    pub.publish(f"{uid}/t", payload, qos=1)
+    assert sub.receive().payload == payload
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_02_publish_pubrel_for_an_unknown_packet_id(client, uid, version):
+    # [MQTT-4.3.3-2] (3.1.1) / 5.0 §3.7.2.1: a PUBREL is always answered with
+    # PUBCOMP carrying its packet id; at MQTT 5 with 0x92 Packet Identifier
+    # not found when no flow has that id. The connection stays up.
+    c = client(version)
+    c.connect(uid)
+    c.send(m.ack(m.PUBREL, 99, version))
+    comp = c.expect(m.PUBCOMP)
+    assert comp.pid == 99
+    assert comp.reason == (0x92 if version == V5 else 0)
+    c.ping()
+
+
+def test_02_publish_unexpected_puback_is_ignored(client, uid):
+    # A PUBACK for no flow of the broker's is not a protocol error (it may
+    # be a late duplicate); the connection keeps working.
+    c = client(V5)
+    c.connect(uid)
+    c.send(m.ack(m.PUBACK, 5, V5))
+    c.ping()

@@ -130,3 +130,27 @@ def test_03_retained_not_sent_for_shared_subscriptions(client, uid):
     sub.subscribe(f"$share/g/{uid}/r", qos=1)
     sub.ping()
     pub.publish(f"{uid}/r", b"", retain=True)
+
+
+def test_03_retained_expiry_counts_down_and_carries_the_subscription_identifier(client, uid):
+    # [MQTT-3.3.2-6] (5.0): a retained message is sent with its remaining
+    # Message Expiry Interval; its PUBLISH carries the Subscription
+    # Identifier of the SUBSCRIBE that caused it (§3.8.2.1.2, [MQTT-3.3.4-3]).
+    import time
+
+    topic = f"{uid}/r"
+    pub = client(V5)
+    pub.connect(uid + "-p")
+    pub.publish(topic, b"k", qos=1, retain=True, props=[(m.MESSAGE_EXPIRY, 100)])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.1:  # let at least a second pass, polling
+        pub.ping()
+        pub.expect_nothing(0.1)
+    sub = client(V5)
+    sub.connect(uid + "-s")
+    sub.subscribe(topic, qos=1, props=[(m.SUBSCRIPTION_ID, 5)])
+    got = sub.receive()
+    assert got.retain and got.payload == b"k"
+    assert 97 <= got.props.get(m.MESSAGE_EXPIRY) <= 99
+    assert got.props.all(m.SUBSCRIPTION_ID) == [5]
+    pub.publish(topic, b"", retain=True)

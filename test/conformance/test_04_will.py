@@ -144,3 +144,42 @@ def test_04_will_session_expiry_set_in_disconnect_after_0_is_a_protocol_error(cl
     # And no session was kept.
     again = client(V5)
     assert not again.connect(uid, clean=False).session_present
+
+
+def test_04_will_published_on_session_takeover(client, uid):
+    # 5.0 §3.1.4: on a takeover the old connection closes (DISCONNECT 0x8E,
+    # [MQTT-3.1.4-3]) and, with Will Delay 0, its will is published as for
+    # any close without DISCONNECT.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    old = client(V5)
+    old.connect(uid, will={"topic": topic, "payload": b"taken", "qos": 1})
+    new = client(V5)
+    new.connect(uid)
+    assert [p.reason for p in old.expect_closed()] == [m.RC_SESSION_TAKEN_OVER]
+    assert watcher.receive().payload == b"taken"
+
+
+def test_04_will_delay_ends_with_the_session(client, uid):
+    # [MQTT-3.1.3-9] (5.0): the will is published when the Will Delay
+    # Interval passes or the session ends, whichever is first: Session
+    # Expiry 0 sends it at once despite a 30 s delay; Session Expiry 1 sends
+    # it after about 1 s.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    wprops = [(m.WILL_DELAY, 30)]
+    now = client(V5)
+    now.connect(uid + "-0", will={"topic": topic, "payload": b"expiry 0", "qos": 1, "props": wprops})
+    later = client(V5)
+    later.connect(uid + "-1", props=[(m.SESSION_EXPIRY, 1)],
+                  will={"topic": topic, "payload": b"expiry 1", "qos": 1, "props": wprops})
+    t0 = time.monotonic()
+    now.close()
+    later.close()
+    first = watcher.receive(timeout=5)
+    t1 = time.monotonic() - t0
+    second = watcher.receive(timeout=5)
+    t2 = time.monotonic() - t0
+    assert (first.payload, second.payload) == (b"expiry 0", b"expiry 1")
+    assert t1 < 0.9, f"the expiry-0 will took {t1:.2f} s"
+    assert 0.95 <= t2 <= 3.0, f"the expiry-1 will came after {t2:.2f} s"

@@ -89,6 +89,20 @@ def _cases():
         # A property list longer than the packet.
         ("property_length_past_the_end", V5, _publish_raw(topic, version=V5, props=b"\x20" + v5_props_ok[1:]),
          {MALFORMED}),
+        # §3.12.1 / §3.14.1: PINGREQ and a 3.1.1 DISCONNECT have no body.
+        ("pingreq_with_a_body", V311, m.packet(m.PINGREQ, 0, b"\x00"), None),
+        ("pingreq_with_a_body", V5, m.packet(m.PINGREQ, 0, b"\x00"), {MALFORMED}),
+        ("disconnect_with_a_body", V311, m.packet(m.DISCONNECT, 0, b"\x00"), None),
+        # Packets only a server sends (CONNACK, SUBACK) are protocol errors
+        # from a client.
+        ("connack_from_a_client", V311, m.packet(m.CONNACK, 0, b"\x00\x00"), None),
+        ("suback_from_a_client", V5, m.packet(m.SUBACK, 0, m.u16(1) + b"\x00\x00"), {MALFORMED, PROTOCOL}),
+        # [MQTT-4.7.3-1]: a topic filter is at least one character;
+        # [MQTT-4.7.1-3]: "+" fills a whole level.
+        ("empty_filter", V311, m.subscribe(1, [("", 0)]), None),
+        ("plus_inside_a_level", V311, m.subscribe(1, [("a/b+", 0)]), None),
+        # [MQTT-4.7.3-1]: a topic name is at least one character.
+        ("empty_topic_name", V311, m.publish("", b"x"), None),
         # 5.0 §3.3.2.3.2: Payload Format Indicator 1 with a payload that is
         # not UTF-8 may be refused (0x99 Payload format invalid), or passed.
         # Not asserted here: the broker may forward it.
