@@ -1,5 +1,7 @@
 """CONNECT and CONNACK (MQTT 3.1.1 §3.1-3.2, MQTT 5.0 §3.1-3.2), raw bytes."""
 
+import pytest
+
 import mqttpkt as m
 from mqttpkt import V31, V311, V5
 
@@ -223,3 +225,25 @@ def test_01_connect_will_topic_with_wildcard(client, uid):
         c.send(m.connect(uid, version=version, will={"topic": f"{uid}/#", "payload": b"x"}))
         got = c.expect_closed()
         assert all(p.type == m.CONNACK and p.reason >= 0x80 for p in got), got
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_01_connect_takeover_of_a_clean_session_starts_a_new_one(client, uid, version):
+    # [MQTT-3.1.2-6] (3.1.1): a clean session lasts as long as its network
+    # connection; 5.0 §3.1.4: with Session Expiry 0 the session ends on the
+    # takeover. A new connection with clean session / clean start 0 taking
+    # over such a client therefore gets session present 0 and none of the
+    # old subscriptions [MQTT-3.2.2-3].
+    old = client(version)
+    old.connect(uid, clean=True)
+    old.subscribe(f"{uid}/t", qos=1)
+    new = client(version)
+    props = [(m.SESSION_EXPIRY, 60)] if version == V5 else None
+    ack = new.connect(uid, clean=False, props=props)
+    old.expect_closed()
+    assert not ack.session_present
+    pub = client(V311)
+    pub.connect(uid + "-p")
+    pub.publish(f"{uid}/t", b"not for the new session", qos=1)
+    new.ping()
+    new.expect_nothing(0.2)
