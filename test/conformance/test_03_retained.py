@@ -154,3 +154,24 @@ def test_03_retained_expiry_counts_down_and_carries_the_subscription_identifier(
     assert 97 <= got.props.get(m.MESSAGE_EXPIRY) <= 99
     assert got.props.all(m.SUBSCRIPTION_ID) == [5]
     pub.publish(topic, b"", retain=True)
+
+
+def test_03_retain_handling_1_after_a_session_resumes(client, uid):
+    # [MQTT-3.3.1-10] (5.0): the subscriptions of a resumed session exist,
+    # so subscribing again with Retain Handling 1 sends no retained message.
+    topic = f"{uid}/r"
+    pub = client(V5)
+    pub.connect(uid + "-p")
+    pub.publish(topic, b"k", qos=1, retain=True)
+    props = [(m.SESSION_EXPIRY, 60)]
+    c = client(V5)
+    c.connect(uid, props=props)
+    c.subscribe(topic, options=[m.sub_options(qos=1, retain_handling=1)])
+    assert c.receive().payload == b"k"
+    c.disconnect()
+    c = client(V5)
+    assert c.connect(uid, clean=False, props=props).session_present
+    c.subscribe(topic, options=[m.sub_options(qos=1, retain_handling=1)])
+    c.ping()
+    c.disconnect(props=[(m.SESSION_EXPIRY, 0)])
+    pub.publish(topic, b"", retain=True)

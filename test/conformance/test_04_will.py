@@ -183,3 +183,18 @@ def test_04_will_delay_ends_with_the_session(client, uid):
     assert (first.payload, second.payload) == (b"expiry 0", b"expiry 1")
     assert t1 < 0.9, f"the expiry-0 will took {t1:.2f} s"
     assert 0.95 <= t2 <= 3.0, f"the expiry-1 will came after {t2:.2f} s"
+
+
+def test_04_will_delay_then_a_clean_start_publishes_it(client, uid):
+    # [MQTT-3.1.3-9] (5.0): only a new connection to the same session
+    # cancels a delayed will; one with Clean Start 1 ends that session, so
+    # the will is published at once.
+    topic = f"{uid}/will"
+    watcher = _watch(client, uid, topic)
+    c = client(V5)
+    c.connect(uid, props=[(m.SESSION_EXPIRY, 60)],
+              will={"topic": topic, "payload": b"ended", "qos": 1, "props": [(m.WILL_DELAY, 30)]})
+    c.close()
+    fresh = client(V5)
+    assert not fresh.connect(uid, clean=True).session_present
+    assert watcher.receive(timeout=3).payload == b"ended"

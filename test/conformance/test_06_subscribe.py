@@ -241,3 +241,29 @@ def test_06_subscribe_topic_matching(client, uid):
         pub.publish(t, b"", qos=1)
     assert [c.receive().topic for _ in range(3)] == [f"{uid}//x", f"{uid}/all", f"{uid}/Q/x"]
     c.ping()
+
+
+def test_06_subscribe_again_replaces_the_options_and_identifier(client, uid):
+    # [MQTT-3.8.4-3]: a SUBSCRIBE for an existing filter replaces the
+    # subscription: here No Local and Subscription Identifier 3 are dropped
+    # by subscribing again without them.
+    c = client(V5)
+    c.connect(uid)
+    c.subscribe(f"{uid}/t", options=[m.sub_options(qos=0, no_local=True)], props=[(m.SUBSCRIPTION_ID, 3)])
+    c.subscribe(f"{uid}/t", options=[m.sub_options(qos=0)])
+    c.publish(f"{uid}/t", b"own")
+    got = c.receive()
+    assert got.payload == b"own"
+    assert got.props.all(m.SUBSCRIPTION_ID) == []
+
+
+def test_06_unsubscribe_shared_subscription(client, uid):
+    # 5.0 §4.8.2 and §3.11.3: a shared subscription is removed by its full
+    # filter; another group name is a different subscription (0x11).
+    c = client(V5)
+    c.connect(uid)
+    c.subscribe(f"$share/g/{uid}/t", qos=1)
+    assert c.unsubscribe(f"$share/g/{uid}/t", f"$share/h/{uid}/t") == [m.RC_SUCCESS, m.RC_NO_SUBSCRIPTION_EXISTED]
+    pub = client(V5)
+    pub.connect(uid + "-p")
+    assert pub.publish(f"{uid}/t", b"x", qos=1) == m.RC_NO_MATCHING_SUBSCRIBERS

@@ -186,3 +186,19 @@ def test_07_v5_maximum_packet_size_of_the_client(client, uid):
     pub.publish(f"{uid}/t", b"s" * 10, qos=1)
     assert [big.receive().payload for _ in range(2)] == [b"L" * 500, b"s" * 10]
     assert small.receive().payload == b"s" * 10
+
+
+def test_07_v5_topic_aliases_do_not_survive_the_connection(client, uid):
+    # [MQTT-3.3.2-7]: alias mappings belong to one network connection; after
+    # a reconnect (even to the same session) an alias without a topic is
+    # unknown: Protocol Error 0x82.
+    props = [(m.SESSION_EXPIRY, 60)]
+    c = client(V5)
+    c.connect(uid, props=props)
+    c.publish(f"{uid}/t", b"x", qos=1, props=[(m.TOPIC_ALIAS, 1)])
+    c.disconnect()
+    c = client(V5)
+    assert c.connect(uid, clean=False, props=props).session_present
+    c.send(m.publish("", b"y", 1, pid=5, version=V5, props=[(m.TOPIC_ALIAS, 1)]))
+    got = c.expect_closed()
+    assert [(p.type, p.reason) for p in got] == [(m.DISCONNECT, m.RC_PROTOCOL_ERROR)], got
