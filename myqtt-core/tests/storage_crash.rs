@@ -1,5 +1,5 @@
-//! Crash test of a listener with a store: the `myqtt-listener` program
-//! (built by cargo for integration tests, `CARGO_BIN_EXE_myqtt-listener`)
+//! Crash test of a listener with a store: the `listener` example program
+//! (see `storage_util`)
 //! runs with `--storage DIR` and is killed with SIGKILL at random moments
 //! and restarted, again and again, while a QoS 1 and a QoS 2 publisher
 //! (myqtt clients with persistent sessions and automatic reconnection)
@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod storage_util;
 
 use myqtt_core::client::{ConnectOptions, PublishMessage, ReconnectOptions};
 use myqtt_core::codec::{ProtocolVersion, QoS};
@@ -39,7 +41,7 @@ fn start_listener(dir: &Path, port: u16, backend: &str) -> Listener {
     // not finished closing the old process, so a few attempts are allowed.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_myqtt-listener"))
+        let mut child = Command::new(storage_util::listener_program())
             .arg("--storage")
             .arg(dir)
             .args(["--port", &port.to_string(), "--backend", backend])

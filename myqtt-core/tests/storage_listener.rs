@@ -1,12 +1,14 @@
 //! A listener with a store: what survives a clean restart (sessions,
 //! subscriptions, queued messages, retained messages), for redb and (with
-//! the `sled` feature) sled; and the `myqtt-listener` program's refusal to
+//! the `sled` feature) sled; and the `listener` example program's refusal to
 //! start on a corrupt store or on a store another process has open.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod storage_util;
 
 use myqtt_core::broker::BrokerConfig;
 use myqtt_core::client::{ConnectOptions, PublishMessage};
@@ -176,7 +178,7 @@ fn a_locked_store_stops_a_second_context_with_a_clear_error() {
 }
 
 fn listener_program(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_myqtt-listener"));
+    let mut c = Command::new(storage_util::listener_program());
     c.arg("--storage").arg(dir).args(["--port", "0"]);
     c
 }

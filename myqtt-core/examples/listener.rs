@@ -1,6 +1,8 @@
-//! `myqtt-listener`: a standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
+//! A standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
 //! `--port` (default 1883; 0 picks a free port). It prints one line,
 //! `listening on HOST:PORT`, once bound, and runs until Ctrl-C or SIGTERM.
+//! `--max-packet-size BYTES` limits the packets clients may send (MQTT 5:
+//! DISCONNECT 0x95 beyond it); the default is the protocol's own limit.
 //!
 //! `--storage PATH` keeps sessions, subscriptions, queued and in-flight
 //! messages, retained messages and wills in a store in folder `PATH`
@@ -11,7 +13,7 @@
 //! error (exit status 1); the store is never wiped.
 //!
 //! ```text
-//! cargo run --bin myqtt-listener -- --port 1883
+//! cargo run --example listener -- --port 1883
 //! mosquitto_sub -p 1883 -t 'a/#' -v &
 //! mosquitto_pub -p 1883 -t a/b -m hello
 //! ```
@@ -19,6 +21,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use myqtt_core::broker::BrokerConfig;
 use myqtt_core::store::{BackendKind, StoreConfig};
 use myqtt_core::{Ctx, WaitOutcome};
 
@@ -28,10 +31,11 @@ struct Args {
     storage: Option<String>,
     backend: BackendKind,
     hash_size: u32,
+    max_packet_size: u32,
 }
 
 fn usage() -> &'static str {
-    "usage: listener [--host HOST] [--port PORT] [--storage PATH [--backend redb|sled] [--hash-size N]]"
+    "usage: listener [--host HOST] [--port PORT] [--max-packet-size BYTES] [--storage PATH [--backend redb|sled] [--hash-size N]]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         storage: None,
         backend: BackendKind::Redb,
         hash_size: 0,
+        max_packet_size: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -62,6 +67,12 @@ fn parse_args() -> Result<Args, String> {
             "--hash-size" => {
                 let v = value("--hash-size")?;
                 args.hash_size = v.parse().map_err(|_| format!("invalid hash size {v:?}"))?;
+            }
+            "--max-packet-size" => {
+                let v = value("--max-packet-size")?;
+                args.max_packet_size = v
+                    .parse()
+                    .map_err(|_| format!("invalid packet size {v:?}"))?;
             }
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
@@ -86,7 +97,17 @@ fn main() -> ExitCode {
                 .hash_size(args.hash_size),
         );
     }
-    let ctx = match builder.build() {
+    let config = match BrokerConfig::builder()
+        .max_packet_size(args.max_packet_size)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ctx = match builder.broker(config).build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot start: {e}");
