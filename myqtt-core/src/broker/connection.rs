@@ -102,6 +102,12 @@ impl Ending {
     }
 }
 
+/// Work from the session that waits for the hooks.
+enum Pending {
+    Publish(Publish),
+    Subscribe(Subscribe),
+}
+
 /// What woke the connection's loop.
 #[allow(clippy::large_enum_variant)] // short-lived, on the stack
 enum Wake {
@@ -165,9 +171,12 @@ pub(crate) async fn serve<R, W>(
     async move {
         let reader = PacketReader::new(read, broker.config().max_packet_size());
         let writer = PacketWriter::new(write);
-        if let Some(mut conn) = handshake(broker, reader, writer, peer, local, transport).await {
+        // The handshake and the close are boxed: their futures are large
+        // and short-lived, so an idle connection keeps only the main loop's.
+        let conn = Box::pin(handshake(broker, reader, writer, peer, local, transport)).await;
+        if let Some(mut conn) = conn {
             let ending = conn.run().await;
-            conn.close(ending).await;
+            Box::pin(conn.close(ending)).await;
         }
         drop(guard);
     }
@@ -214,7 +223,7 @@ async fn handshake<R, W>(
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) -> Option<Conn<R, W>>
+) -> Option<Box<Conn<R, W>>>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -462,7 +471,7 @@ where
         "client connected"
     );
     chain.emit(EventKind::Lifecycle, || Event::Connected(&info));
-    let conn = Conn {
+    let conn = Box::new(Conn {
         broker,
         reader,
         writer,
@@ -481,7 +490,7 @@ where
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
         _slot: slot,
-    };
+    });
     if let Err(e) = accepted {
         // A packet held since the CONNECT broke the protocol.
         let ending = Conn::<R, W>::violation(&e);
@@ -597,6 +606,11 @@ where
         tokio::pin!(mail);
         let control = shared.notify.notified();
         tokio::pin!(control);
+        // Packets that arrived with the CONNECT were handled by the
+        // session's accept; act on what they reported.
+        if let Err(ending) = self.settle(Instant::now()).await {
+            return ending;
+        }
         loop {
             self.flush_transmit();
             let deadline = self.session.poll_timeout();
@@ -622,7 +636,11 @@ where
             };
             match wake {
                 Wake::Read(r) => {
-                    if let Err(ending) = self.on_read(r).await {
+                    let done = match self.take(r) {
+                        Ok(now) => self.after_read(now).await,
+                        Err(ending) => Err(ending),
+                    };
+                    if let Err(ending) = done {
                         return ending;
                     }
                 }
@@ -642,7 +660,11 @@ where
                 }
                 Wake::Mail => {
                     mail.set(handle.wake.notified());
-                    if let Err(ending) = self.drain().await {
+                    if self.drain() {
+                        Box::pin(self.drain_checked()).await;
+                    }
+                    // Drops the session reported (too large, expired).
+                    if let Err(ending) = self.settle(Instant::now()).await {
                         return ending;
                     }
                 }
@@ -667,29 +689,47 @@ where
         }
     }
 
-    /// Handles a read result, then every packet already buffered behind it.
-    async fn on_read(&mut self, r: Result<Option<Packet>, NetError>) -> Result<(), Ending> {
-        let mut next = r;
-        loop {
-            match next {
-                Ok(Some(p)) => self.on_packet(p).await?,
-                Ok(None) => {
-                    tracing::debug!("connection closed by the client");
-                    return Err(Ending::Lost);
+    /// Takes a read result: hands the packet to the session (or ends the
+    /// connection) and returns the time it was handled at.
+    fn take(&mut self, r: Result<Option<Packet>, NetError>) -> Result<Instant, Ending> {
+        match r {
+            Ok(Some(packet)) => {
+                let now = Instant::now();
+                self.refresh_chain();
+                self.chain.emit(EventKind::Packets, || {
+                    Event::PacketReceived(&self.info, &packet)
+                });
+                if let Err(e) = self.session.handle_packet(now, packet) {
+                    tracing::warn!(error = %e, "protocol violation; closing");
+                    return Err(Self::violation(&e));
                 }
-                Err(NetError::Decode(e)) => {
-                    tracing::warn!(error = %e, "malformed packet; closing");
-                    return Err(Ending::Violation(e.reason_code(), e.to_string()));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return Err(Ending::Lost);
-                }
+                Ok(now)
             }
-            next = match self.reader.try_read_buffered() {
+            Ok(None) => {
+                tracing::debug!("connection closed by the client");
+                Err(Ending::Lost)
+            }
+            Err(NetError::Decode(e)) => {
+                tracing::warn!(error = %e, "malformed packet; closing");
+                Err(Ending::Violation(e.reason_code(), e.to_string()))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                Err(Ending::Lost)
+            }
+        }
+    }
+
+    /// After a packet was taken: acts on it, then on every packet already
+    /// buffered behind it.
+    async fn after_read(&mut self, now: Instant) -> Result<(), Ending> {
+        self.settle(now).await?;
+        loop {
+            let now = match self.reader.try_read_buffered() {
                 Ok(None) => return Ok(()),
-                other => other,
+                other => self.take(other)?,
             };
+            self.settle(now).await?;
         }
     }
 
@@ -697,21 +737,32 @@ where
         Ending::Violation(e.reason_code(), e.to_string())
     }
 
-    async fn on_packet(&mut self, packet: Packet) -> Result<(), Ending> {
-        let now = Instant::now();
-        self.refresh_chain();
-        self.chain.emit(EventKind::Packets, || {
-            Event::PacketReceived(&self.info, &packet)
-        });
-        if let Err(e) = self.session.handle_packet(now, packet) {
-            tracing::warn!(error = %e, "protocol violation; closing");
-            return Err(Self::violation(&e));
+    /// Acts on everything the session reported, awaiting hooks where one
+    /// must decide.
+    // Design: the common path is synchronous (`process_events`); only work
+    // that waits for hooks is awaited, boxed, so the connection's future
+    // stays small and no large future is moved per packet.
+    async fn settle(&mut self, now: Instant) -> Result<(), Ending> {
+        while let Some(pending) = self.process_events(now)? {
+            Box::pin(self.complete(now, pending)).await?;
         }
-        self.process_events(now).await
+        Ok(())
     }
 
-    /// Acts on what the session reported.
-    async fn process_events(&mut self, now: Instant) -> Result<(), Ending> {
+    /// Finishes an event that needs the hooks.
+    async fn complete(&mut self, now: Instant, pending: Pending) -> Result<(), Ending> {
+        match pending {
+            Pending::Publish(p) => self.on_publish_hooked(now, p).await,
+            Pending::Subscribe(s) => {
+                self.on_subscribe(now, s).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Acts on what the session reported, up to the first event that needs
+    /// the hooks, which is returned.
+    fn process_events(&mut self, now: Instant) -> Result<Option<Pending>, Ending> {
         while let Some(event) = self.session.poll_event() {
             match event {
                 session::Event::Publish(p) => {
@@ -719,12 +770,10 @@ where
                     if self.chain.is_empty() {
                         self.on_publish_plain(now, p)?;
                     } else {
-                        // Boxed: the hook path's large future stays off the
-                        // common path's stack frames.
-                        Box::pin(self.on_publish_hooked(now, p)).await?;
+                        return Ok(Some(Pending::Publish(p)));
                     }
                 }
-                session::Event::Subscribe(s) => Box::pin(self.on_subscribe(now, s)).await,
+                session::Event::Subscribe(s) => return Ok(Some(Pending::Subscribe(s))),
                 session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
                 session::Event::PublishDropped {
                     publish, reason, ..
@@ -777,7 +826,7 @@ where
                 _ => {}
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reports a message that will not reach this client.
@@ -1059,25 +1108,44 @@ where
         }
     }
 
-    /// Takes everything waiting in the mailbox into the session.
-    async fn drain(&mut self) -> Result<(), Ending> {
+    /// Takes everything waiting in the mailbox into the session; returns
+    /// true when a hook must check the deliveries ([`Self::drain_checked`]).
+    fn drain(&mut self) -> bool {
+        self.refresh_chain();
+        if self.chain.interests().deliver_acl {
+            return true;
+        }
         {
             let mut mb = lock(&self.handle.mailbox);
             std::mem::swap(&mut mb.queue, &mut self.spare);
         }
         let now = Instant::now();
-        self.refresh_chain();
-        if self.chain.interests().deliver_acl {
-            while let Some(d) = self.spare.pop_front() {
-                Box::pin(self.deliver(now, d)).await;
-            }
-        } else {
-            while let Some(d) = self.spare.pop_front() {
-                self.deliver_plain(now, d);
-            }
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver_plain(now, d);
         }
-        // Drops the session reported (too large, expired).
-        self.process_events(now).await
+        self.trim_spare();
+        false
+    }
+
+    /// Gives back the memory of a large burst.
+    fn trim_spare(&mut self) {
+        if self.spare.capacity() > 64 {
+            self.spare = VecDeque::new();
+        }
+    }
+
+    /// Takes everything waiting in the mailbox into the session, each
+    /// delivery checked by the delivery ACL.
+    async fn drain_checked(&mut self) {
+        {
+            let mut mb = lock(&self.handle.mailbox);
+            std::mem::swap(&mut mb.queue, &mut self.spare);
+        }
+        let now = Instant::now();
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver(now, d).await;
+        }
+        self.trim_spare();
     }
 
     /// Hands one message to the session after the delivery ACL, when a
@@ -1161,7 +1229,7 @@ where
 
     /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
     /// bounded flush, the session detached or ended, the will.
-    async fn close(mut self, ending: Ending) {
+    async fn close(mut self: Box<Self>, ending: Ending) {
         let now = Instant::now();
         if let Some((code, why)) = ending.server_disconnect() {
             let reason_string = why.map(|w| {
@@ -1195,7 +1263,7 @@ where
             will,
             session_expiry,
             ..
-        } = self;
+        } = *self;
         // What is left to send goes into the write buffer; the session is
         // detached before the (bounded) flush, so a slow socket does not
         // delay a takeover or leave the session looking online.
@@ -1223,5 +1291,40 @@ where
         if let Some(w) = will_now {
             broker.publish_will(&info, w).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    use super::{Conn, Transport, serve};
+    use crate::broker::{Broker, BrokerConfig};
+
+    /// The connection task's future is what an idle connection costs
+    /// besides its buffers and session: it must stay small (the handshake
+    /// and close futures are boxed, the hook paths too).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (signal, shutdown) = tokio::sync::watch::channel(false);
+        let broker = Broker::new(BrokerConfig::default(), runtime.handle().clone(), shutdown);
+        let (near, far) = tokio::io::duplex(64);
+        let task = serve(
+            broker.clone(),
+            broker.enter_task(),
+            tokio::io::split(near),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            Transport::Tcp,
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "the connection future is {size} bytes");
+        let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
+        assert!(conn <= 1536, "a connection's state is {conn} bytes");
+        drop((task, far, signal));
     }
 }

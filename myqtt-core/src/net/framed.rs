@@ -12,6 +12,8 @@ use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, e
 const INITIAL_BUFFER: usize = 512;
 /// Below this much spare room the read buffer grows before the next read.
 const MIN_READ_ROOM: usize = 256;
+/// The largest buffer a writer starts a burst with.
+const MAX_WRITE_HINT: usize = 64 * 1024;
 /// The most a read buffer grows by at once. Reads that fill the buffer
 /// double the growth step up to this, so a busy connection reads in large
 /// chunks (few syscalls) while an idle one keeps a small buffer. Decoded
@@ -118,6 +120,11 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 pub struct PacketWriter<W> {
     io: W,
     buf: BytesMut,
+    /// The size of the last burst: the next burst starts with this much
+    /// room, so it needs one allocation.
+    hint: usize,
+    /// The most bytes buffered in the current burst.
+    peak: usize,
 }
 
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
@@ -125,13 +132,20 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(io: W) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            buf: BytesMut::new(),
+            hint: INITIAL_BUFFER,
+            peak: 0,
         }
     }
 
     /// Encodes `packet` for `version` into the write buffer.
     pub fn queue(&mut self, packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError> {
-        encode(packet, version, &mut self.buf)
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.hint);
+        }
+        encode(packet, version, &mut self.buf)?;
+        self.peak = self.peak.max(self.buf.len());
+        Ok(())
     }
 
     /// Bytes waiting to be written.
@@ -148,9 +162,13 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         if n == 0 && !self.buf.is_empty() {
             return Err(NetError::Io(std::io::ErrorKind::WriteZero.into()));
         }
-        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
-            // Give back the memory a burst needed.
-            self.buf = BytesMut::with_capacity(INITIAL_BUFFER);
+        if self.buf.is_empty() {
+            // Between bursts the buffer is given back, so an idle
+            // connection holds no write memory; the next burst allocates
+            // once, sized like this one.
+            self.hint = self.peak.clamp(INITIAL_BUFFER, MAX_WRITE_HINT);
+            self.peak = 0;
+            self.buf = BytesMut::new();
         }
         Ok(())
     }
