@@ -86,10 +86,13 @@ fn a_retained_will_is_stored() {
     with_default_broker(|_, addr| async move {
         let (client, _) = Raw::connect_with(addr, with_will(V311, "c", true)).await;
         drop(client);
-        let mut late = Raw::connect(addr, V311, "late", true).await;
-        // Poll until the will is in: subscribe again until it arrives.
+        // Poll until the will is in. Each attempt is a fresh connection and a
+        // fresh subscription, so what arrives can only be the stored copy
+        // (a live copy to an existing subscription has retain 0,
+        // [MQTT-3.3.1-9]).
         let deadline = Instant::now() + WAIT;
         loop {
+            let mut late = Raw::connect(addr, V311, "late", true).await;
             late.subscribe("status/x", QoS::AtMostOnce).await;
             if let Some(Packet::Publish(m)) = late.recv_within(QUIET).await {
                 assert!(m.retain);

@@ -332,6 +332,21 @@ fn mqtt5_empty_topic_name_without_topic_alias_is_a_protocol_error() {
 }
 
 #[test]
+fn mqtt5_empty_topic_name_with_properties_but_no_topic_alias_is_a_protocol_error() {
+    // MQTT 5.0 §3.3.2.1: a zero-length topic needs a Topic Alias; here the
+    // property list is not empty (Message Expiry Interval 60) but names none.
+    assert_rejected(
+        V5,
+        &packet(
+            0x30,
+            &[0x00, 0x00, 0x05, 0x02, 0x00, 0x00, 0x00, 0x3C, b'x'],
+        ),
+        &DecodeError::EmptyTopicWithoutAlias,
+        ReasonCode::ProtocolError,
+    );
+}
+
+#[test]
 fn wildcards_in_the_will_topic_are_rejected() {
     assert_rejected(
         None,

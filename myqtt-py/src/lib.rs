@@ -7,13 +7,30 @@
 //! - `queue`: `myqtt.AsyncQueue`, PyMyQtt's thread-safe queue.
 //! - `ctx`: `myqtt.Ctx`, the context that owns the engine's runtime.
 //! - `wait`: how blocking calls release the GIL and stay interruptible.
+//! - `conn`: `myqtt.Conn`, the client connection (PyMyQtt's methods and
+//!   the ones the Pythonic and asyncio layers build on).
+//! - `opts`: `myqtt.ConnOpts`, the connection options.
+//! - `msg`: `myqtt.Msg`, a received message.
+//! - `props`: `myqtt.Properties` and the MQTT 5 property conversions.
+//! - `handle`: `myqtt.PublishHandle` and PyMyQtt's `myqtt.Handle`.
+//! - `complete`: the completion thread that hands asynchronous results to
+//!   Python callbacks (asyncio bridges through it).
+//! - `log`: the tracing subscriber that forwards Rust logs to Python
+//!   `logging` through a bounded channel.
 //!
 //! The Python sources beside this crate (`python/myqtt/`) re-export these
 //! names and add the Pythonic layer.
 
+mod complete;
+mod conn;
 mod constants;
 mod ctx;
 mod errors;
+mod handle;
+mod log;
+mod msg;
+mod opts;
+mod props;
 mod queue;
 mod wait;
 
@@ -27,5 +44,19 @@ fn _myqtt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<queue::AsyncQueue>()?;
     m.add_class::<ctx::Ctx>()?;
+    // Client.
+    m.add_class::<conn::Conn>()?;
+    m.add_class::<opts::ConnOpts>()?;
+    m.add_class::<msg::Msg>()?;
+    m.add_class::<props::Properties>()?;
+    m.add_class::<handle::PublishHandle>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_function(wrap_pyfunction!(conn::connect_async, m)?)?;
+    // Logging and interpreter exit.
+    m.add("LOG_FORWARDING", log::install())?;
+    m.add_function(wrap_pyfunction!(log::_log_drain, m)?)?;
+    m.add_function(wrap_pyfunction!(log::_log_set_level, m)?)?;
+    m.add_function(wrap_pyfunction!(log::_log_dropped, m)?)?;
+    m.add_function(wrap_pyfunction!(complete::_interpreter_exiting, m)?)?;
     Ok(())
 }

@@ -800,9 +800,9 @@ where
                         if self.session_expiry == 0 && secs != 0 {
                             // [MQTT-3.14.2-2]
                             return Err(Ending::Violation(
-                                ReasonCode::ProtocolError,
-                                "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),
-                            ));
+                                    ReasonCode::ProtocolError,
+                                    "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),
+                                ));
                         }
                         self.session_expiry = secs.min(self.broker.config().max_session_expiry);
                     }

@@ -157,14 +157,32 @@ impl Decoder {
             buf.reserve(size - buf.len());
             return Ok(None);
         }
-        let mut r = Reader::new(buf.split_to(size).freeze(), header_len);
-        let flags = first & 0x0F;
-        let packet = match (packet_type, version) {
+        let r = Reader::new(buf.split_to(size).freeze(), header_len);
+        if let (PacketType::Publish, Some(v)) = (packet_type, version) {
+            // The payload takes the rest of the packet: nothing can trail.
+            let publish = Publish::decode(r, v, publish_flags(first)?)?;
+            return Ok(Some(Packet::Publish(publish)));
+        }
+        self.decode_body(first, packet_type, r).map(Some)
+    }
+
+    /// Decodes the body of any packet but a PUBLISH at a known level.
+    ///
+    // Design: kept out of line so that `decode`, which every PUBLISH goes
+    // through, stays small (a smaller stack frame and fewer spills).
+    #[inline(never)]
+    fn decode_body(
+        &mut self,
+        first: u8,
+        packet_type: PacketType,
+        mut r: Reader,
+    ) -> Result<Packet, DecodeError> {
+        let packet = match (packet_type, self.version) {
             (PacketType::Connect, _) => {
                 let connect = Connect::decode(&mut r)?;
                 r.finish()?;
                 self.version = Some(connect.protocol);
-                return Ok(Some(Packet::Connect(Box::new(connect))));
+                return Ok(Packet::Connect(Box::new(connect)));
             }
             // Only CONNECT passes `check_first_byte` without a version.
             (_, None) => {
@@ -172,13 +190,14 @@ impl Decoder {
                     packet_type: first >> 4,
                 });
             }
+            // Not reached (`decode` takes PUBLISH itself); kept so that the
+            // match stays exhaustive without a panic.
             (PacketType::Publish, Some(v)) => {
-                // Checked with the first byte: QoS is 0, 1 or 2.
-                let qos =
-                    QoS::try_from((flags >> 1) & 0x03).map_err(|_| DecodeError::InvalidQoS)?;
-                let fixed = (flags & 0x08 != 0, qos, flags & 0x01 != 0);
-                // The payload takes the rest of the packet: nothing can trail.
-                return Ok(Some(Packet::Publish(Publish::decode(&mut r, v, fixed)?)));
+                return Ok(Packet::Publish(Publish::decode(
+                    r,
+                    v,
+                    publish_flags(first)?,
+                )?));
             }
             (PacketType::ConnAck, Some(v)) => Packet::ConnAck(ConnAck::decode(&mut r, v)?),
             (PacketType::PubAck, Some(v)) => {
@@ -205,7 +224,7 @@ impl Decoder {
             (PacketType::Auth, Some(_)) => Packet::Auth(Auth::decode(&mut r)?),
         };
         r.finish()?;
-        Ok(Some(packet))
+        Ok(packet)
     }
 
     /// Checks what the first byte alone decides: the packet type, its flags
@@ -217,6 +236,20 @@ impl Decoder {
     ) -> Result<(PacketType, Option<ProtocolVersion>), DecodeError> {
         let nibble = first >> 4;
         let flags = first & 0x0F;
+        // Fast path for the common case, a PUBLISH once the level is known:
+        // the same checks as below, in the same order.
+        if nibble == PacketType::Publish as u8
+            && let Some(v) = self.version
+        {
+            let qos = (flags >> 1) & 0x03;
+            if qos == 3 {
+                return Err(DecodeError::InvalidQoS); // [MQTT-3.3.1-4]
+            }
+            if qos == 0 && flags & 0x08 != 0 {
+                return Err(DecodeError::DupAtQoS0); // [MQTT-3.3.1-2]
+            }
+            return Ok((PacketType::Publish, Some(v)));
+        }
         let packet_type =
             PacketType::from_nibble(nibble).ok_or(DecodeError::InvalidPacketType {
                 packet_type: nibble,
@@ -247,6 +280,14 @@ impl Decoder {
         }
         Ok((packet_type, self.version))
     }
+}
+
+/// DUP, QoS and RETAIN of a PUBLISH first byte that `check_first_byte`
+/// accepted (so the QoS is 0, 1 or 2 [MQTT-3.3.1-4]).
+#[inline]
+fn publish_flags(first: u8) -> Result<(bool, QoS, bool), DecodeError> {
+    let qos = QoS::try_from((first >> 1) & 0x03).map_err(|_| DecodeError::InvalidQoS)?;
+    Ok((first & 0x08 != 0, qos, first & 0x01 != 0))
 }
 
 /// The level a packet is written at: a CONNECT always at its own.

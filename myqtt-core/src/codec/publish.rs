@@ -7,6 +7,7 @@ use super::error::{DecodeError, EncodeError};
 use super::properties::{AckProperties, PropertyList, PublishProperties};
 use super::wire::{Reader, Sink};
 use super::{PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
+use crate::bytestr::ByteStr;
 use crate::topic::{TopicError, TopicName};
 
 /// A PUBLISH packet.
@@ -57,9 +58,13 @@ impl PubAck {
 impl Publish {
     /// Decodes a PUBLISH body; `dup`, `qos` and `retain` come from the
     /// fixed header, already checked.
+    ///
+    // Design: this is the hot path of every connection. Before MQTT 5 the
+    // packet is built in one expression, so the (empty, 160-byte) property
+    // struct is written in place rather than built and then moved.
     #[inline]
     pub(crate) fn decode(
-        r: &mut Reader,
+        mut r: Reader,
         version: ProtocolVersion,
         (dup, qos, retain): (bool, QoS, bool),
     ) -> Result<Self, DecodeError> {
@@ -69,25 +74,43 @@ impl Publish {
         } else {
             Some(r.packet_id(PacketType::Publish)?)
         };
-        let properties = if version.is_v5() {
-            PublishProperties::decode(r)?
-        } else {
-            PublishProperties::default()
-        };
-        let topic = if topic.is_empty() && version.is_v5() {
+        if !version.is_v5() {
+            return Ok(Self {
+                dup,
+                qos,
+                retain,
+                topic: topic_name(topic)?,
+                packet_id,
+                properties: PublishProperties::default(),
+                payload: r.into_rest(),
+            });
+        }
+        if r.skip_empty_properties() {
+            // The common MQTT 5 case, built in place like the one above.
+            // Without properties there is no Topic Alias to stand for an
+            // empty topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
+            if topic.is_empty() {
+                return Err(DecodeError::EmptyTopicWithoutAlias);
+            }
+            return Ok(Self {
+                dup,
+                qos,
+                retain,
+                topic: topic_name(topic)?,
+                packet_id,
+                properties: PublishProperties::default(),
+                payload: r.into_rest(),
+            });
+        }
+        let properties = PublishProperties::decode(&mut r)?;
+        let topic = if topic.is_empty() {
             if properties.topic_alias.is_none() {
                 return Err(DecodeError::EmptyTopicWithoutAlias);
             }
             TopicName::empty_for_alias()
         } else {
-            // [MQTT-3.3.2-2] no wildcards; [MQTT-4.7.3-1] not empty;
-            // [MQTT-1.5.3-2] no U+0000.
-            TopicName::new(topic).map_err(|e| match e {
-                TopicError::NullCharacter => DecodeError::NullCharacter,
-                other => DecodeError::InvalidTopicName(other),
-            })?
+            topic_name(topic)?
         };
-        let payload = r.take_rest();
         Ok(Self {
             dup,
             qos,
@@ -95,7 +118,7 @@ impl Publish {
             topic,
             packet_id,
             properties,
-            payload,
+            payload: r.into_rest(),
         })
     }
 
@@ -141,6 +164,16 @@ impl Publish {
         }
         dst.slice(&self.payload);
     }
+}
+
+/// Checks a PUBLISH topic name: [MQTT-3.3.2-2] no wildcards;
+/// [MQTT-4.7.3-1] not empty; [MQTT-1.5.3-2] no U+0000.
+#[inline]
+fn topic_name(topic: ByteStr) -> Result<TopicName, DecodeError> {
+    TopicName::from_byte_str(topic).map_err(|e| match e {
+        TopicError::NullCharacter => DecodeError::NullCharacter,
+        other => DecodeError::InvalidTopicName(other),
+    })
 }
 
 impl PubAck {
