@@ -636,8 +636,9 @@ where
             };
             match wake {
                 Wake::Read(r) => {
-                    let done = match self.take(r) {
-                        Ok(now) => self.after_read(now).await,
+                    let now = Instant::now();
+                    let done = match self.take(r, now) {
+                        Ok(()) => self.after_read(now).await,
                         Err(ending) => Err(ending),
                     };
                     if let Err(ending) = done {
@@ -691,10 +692,9 @@ where
 
     /// Takes a read result: hands the packet to the session (or ends the
     /// connection) and returns the time it was handled at.
-    fn take(&mut self, r: Result<Option<Packet>, NetError>) -> Result<Instant, Ending> {
+    fn take(&mut self, r: Result<Option<Packet>, NetError>, now: Instant) -> Result<(), Ending> {
         match r {
             Ok(Some(packet)) => {
-                let now = Instant::now();
                 self.refresh_chain();
                 self.chain.emit(EventKind::Packets, || {
                     Event::PacketReceived(&self.info, &packet)
@@ -703,7 +703,7 @@ where
                     tracing::warn!(error = %e, "protocol violation; closing");
                     return Err(Self::violation(&e));
                 }
-                Ok(now)
+                Ok(())
             }
             Ok(None) => {
                 tracing::debug!("connection closed by the client");
@@ -721,14 +721,14 @@ where
     }
 
     /// After a packet was taken: acts on it, then on every packet already
-    /// buffered behind it.
+    /// buffered behind it (one clock reading serves the batch).
     async fn after_read(&mut self, now: Instant) -> Result<(), Ending> {
         self.settle(now).await?;
         loop {
-            let now = match self.reader.try_read_buffered() {
+            match self.reader.try_read_buffered() {
                 Ok(None) => return Ok(()),
-                other => self.take(other)?,
-            };
+                other => self.take(other, now)?,
+            }
             self.settle(now).await?;
         }
     }
