@@ -87,23 +87,39 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             if let Some(packet) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(packet));
             }
-            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                self.buf.reserve(self.chunk);
-            }
-            let room = self.buf.capacity() - self.buf.len();
-            let n = self.io.read_buf(&mut self.buf).await?;
-            if n == 0 {
+            if !self.fill().await? {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(NetError::TruncatedPacket)
                 };
             }
-            if n == room && self.chunk < MAX_READ_CHUNK {
-                // The peer sends faster than one buffer per read.
-                self.chunk *= 2;
-            }
         }
+    }
+
+    /// Reads more bytes into the buffer with one read call; `Ok(false)` at
+    /// the end of the stream. Decode them with
+    /// [`try_read_buffered`](Self::try_read_buffered).
+    ///
+    /// Cancel-safe, and its future is small: a connection loop can wait on
+    /// it and decode the packets synchronously after it completes.
+    pub async fn fill(&mut self) -> Result<bool, NetError> {
+        if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+            self.buf.reserve(self.chunk);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = self.io.read_buf(&mut self.buf).await?;
+        if n == room && self.chunk < MAX_READ_CHUNK {
+            // The peer sends faster than one buffer per read.
+            self.chunk *= 2;
+        }
+        Ok(n > 0)
+    }
+
+    /// True if bytes of an incomplete packet are buffered (a stream that
+    /// ends now ends in the middle of a packet).
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Decodes a packet that is already buffered, without reading.
