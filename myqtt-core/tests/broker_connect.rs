@@ -441,3 +441,22 @@ fn packets_sent_right_behind_the_connect_are_handled_in_order() {
         assert_eq!(raw.recv_publish().await.payload.as_ref(), b"to myself");
     });
 }
+
+#[test]
+fn a_listener_waiter_waits_in_slices_without_missing_an_unlock() {
+    let ctx = Ctx::new().unwrap();
+    let mut waiter = ctx.listener_waiter();
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    // An unlock between two slices is seen by the next one.
+    ctx.unlock_listeners();
+    assert_eq!(
+        waiter.wait(Some(Duration::from_millis(20)), false),
+        Some(myqtt_core::WaitOutcome::Unlocked)
+    );
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    ctx.exit();
+    assert_eq!(
+        waiter.wait(None, false),
+        Some(myqtt_core::WaitOutcome::Exited)
+    );
+}
