@@ -488,7 +488,10 @@ impl Broker {
             } else {
                 mb.generation
             };
-            if session_expiry > 0 || taken_over {
+            // Only a session that outlives its connection keeps its state:
+            // a takeover of a clean session ([MQTT-3.1.2-6] (3.1.1), expiry
+            // 0 in 5.0 §3.1.2.11.2) must not hand it to the new connection.
+            if session_expiry > 0 {
                 mb.state = Some(state);
             }
             if let Some(w) = will {
@@ -505,14 +508,16 @@ impl Broker {
             }
             generation
         };
+        // A session of expiry 0 ends with its connection, takeover or not,
+        // and before a waiting takeover wakes up: it then starts a fresh
+        // session and answers session present 0 [MQTT-3.2.2-2].
+        if session_expiry == 0 {
+            self.end_session(session);
+        }
         session.detached.notify_waiters();
-        if !taken_over {
-            if session_expiry == 0 {
-                self.end_session(session);
-            } else if session_expiry != u32::MAX {
-                let expiry = Duration::from_secs(u64::from(session_expiry));
-                self.after(session, generation, expiry, Self::end_session);
-            }
+        if !taken_over && session_expiry != 0 && session_expiry != u32::MAX {
+            let expiry = Duration::from_secs(u64::from(session_expiry));
+            self.after(session, generation, expiry, Self::end_session);
         }
         if delayed {
             let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
