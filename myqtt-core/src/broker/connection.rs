@@ -45,7 +45,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// The client sent DISCONNECT with this reason (0x04: publish the will).
+    /// The client sent DISCONNECT with this reason (any but 0x00 publishes
+    /// the will [MQTT-3.14.4-3]).
     Disconnect(ReasonCode),
     /// The socket closed or failed without a DISCONNECT.
     Lost,
@@ -88,13 +89,14 @@ impl Ending {
         }
     }
 
-    /// Whether the will is published: on any close but a normal DISCONNECT
-    /// [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0), a DISCONNECT with
-    /// 0x04 [MQTT-3.14.4-3] aside, a kick without will, and the broker's
-    /// own shutdown.
+    /// Whether the will is published: on any close but a DISCONNECT with
+    /// reason 0x00 [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0): only
+    /// 0x00 deletes it [MQTT-3.14.4-3], so 0x04 and every error reason a
+    /// client sends publish it; not on a kick without will nor at the
+    /// broker's own shutdown.
     fn publishes_will(&self) -> bool {
         match self {
-            Self::Disconnect(r) => *r == ReasonCode::DisconnectWithWillMessage,
+            Self::Disconnect(r) => *r != ReasonCode::Success,
             Self::Kicked { with_will } => *with_will,
             Self::Shutdown => false,
             Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
