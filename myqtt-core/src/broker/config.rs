@@ -266,7 +266,8 @@ impl BrokerConfigBuilder {
 
     /// Bytes waiting for a slow client's socket beyond which no more
     /// messages are taken from its queue (they then wait, or are dropped at
-    /// the queue limit). Default 64 KiB; `0` is invalid.
+    /// the queue limit), no retained message is sent, and no packet is read
+    /// from it until the buffer drains. Default 64 KiB; `0` is invalid.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
         self

@@ -143,6 +143,12 @@ struct Conn<R, W> {
     scratch: Scratch,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
+    /// Retained messages owed to new subscriptions, handed to the session
+    /// only while the write buffer is below the high-water mark.
+    backlog: VecDeque<Delivery>,
+    /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
+    /// read and no message taken while this many bytes wait for the socket.
+    high_water: usize,
     _slot: ConnSlot,
 }
 
@@ -462,6 +468,8 @@ where
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
+        backlog: VecDeque::new(),
+        high_water: config.write_high_water,
         _slot: slot,
     };
     if let Err(e) = accepted {
@@ -567,7 +575,7 @@ where
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        let high_water = self.broker.config().write_high_water;
+        let high_water = self.high_water;
         // Futures that live across iterations (re-armed after they fire),
         // so an idle loop turn registers nothing anew.
         let handle = Arc::clone(&self.handle);
@@ -581,6 +589,12 @@ where
         tokio::pin!(control);
         loop {
             self.flush_transmit();
+            if !self.backlog.is_empty() && self.writer.pending() < high_water {
+                if let Err(ending) = self.drain_backlog().await {
+                    return ending;
+                }
+                continue;
+            }
             let deadline = self.session.poll_timeout();
             if deadline != armed {
                 if let Some(d) = deadline {
@@ -591,8 +605,12 @@ where
             let can_take =
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
+            // A peer that does not read what it asked for (retained
+            // messages, acks) is not read from either: its requests stay in
+            // the socket instead of growing the write buffer.
+            let can_read = self.writer.pending() < high_water;
             let wake = tokio::select! {
-                r = self.reader.read() => Wake::Read(r),
+                r = self.reader.read(), if can_read => Wake::Read(r),
                 r = self.writer.write_some(), if pending_write => Wake::Written(r),
                 () = &mut mail, if can_take => Wake::Mail,
                 () = &mut control => Wake::Control,
@@ -656,6 +674,12 @@ where
                     tracing::debug!(error = %e, "read failed");
                     return Err(Ending::Lost);
                 }
+            }
+            // Stop at the high-water mark (or with retained messages still
+            // owed): the rest stays buffered for the next turn of the loop.
+            self.flush_transmit();
+            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+                return Ok(());
             }
             next = match self.reader.try_read_buffered() {
                 Ok(None) => return Ok(()),
@@ -883,16 +907,31 @@ where
         if let Err(e) = self.session.suback(now, suback) {
             tracing::error!(error = %e, "cannot send SUBACK");
         }
+        // Sent after the SUBACK, as the write buffer allows (the run loop
+        // drains the backlog).
         for (msg, qos) in retained {
-            let delivery = Delivery {
+            self.backlog.push_back(Delivery {
                 msg,
                 qos,
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
                 retain: true,
                 sub_ids: sub_id.into_iter().collect(),
-            };
-            self.deliver(now, delivery).await;
+            });
         }
+    }
+
+    /// Hands retained messages owed to new subscriptions to the session
+    /// until the write buffer reaches the high-water mark.
+    async fn drain_backlog(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        while self.writer.pending() < self.high_water {
+            let Some(d) = self.backlog.pop_front() else {
+                break;
+            };
+            self.deliver(now, d).await;
+            self.flush_transmit();
+        }
+        self.process_events(now).await
     }
 
     async fn subscribe_one(
