@@ -52,6 +52,8 @@ pub(crate) struct Target<'a> {
 pub(crate) struct Scratch {
     targets: Vec<Target<'static>>,
     ids: Vec<u32>,
+    /// Refused deliveries, reported once the trie lock is released.
+    drops: Vec<(Arc<SessionHandle>, super::hooks::DropReason)>,
 }
 
 /// Reuses the allocation of an emptied vector for another lifetime.
@@ -183,7 +185,8 @@ impl Router {
     /// [MQTT-3.8.3-3].
     ///
     /// `on_drop` is called for each client whose mailbox refused the
-    /// message (full, or the session ended).
+    /// message (full, or the session ended), after the subscription trie is
+    /// unlocked: it may run hooks, which may publish or block.
     pub(crate) fn route(
         &self,
         msg: &Arc<Routed>,
@@ -269,13 +272,16 @@ impl Router {
                 Err(Refused::Skipped) => {}
                 Err(Refused::Dropped(why)) => {
                     stats.dropped += 1;
-                    on_drop(&first.entry.session, why);
+                    scratch.drops.push((Arc::clone(&first.entry.session), why));
                 }
             }
             i = j;
         }
         scratch.targets = recycle(targets);
         drop(trie);
+        for (session, why) in scratch.drops.drain(..) {
+            on_drop(&session, why);
+        }
         stats
     }
 }
