@@ -336,6 +336,37 @@ fn messages_for_an_offline_persistent_session_are_queued_up_to_the_limit() {
 }
 
 #[test]
+fn max_queued_messages_0_still_delivers_to_connected_subscribers() {
+    // Queue limit 0 means nothing waits for an offline session; a connected
+    // subscriber still receives every message at QoS 0 and 1.
+    let config = BrokerConfig::builder()
+        .max_queued_messages(0)
+        .build()
+        .unwrap();
+    with_broker(config, |ctx, addr| async move {
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("t/#", QoS::AtLeastOnce).await;
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        p.publish("t/0", b"zero", QoS::AtMostOnce, false).await;
+        assert_eq!(s.recv_publish().await.payload.as_ref(), b"zero");
+        p.publish("t/1", b"one", QoS::AtLeastOnce, false).await;
+        let m = s.recv_publish().await;
+        assert_eq!((m.qos, m.payload.as_ref()), (QoS::AtLeastOnce, &b"one"[..]));
+        s.ack(&m).await;
+        assert_eq!(ctx.broker().dropped_count(), 0);
+        // Offline, nothing is queued.
+        let mut off = Raw::connect(addr, V311, "off", false).await;
+        off.subscribe("t/#", QoS::AtLeastOnce).await;
+        off.disconnect().await;
+        p.publish("t/2", b"two", QoS::AtLeastOnce, false).await;
+        eventually("the drop for the offline session", || {
+            ctx.broker().dropped_count() == 1
+        })
+        .await;
+    });
+}
+
+#[test]
 fn the_send_window_holds_at_most_max_inflight_messages() {
     let config = BrokerConfig::builder().max_inflight(2).build().unwrap();
     with_broker(config, |_, addr| async move {

@@ -173,7 +173,9 @@ impl BrokerConfigBuilder {
     /// The most messages waiting for one client, connected or offline with
     /// a persistent session; more are dropped and counted (a `Dropped`
     /// event with [`super::hooks::DropReason::QueueFull`]). Default 1000;
-    /// `0` queues nothing: a message that cannot go out at once is dropped.
+    /// `0` queues nothing: a message that cannot go out at once is dropped
+    /// (a connected client still gets its messages: they pass through a
+    /// hand-off of up to 64 messages on their way to its connection).
     pub fn max_queued_messages(mut self, n: usize) -> Self {
         self.config.max_queued_messages = n;
         self

@@ -168,6 +168,13 @@ pub(crate) struct SessionHandle {
     pub(crate) subscriptions: Mutex<HashMap<TopicFilter, SubRecord>>,
 }
 
+/// The mailbox capacity of a connected session when the queue limit is
+/// smaller: the mailbox is then only a hand-off between the publisher's task
+/// and the subscriber's connection, which takes its whole content at once.
+/// Without it, `max_queued_messages(0)` would refuse every message even to
+/// connected clients.
+pub(crate) const HANDOFF_CAPACITY: usize = 64;
+
 /// Why a delivery was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -229,7 +236,12 @@ impl SessionHandle {
         if !online && delivery.qos == QoS::AtMostOnce {
             return Err(Refused::Skipped);
         }
-        if mb.queue.len() >= self.limit {
+        let limit = if online {
+            self.limit.max(HANDOFF_CAPACITY)
+        } else {
+            self.limit
+        };
+        if mb.queue.len() >= limit {
             drop(mb);
             self.count_drop();
             return Err(Refused::Dropped(DropReason::QueueFull));
