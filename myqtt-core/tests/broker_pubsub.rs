@@ -427,6 +427,52 @@ fn shared_subscriptions_deliver_each_message_to_one_member_of_the_group() {
 }
 
 #[test]
+fn a_shared_message_goes_to_another_member_when_the_chosen_one_is_full() {
+    // MQTT 5.0 §4.8.2: the server picks a member that can take it; a full
+    // queue at one member is not a reason to drop the message.
+    let config = BrokerConfig::builder()
+        .max_queued_messages(2)
+        .build()
+        .unwrap();
+    with_broker(config, |ctx, addr| async move {
+        let mut persistent = connect_packet(V5, "a", false, 0);
+        persistent.properties.session_expiry_interval = Some(60);
+        for id in ["a", "b"] {
+            persistent.client_id = id.into();
+            let (mut c, _) = Raw::connect_with(addr, persistent.clone()).await;
+            c.subscribe("$share/g/jobs", QoS::AtLeastOnce).await;
+            if id == "a" {
+                c.subscribe("fill", QoS::AtLeastOnce).await;
+            }
+            c.disconnect().await;
+        }
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        // a's queue is full.
+        p.publish("fill", b"f1", QoS::AtLeastOnce, false).await;
+        p.publish("fill", b"f2", QoS::AtLeastOnce, false).await;
+        // One of these is a's turn; both fit in b's queue.
+        p.publish("jobs", b"j1", QoS::AtLeastOnce, false).await;
+        p.publish("jobs", b"j2", QoS::AtLeastOnce, false).await;
+        assert_eq!(
+            ctx.broker().dropped_count(),
+            0,
+            "a shared message was dropped"
+        );
+        persistent.client_id = "b".into();
+        let (mut b, ack) = Raw::connect_with(addr, persistent).await;
+        assert!(ack.session_present);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let m = b.recv_publish().await;
+            b.ack(&m).await;
+            got.push(m.payload);
+        }
+        got.sort();
+        assert_eq!(got, [&b"j1"[..], &b"j2"[..]]);
+    });
+}
+
+#[test]
 fn mqtt5_properties_are_forwarded_unchanged_and_expiry_counts_down() {
     // [MQTT-3.3.2-6] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-20]
     with_default_broker(|_, addr| async move {

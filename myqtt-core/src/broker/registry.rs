@@ -221,6 +221,20 @@ impl SessionHandle {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// True if [`push`](Self::push) would queue a delivery of `qos` now
+    /// (the session has not ended, is not offline for QoS 0, and its
+    /// mailbox is not full): shared subscriptions pick such a member.
+    pub(crate) fn has_room(&self, qos: QoS) -> bool {
+        let mb = lock(&self.mailbox);
+        let online = mb.conn.is_some();
+        let limit = if online {
+            self.limit.max(HANDOFF_CAPACITY)
+        } else {
+            self.limit
+        };
+        !mb.ended && (online || qos != QoS::AtMostOnce) && mb.queue.len() < limit
+    }
+
     /// Queues a delivery without waiting: the publisher never waits for a
     /// subscriber. A full mailbox drops the message.
     ///

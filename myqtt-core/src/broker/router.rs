@@ -213,18 +213,26 @@ impl Router {
                 });
             }
             Match::Shared { group, .. } => {
-                // The first member with a live connection, else the first
-                // in turn (its session queues it).
+                // In turn: the first member with a live connection and room
+                // in its mailbox, else the first with room (its session
+                // queues it), else the first (which drops it). A full member
+                // does not lose the message while another has room.
+                let mut first = None;
+                let mut queued = None;
                 let mut pick = None;
                 for (key, value) in group.round_robin() {
-                    if pick.is_none() {
-                        pick = Some((key, value));
+                    first.get_or_insert((key, value));
+                    let qos = m.qos.min(value.options.qos);
+                    if !value.session.has_room(qos) {
+                        continue;
                     }
                     if value.session.is_online() {
                         pick = Some((key, value));
                         break;
                     }
+                    queued.get_or_insert((key, value));
                 }
+                let pick = pick.or(queued).or(first);
                 if let Some((key, value)) = pick {
                     targets.push(Target {
                         key,
