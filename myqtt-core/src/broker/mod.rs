@@ -434,9 +434,17 @@ impl Broker {
     /// Ends a session: its subscriptions go, its queued messages are
     /// dropped, a will waiting for its delay is published now.
     pub(crate) fn end_session(&self, session: &Arc<SessionHandle>) {
+        self.end_session_if(session, None);
+    }
+
+    /// Ends a session as [`end_session`](Self::end_session) does, if its
+    /// generation is still `generation` (when given): checked in the same
+    /// critical section that marks it ended, so a session resumed after an
+    /// expiry timer fired is not ended under its new connection.
+    pub(crate) fn end_session_if(&self, session: &Arc<SessionHandle>, generation: Option<u64>) {
         let (queue, will) = {
             let mut mb = lock(&session.mailbox);
-            if mb.ended {
+            if mb.ended || generation.is_some_and(|g| g != mb.generation) {
                 return;
             }
             mb.ended = true;
@@ -517,12 +525,21 @@ impl Broker {
         session.detached.notify_waiters();
         if !taken_over && session_expiry != 0 && session_expiry != u32::MAX {
             let expiry = Duration::from_secs(u64::from(session_expiry));
-            self.after(session, generation, expiry, Self::end_session);
+            self.after(session, generation, expiry, move |b, s| {
+                b.end_session_if(s, Some(generation));
+            });
         }
         if delayed {
             let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
-            self.after(session, generation, wait, |b, s| {
-                let pending = lock(&s.mailbox).pending_will.take();
+            self.after(session, generation, wait, move |b, s| {
+                let pending = {
+                    let mut mb = lock(&s.mailbox);
+                    if mb.generation == generation {
+                        mb.pending_will.take()
+                    } else {
+                        None
+                    }
+                };
                 if let Some(PendingWill { will, client }) = pending {
                     b.spawn_will(client, will);
                 }
@@ -578,7 +595,9 @@ impl Broker {
     }
 
     /// Schedules `f` after `delay`, unless the session's generation moved
-    /// (it was reattached) meanwhile.
+    /// (it was reattached) meanwhile. The check here is only a shortcut:
+    /// the session can be resumed right after it, so `f` checks the
+    /// generation again in the critical section where it acts.
     pub(crate) fn after(
         &self,
         session: &Arc<SessionHandle>,
@@ -689,4 +708,47 @@ pub(crate) fn assigned_client_id(n: u64) -> ByteStr {
 /// same: the owner has shut down).
 pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_timer_of_an_older_generation_does_not_end_a_resumed_session() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let broker = Broker::new(BrokerConfig::default(), rt.handle().clone(), shutdown);
+        let session = Arc::new(SessionHandle::new(1, ByteStr::from("c"), 10));
+        // The timer was armed for this (detached) generation...
+        let armed = lock(&session.mailbox).generation;
+        // ...and the session was resumed after it fired.
+        let conn = Arc::new(registry::ConnShared {
+            id: 2,
+            info: Arc::new(ClientInfo {
+                client_id: ByteStr::from("c"),
+                username: None,
+                peer: ([127, 0, 0, 1], 1).into(),
+                local: ([127, 0, 0, 1], 2).into(),
+                protocol: crate::codec::ProtocolVersion::V5,
+                keep_alive: 0,
+                tls: false,
+                transport: hooks::Transport::Tcp,
+            }),
+            control: std::sync::Mutex::new(None),
+            notify: Notify::new(),
+        });
+        session.attach_locked(&mut lock(&session.mailbox), conn);
+        broker.end_session_if(&session, Some(armed));
+        assert!(
+            !lock(&session.mailbox).ended,
+            "the resumed session lives on"
+        );
+        let current = lock(&session.mailbox).generation;
+        broker.end_session_if(&session, Some(current));
+        assert!(lock(&session.mailbox).ended);
+    }
 }
