@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
 
+use crate::broker::hooks::Transport;
 use crate::broker::{Broker, BrokerConfig};
 use crate::net::{Listener, ListenerError};
 
@@ -189,7 +190,28 @@ impl Ctx {
         if self.is_exiting() {
             return Err(ListenerError::Exited);
         }
-        let listener = Listener::bind(&self.inner.broker, host, port)?;
+        self.add_listener(host, port, Transport::Tcp)
+    }
+
+    /// Starts a listener of MQTT over WebSocket (MQTT 5.0 §6, subprotocol
+    /// `mqtt`, binary frames, any request path) on `host:port`; otherwise
+    /// as [`create_listener`](Self::create_listener). Its clients show
+    /// [`Transport::WebSocket`] in their
+    /// [`ClientInfo`](crate::broker::hooks::ClientInfo).
+    pub fn create_ws_listener(&self, host: &str, port: u16) -> Result<Listener, ListenerError> {
+        self.add_listener(host, port, Transport::WebSocket)
+    }
+
+    fn add_listener(
+        &self,
+        host: &str,
+        port: u16,
+        transport: Transport,
+    ) -> Result<Listener, ListenerError> {
+        if self.is_exiting() {
+            return Err(ListenerError::Exited);
+        }
+        let listener = Listener::bind(&self.inner.broker, host, port, transport)?;
         lock(&self.inner.listeners).push(listener.clone());
         Ok(listener)
     }

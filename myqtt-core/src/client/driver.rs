@@ -174,6 +174,18 @@ async fn connect_tcp(host: String, port: u16) -> std::io::Result<(BoxRead, BoxWr
     Ok((Box::new(r), Box::new(w)))
 }
 
+/// Opens a TCP connection and performs the WebSocket handshake to `url`
+/// (subprotocol `mqtt` [MQTT-6.0.0-4]).
+async fn connect_ws(host: String, port: u16, url: String) -> std::io::Result<(BoxRead, BoxWrite)> {
+    let stream = TcpStream::connect((host.as_str(), port)).await?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    let ws = crate::net::ws::connect(stream, &url).await?;
+    let (r, w) = tokio::io::split(ws);
+    Ok((Box::new(r), Box::new(w)))
+}
+
 /// The network side of the client.
 enum Link {
     /// No connection; `retry_at` is when the next attempt starts.
@@ -508,9 +520,13 @@ impl Driver {
         };
         let (host, port) = (self.shared.opts.host.clone(), self.shared.opts.port);
         tracing::debug!(attempt = self.attempt, "connecting");
+        let fut: ConnectFuture = match self.shared.opts.websocket_url() {
+            Some(url) => Box::pin(connect_ws(host, port, url)),
+            None => Box::pin(connect_tcp(host, port)),
+        };
         self.link = Link::Connecting {
             state,
-            fut: Box::pin(connect_tcp(host, port)),
+            fut,
             deadline: now + self.shared.opts.connect_timeout,
         };
     }

@@ -1,6 +1,7 @@
 //! The TCP accept loop: [`Listener`] binds an address, accepts
-//! connections (TCP_NODELAY on) and hands each to the broker's connection
-//! task until it is stopped or its context shuts down.
+//! connections (TCP_NODELAY on), performs the WebSocket handshake on a
+//! WebSocket listener, and hands each to the broker's connection task until
+//! it is stopped or its context shuts down.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -84,9 +85,15 @@ impl Listener {
     }
 
     /// Binds `host:port` (port 0 picks a free port) and starts accepting
-    /// on the broker's runtime. Does not block on the runtime, so it may be
-    /// called from anywhere, a runtime thread included.
-    pub(crate) fn bind(broker: &Broker, host: &str, port: u16) -> Result<Self, ListenerError> {
+    /// `transport` connections on the broker's runtime. Does not block on
+    /// the runtime, so it may be called from anywhere, a runtime thread
+    /// included.
+    pub(crate) fn bind(
+        broker: &Broker,
+        host: &str,
+        port: u16,
+        transport: Transport,
+    ) -> Result<Self, ListenerError> {
         let addr = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -103,19 +110,23 @@ impl Listener {
         let listener = Self {
             inner: Arc::new(Inner {
                 local_addr,
-                transport: Transport::Tcp,
+                transport,
                 stop,
             }),
         };
-        tracing::info!(%local_addr, "listening");
+        tracing::info!(%local_addr, ?transport, "listening");
         broker
             .chain()
             .emit(crate::broker::EventKind::Lifecycle, || {
                 Event::ListenerStarted(local_addr)
             });
-        broker
-            .handle()
-            .spawn(accept_loop(broker.clone(), tcp, local_addr, stop_rx));
+        broker.handle().spawn(accept_loop(
+            broker.clone(),
+            tcp,
+            local_addr,
+            transport,
+            stop_rx,
+        ));
         drop(runtime_guard);
         Ok(listener)
     }
@@ -157,6 +168,7 @@ async fn accept_loop(
     broker: Broker,
     tcp: TcpListener,
     local: SocketAddr,
+    transport: Transport,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = broker.shutdown_signal();
@@ -168,14 +180,23 @@ async fn accept_loop(
                         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                     }
                     let guard = broker.enter_task();
-                    broker.handle().spawn(crate::broker::serve(
-                        broker.clone(),
-                        guard,
-                        stream.into_split(),
-                        peer,
-                        local,
-                        Transport::Tcp,
-                    ));
+                    match transport {
+                        Transport::Tcp => {
+                            broker.handle().spawn(crate::broker::serve(
+                                broker.clone(),
+                                guard,
+                                stream.into_split(),
+                                peer,
+                                local,
+                                Transport::Tcp,
+                            ));
+                        }
+                        Transport::WebSocket => {
+                            broker
+                                .handle()
+                                .spawn(serve_ws(broker.clone(), guard, stream, peer, local));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: the condition
@@ -194,4 +215,37 @@ async fn accept_loop(
         .emit(crate::broker::EventKind::Lifecycle, || {
             Event::ListenerStopping(local)
         });
+}
+
+/// Performs the WebSocket handshake (subprotocol `mqtt` [MQTT-6.0.0-4])
+/// within the connect timeout, then serves MQTT over the binary frames
+/// [MQTT-6.0.0-1].
+async fn serve_ws(
+    broker: Broker,
+    guard: crate::broker::TaskGuard,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let mut shutdown = broker.shutdown_signal();
+    let limit = broker.config().connect_timeout;
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(limit, super::ws::accept(stream)) => r,
+        () = crate::broker::signalled(&mut shutdown) => return,
+    };
+    match accepted {
+        Ok(Ok(ws)) => {
+            crate::broker::serve(
+                broker,
+                guard,
+                tokio::io::split(ws),
+                peer,
+                local,
+                Transport::WebSocket,
+            )
+            .await;
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
+        Err(_) => tracing::debug!(%peer, "no WebSocket handshake within the connect timeout"),
+    }
 }
