@@ -366,6 +366,54 @@ fn a_connection_without_connect_is_closed_after_the_connect_timeout() {
 }
 
 #[test]
+fn a_connect_over_the_first_packet_limit_is_refused_before_authentication() {
+    // The full packet size limit (256 MiB by default) applies only once the
+    // client is connected; before, a CONNECT is held to a small limit.
+    let config = BrokerConfig::builder()
+        .max_connect_packet_size(1024)
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut big = connect_packet(V311, "big", true, 0);
+        big.username = Some("u".into());
+        big.password = Some(bytes::Bytes::from(vec![b'p'; 2048]));
+        let mut raw = Raw::open(addr, V311).await;
+        raw.send(Packet::Connect(Box::new(big))).await;
+        assert!(
+            raw.closed().await.is_empty(),
+            "no CONNACK for an oversized CONNECT"
+        );
+        // A connected client may send larger packets.
+        let mut ok = Raw::connect(addr, V311, "ok", true).await;
+        ok.subscribe("t", QoS::AtMostOnce).await;
+        ok.publish("t", &[0u8; 4096], QoS::AtMostOnce, false).await;
+        assert_eq!(ok.recv_publish().await.payload.len(), 4096);
+    });
+}
+
+#[test]
+fn sockets_waiting_to_connect_count_against_the_connection_limit() {
+    // With max_connections 1, one silent socket may wait for its CONNECT
+    // (until the connect timeout); a second is closed at once.
+    let config = BrokerConfig::builder().max_connections(1).build().unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut first = Raw::open(addr, V311).await;
+        let mut second = Raw::open(addr, V311).await;
+        let started = Instant::now();
+        let mut closed = 0;
+        tokio::select! {
+            got = first.closed() => { assert!(got.is_empty()); closed += 1; }
+            got = second.closed() => { assert!(got.is_empty()); closed += 1; }
+        }
+        assert_eq!(closed, 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed by the limit, not the 10 s connect timeout"
+        );
+    });
+}
+
+#[test]
 fn a_malformed_packet_closes_only_that_connection() {
     // MQTT 5.0 §4.13: DISCONNECT with 0x81 Malformed Packet, then close.
     with_default_broker(|_, addr| async move {

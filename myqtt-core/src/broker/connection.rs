@@ -124,6 +124,15 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Counts a socket that has not connected yet while it lives.
+struct PreConnect(Broker);
+
+impl Drop for PreConnect {
+    fn drop(&mut self) {
+        self.0.registry().connecting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A connection past CONNACK.
 struct Conn<R, W> {
     broker: Broker,
@@ -166,9 +175,23 @@ pub(crate) async fn serve<R, W>(
 {
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
-        let reader = PacketReader::new(read, broker.config().max_packet_size());
+        let limit = broker.config().max_connections;
+        let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
+        let pre_connect = PreConnect(broker.clone());
+        if limit > 0 && waiting > limit {
+            tracing::warn!(
+                limit,
+                "socket closed: too many connections waiting for CONNECT"
+            );
+            return;
+        }
+        // Until the client is authenticated it may send only a small first
+        // packet; the full limit applies from the CONNACK on.
+        let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
         let writer = PacketWriter::new(write);
-        if let Some(mut conn) = handshake(broker, reader, writer, peer, local, transport).await {
+        let conn = handshake(broker, reader, writer, peer, local, transport).await;
+        drop(pre_connect);
+        if let Some(mut conn) = conn {
             let ending = conn.run().await;
             conn.close(ending).await;
         }
@@ -221,7 +244,12 @@ where
             tracing::debug!("no CONNECT within the connect timeout; closing");
             return None;
         }
-        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(Packet::Connect(c)))) => {
+            reader
+                .decoder_mut()
+                .set_max_packet_size(config.max_packet_size());
+            c
+        }
         Ok(Ok(_)) => return None,
         Ok(Err(NetError::Decode(e))) => {
             tracing::warn!(error = %e, "invalid CONNECT; closing");

@@ -322,6 +322,8 @@ pub(crate) struct Registry {
     next_key: AtomicU64,
     /// Connections past CONNACK.
     pub(crate) connected: AtomicUsize,
+    /// Sockets accepted whose CONNECT is not handled yet.
+    pub(crate) connecting: AtomicUsize,
 }
 
 impl Registry {
