@@ -897,6 +897,9 @@ where
     /// Routes one message from this client; the reason code for its ack.
     fn route(&mut self, now: Instant, mut msg: Message) -> ReasonCode {
         clean_properties(&mut msg.properties);
+        // It may be retained or queued for long: small parts get their own
+        // allocation instead of pinning the read buffer.
+        super::own_small_parts(&mut msg);
         let routed = Arc::new(Routed {
             message: msg,
             created: now,
@@ -1001,6 +1004,8 @@ where
             qos: granted,
             ..options
         };
+        // Kept as long as the subscription: not a slice of the read buffer.
+        let filter = &super::own_filter(filter);
         let existed = self
             .broker
             .router()

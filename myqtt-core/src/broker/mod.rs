@@ -586,6 +586,7 @@ impl Broker {
         };
         let mut msg = msg;
         clean_properties(&mut msg.properties);
+        own_small_parts(&mut msg);
         let routed = Arc::new(Routed {
             message: msg,
             created: Instant::now(),
@@ -677,6 +678,62 @@ fn clean_properties(p: &mut PublishProperties) {
     p.subscription_identifiers.clear();
 }
 
+/// Values shorter than this are copied out of the read buffer before the
+/// broker keeps them: a zero-copy slice pins its whole read chunk (16 KiB
+/// or more), so a one-byte retained message would hold the chunk.
+const COPY_BELOW: usize = 1024;
+
+/// A copy of `b` with its own allocation when it is small (see
+/// [`COPY_BELOW`]); large values stay shared, where the slice is most of
+/// its chunk.
+fn own_small(b: &bytes::Bytes) -> bytes::Bytes {
+    if b.len() < COPY_BELOW {
+        bytes::Bytes::copy_from_slice(b)
+    } else {
+        b.clone()
+    }
+}
+
+fn own_small_str(s: &ByteStr) -> ByteStr {
+    if s.len() < COPY_BELOW {
+        ByteStr::from(s.as_str())
+    } else {
+        s.clone()
+    }
+}
+
+fn own_small_topic(t: &crate::topic::TopicName) -> crate::topic::TopicName {
+    crate::topic::TopicName::new(own_small_str(t.as_byte_str())).unwrap_or_else(|_| t.clone())
+}
+
+/// Copies the small parts of a message the broker may keep for long
+/// (retained, queued for an offline session) out of the connection's read
+/// buffer, so they do not pin it.
+pub(crate) fn own_small_parts(m: &mut Message) {
+    m.payload = own_small(&m.payload);
+    m.topic = own_small_topic(&m.topic);
+    let p = &mut m.properties;
+    if let Some(t) = &p.response_topic {
+        p.response_topic = Some(own_small_topic(t));
+    }
+    if let Some(c) = &p.correlation_data {
+        p.correlation_data = Some(own_small(c));
+    }
+    if let Some(c) = &p.content_type {
+        p.content_type = Some(own_small_str(c));
+    }
+    for (k, v) in &mut p.user_properties {
+        *k = own_small_str(k);
+        *v = own_small_str(v);
+    }
+}
+
+/// A copy of a subscription filter with its own allocation (see
+/// [`own_small_parts`]).
+pub(crate) fn own_filter(f: &TopicFilter) -> TopicFilter {
+    TopicFilter::new(own_small_str(f.as_byte_str())).unwrap_or_else(|_| f.clone())
+}
+
 /// A will as an application message (MQTT 5 will properties become the
 /// message's properties, MQTT 5.0 §3.1.3.2).
 fn will_message(will: LastWill) -> Message {
@@ -713,6 +770,46 @@ pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inside(part: &[u8], chunk: &bytes::Bytes) -> bool {
+        let range = chunk.as_ptr_range();
+        range.contains(&part.as_ptr())
+    }
+
+    #[test]
+    fn small_parts_of_a_kept_message_do_not_point_into_the_read_buffer() {
+        // A read chunk holding a tiny PUBLISH next to a large one.
+        let mut raw = b"t/1xuserv".to_vec();
+        raw.extend(std::iter::repeat_n(0u8, 16 * 1024));
+        let chunk = bytes::Bytes::from(raw);
+        let topic = ByteStr::from_utf8(chunk.slice(0..3)).unwrap();
+        let mut msg = Message {
+            topic: crate::topic::TopicName::new(topic).unwrap(),
+            payload: chunk.slice(3..4),
+            qos: crate::codec::QoS::AtMostOnce,
+            retain: true,
+            properties: PublishProperties::default(),
+        };
+        msg.properties.user_properties.push((
+            ByteStr::from_utf8(chunk.slice(4..8)).unwrap(),
+            ByteStr::from_utf8(chunk.slice(8..9)).unwrap(),
+        ));
+        let large = chunk.slice(9..);
+        let mut big = msg.clone();
+        big.payload = large.clone();
+        own_small_parts(&mut msg);
+        own_small_parts(&mut big);
+        assert_eq!(msg.payload.as_ref(), b"x");
+        assert_eq!(msg.topic.as_str(), "t/1");
+        assert!(!inside(&msg.payload, &chunk));
+        assert!(!inside(msg.topic.as_str().as_bytes(), &chunk));
+        let (k, v) = &msg.properties.user_properties[0];
+        assert!(!inside(k.as_str().as_bytes(), &chunk) && !inside(v.as_str().as_bytes(), &chunk));
+        // A large payload stays shared: copying it would gain nothing.
+        assert!(inside(&big.payload, &chunk));
+        let filter = TopicFilter::new(ByteStr::from_utf8(chunk.slice(0..3)).unwrap()).unwrap();
+        assert!(!inside(own_filter(&filter).as_str().as_bytes(), &chunk));
+    }
 
     #[test]
     fn an_expiry_timer_of_an_older_generation_does_not_end_a_resumed_session() {
