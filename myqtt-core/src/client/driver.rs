@@ -1098,7 +1098,7 @@ impl Driver {
             sent_now.push(t);
         }
         if !sent_now.is_empty() {
-            let mut need_ids = false;
+            let mut need_ids = 0usize;
             for t in &sent_now {
                 match self.publishes.get(t) {
                     Some(p) if p.qos == crate::codec::QoS::AtMostOnce => {
@@ -1110,17 +1110,25 @@ impl Driver {
                             }));
                         }
                     }
-                    Some(_) => need_ids = true,
+                    Some(_) => need_ids += 1,
                     None => {}
                 }
             }
-            if need_ids {
-                for o in state.outgoing() {
-                    if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id())
-                        && let Some(done) = self.publishes.get(ticket)
-                    {
-                        done.set_packet_id(id);
-                    }
+            // The flows just sent are the latest in flight: walk back from
+            // the end only until each has its packet id, so a large window
+            // is not scanned at every step.
+            sent_now.sort_unstable();
+            let mut found = 0;
+            for o in state.outgoing().rev() {
+                if found == need_ids {
+                    break;
+                }
+                if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id())
+                    && sent_now.binary_search(ticket).is_ok()
+                    && let Some(done) = self.publishes.get(ticket)
+                {
+                    done.set_packet_id(id);
+                    found += 1;
                 }
             }
         }
