@@ -54,9 +54,15 @@ fn a_new_retained_message_replaces_the_old_and_an_empty_one_clears_it() {
 #[test]
 fn retained_messages_are_not_sent_for_a_shared_subscription() {
     // MQTT 5.0 §4.8.2
-    with_default_broker(|_, addr| async move {
+    with_default_broker(|ctx, addr| async move {
         let mut p = Raw::connect(addr, V5, "p", true).await;
         p.publish("work", b"old", QoS::AtMostOnce, true).await;
+        // A QoS 0 publish has no ack: wait until it is stored, or it could
+        // reach the new subscription live.
+        eventually("the retained message", || {
+            ctx.broker().retained_count() == 1
+        })
+        .await;
         let mut s = Raw::connect(addr, V5, "s", true).await;
         s.subscribe("$share/g/work", QoS::AtMostOnce).await;
         s.expect_nothing().await;

@@ -705,7 +705,6 @@ where
             }
             // Stop at the high-water mark (or with retained messages still
             // owed): the rest stays buffered for the next turn of the loop.
-            self.flush_transmit();
             if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
                 return Ok(());
             }
