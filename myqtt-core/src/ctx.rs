@@ -190,28 +190,19 @@ impl Ctx {
         if self.is_exiting() {
             return Err(ListenerError::Exited);
         }
-        self.add_listener(host, port, Transport::Tcp)
+        let listener = Listener::bind(&self.inner.broker, host, port, Transport::Tcp)?;
+        lock(&self.inner.listeners).push(listener.clone());
+        Ok(listener)
     }
 
-    /// Starts a listener of MQTT over WebSocket (MQTT 5.0 §6, subprotocol
-    /// `mqtt`, binary frames, any request path) on `host:port`; otherwise
-    /// as [`create_listener`](Self::create_listener). Its clients show
-    /// [`Transport::WebSocket`] in their
-    /// [`ClientInfo`](crate::broker::hooks::ClientInfo).
+    /// Starts a listener for MQTT over WebSocket (subprotocol `mqtt`,
+    /// binary frames; MQTT 5.0 §6) on `host:port`, serving the same broker
+    /// as the TCP listeners. Port 0 picks a free port.
     pub fn create_ws_listener(&self, host: &str, port: u16) -> Result<Listener, ListenerError> {
-        self.add_listener(host, port, Transport::WebSocket)
-    }
-
-    fn add_listener(
-        &self,
-        host: &str,
-        port: u16,
-        transport: Transport,
-    ) -> Result<Listener, ListenerError> {
         if self.is_exiting() {
             return Err(ListenerError::Exited);
         }
-        let listener = Listener::bind(&self.inner.broker, host, port, transport)?;
+        let listener = Listener::bind(&self.inner.broker, host, port, Transport::WebSocket)?;
         lock(&self.inner.listeners).push(listener.clone());
         Ok(listener)
     }

@@ -1,7 +1,7 @@
-//! The TCP accept loop: [`Listener`] binds an address, accepts
-//! connections (TCP_NODELAY on), performs the WebSocket handshake on a
-//! WebSocket listener, and hands each to the broker's connection task until
-//! it is stopped or its context shuts down.
+//! The accept loop: [`Listener`] binds an address, accepts TCP connections
+//! (TCP_NODELAY on), performs the WebSocket handshake for a WebSocket
+//! listener, and hands each connection to the broker's connection task
+//! until it is stopped or its context shuts down.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -85,9 +85,8 @@ impl Listener {
     }
 
     /// Binds `host:port` (port 0 picks a free port) and starts accepting
-    /// `transport` connections on the broker's runtime. Does not block on
-    /// the runtime, so it may be called from anywhere, a runtime thread
-    /// included.
+    /// on the broker's runtime. Does not block on the runtime, so it may be
+    /// called from anywhere, a runtime thread included.
     pub(crate) fn bind(
         broker: &Broker,
         host: &str,
@@ -130,6 +129,31 @@ impl Listener {
         drop(runtime_guard);
         Ok(listener)
     }
+}
+
+/// Performs the WebSocket handshake (within the connect timeout), then
+/// serves the connection like a TCP one.
+async fn serve_ws(
+    broker: Broker,
+    guard: crate::broker::TaskGuard,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let timeout = broker.config().connect_timeout();
+    let ws = match tokio::time::timeout(timeout, super::ws::accept(stream)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    let halves = tokio::io::split(ws);
+    crate::broker::serve(broker, guard, halves, peer, local, Transport::WebSocket).await;
 }
 
 /// The accept queue length asked of the system: a burst of connections
@@ -215,37 +239,4 @@ async fn accept_loop(
         .emit(crate::broker::EventKind::Lifecycle, || {
             Event::ListenerStopping(local)
         });
-}
-
-/// Performs the WebSocket handshake (subprotocol `mqtt` [MQTT-6.0.0-4])
-/// within the connect timeout, then serves MQTT over the binary frames
-/// [MQTT-6.0.0-1].
-async fn serve_ws(
-    broker: Broker,
-    guard: crate::broker::TaskGuard,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-) {
-    let mut shutdown = broker.shutdown_signal();
-    let limit = broker.config().connect_timeout;
-    let accepted = tokio::select! {
-        r = tokio::time::timeout(limit, super::ws::accept(stream)) => r,
-        () = crate::broker::signalled(&mut shutdown) => return,
-    };
-    match accepted {
-        Ok(Ok(ws)) => {
-            crate::broker::serve(
-                broker,
-                guard,
-                tokio::io::split(ws),
-                peer,
-                local,
-                Transport::WebSocket,
-            )
-            .await;
-        }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
-        Err(_) => tracing::debug!(%peer, "no WebSocket handshake within the connect timeout"),
-    }
 }
