@@ -37,6 +37,7 @@ pub enum ConfigError {
 pub struct BrokerConfig {
     pub(crate) max_connections: usize,
     pub(crate) max_packet_size: u32,
+    pub(crate) max_connect_packet_size: u32,
     pub(crate) max_inflight: u16,
     pub(crate) receive_maximum: u16,
     pub(crate) max_queued_messages: usize,
@@ -60,6 +61,7 @@ impl Default for BrokerConfig {
         Self {
             max_connections: 0,
             max_packet_size: 0,
+            max_connect_packet_size: 256 * 1024,
             max_inflight: 64,
             receive_maximum: u16::MAX,
             max_queued_messages: 1000,
@@ -85,6 +87,7 @@ impl fmt::Debug for BrokerConfig {
         f.debug_struct("BrokerConfig")
             .field("max_connections", &self.max_connections)
             .field("max_packet_size", &self.max_packet_size)
+            .field("max_connect_packet_size", &self.max_connect_packet_size)
             .field("max_inflight", &self.max_inflight)
             .field("receive_maximum", &self.receive_maximum)
             .field("max_queued_messages", &self.max_queued_messages)
@@ -122,6 +125,14 @@ impl BrokerConfig {
         }
     }
 
+    /// The largest first packet (the CONNECT) accepted from a connection
+    /// that has not connected yet, in bytes: the smaller of
+    /// [`BrokerConfigBuilder::max_connect_packet_size`] and
+    /// [`max_packet_size`](Self::max_packet_size).
+    pub fn max_connect_packet_size(&self) -> u32 {
+        self.max_connect_packet_size.min(self.max_packet_size())
+    }
+
     /// The hook time limit and failure policy.
     pub fn hook_policy(&self) -> HookPolicy {
         self.hook_policy
@@ -147,7 +158,9 @@ pub struct BrokerConfigBuilder {
 impl BrokerConfigBuilder {
     /// The most client connections at once, over all listeners; one more is
     /// refused with CONNACK 0x89 Server busy (3.1.1: 0x03 Server
-    /// unavailable). Default `0`: no limit.
+    /// unavailable). Sockets that have not sent their CONNECT yet are
+    /// counted apart, up to the same number: past it a new socket is closed
+    /// at once. Default `0`: no limit.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
         self
@@ -159,6 +172,16 @@ impl BrokerConfigBuilder {
     /// Packet Size. Default `0`: no limit beyond the protocol's 256 MiB.
     pub fn max_packet_size(mut self, bytes: u32) -> Self {
         self.config.max_packet_size = bytes;
+        self
+    }
+
+    /// The largest CONNECT a connection may send before it is
+    /// authenticated, fixed header included; a larger one closes the
+    /// connection without CONNACK. Later packets are held to
+    /// [`max_packet_size`](Self::max_packet_size). Default 256 KiB (room for
+    /// a 64 KiB will, user name and password); `0` is invalid.
+    pub fn max_connect_packet_size(mut self, bytes: u32) -> Self {
+        self.config.max_connect_packet_size = bytes;
         self
     }
 
@@ -181,7 +204,9 @@ impl BrokerConfigBuilder {
     /// The most messages waiting for one client, connected or offline with
     /// a persistent session; more are dropped and counted (a `Dropped`
     /// event with [`super::hooks::DropReason::QueueFull`]). Default 1000;
-    /// `0` queues nothing: a message that cannot go out at once is dropped.
+    /// `0` queues nothing: a message that cannot go out at once is dropped
+    /// (a connected client still gets its messages: they pass through a
+    /// hand-off of up to 64 messages on their way to its connection).
     pub fn max_queued_messages(mut self, n: usize) -> Self {
         self.config.max_queued_messages = n;
         self
@@ -283,7 +308,8 @@ impl BrokerConfigBuilder {
 
     /// Bytes waiting for a slow client's socket beyond which no more
     /// messages are taken from its queue (they then wait, or are dropped at
-    /// the queue limit). Default 64 KiB; `0` is invalid.
+    /// the queue limit), no retained message is sent, and no packet is read
+    /// from it until the buffer drains. Default 64 KiB; `0` is invalid.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
         self
@@ -292,6 +318,11 @@ impl BrokerConfigBuilder {
     /// Checks the values and returns the configuration.
     pub fn build(self) -> Result<BrokerConfig, ConfigError> {
         let c = self.config;
+        if c.max_connect_packet_size == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connect_packet_size must not be 0",
+            ));
+        }
         if c.max_inflight == 0 {
             return Err(ConfigError::Invalid("max_inflight must not be 0"));
         }

@@ -45,7 +45,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// The client sent DISCONNECT with this reason (0x04: publish the will).
+    /// The client sent DISCONNECT with this reason (any but 0x00 publishes
+    /// the will [MQTT-3.14.4-3]).
     Disconnect(ReasonCode),
     /// The socket closed or failed without a DISCONNECT.
     Lost,
@@ -88,13 +89,14 @@ impl Ending {
         }
     }
 
-    /// Whether the will is published: on any close but a normal DISCONNECT
-    /// [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0), a DISCONNECT with
-    /// 0x04 [MQTT-3.14.4-3] aside, a kick without will, and the broker's
-    /// own shutdown.
+    /// Whether the will is published: on any close but a DISCONNECT with
+    /// reason 0x00 [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0): only
+    /// 0x00 deletes it [MQTT-3.14.4-3], so 0x04 and every error reason a
+    /// client sends publish it; not on a kick without will nor at the
+    /// broker's own shutdown.
     fn publishes_will(&self) -> bool {
         match self {
-            Self::Disconnect(r) => *r == ReasonCode::DisconnectWithWillMessage,
+            Self::Disconnect(r) => *r != ReasonCode::Success,
             Self::Kicked { with_will } => *with_will,
             Self::Shutdown => false,
             Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
@@ -128,6 +130,15 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Counts a socket that has not connected yet while it lives.
+struct PreConnect(Broker);
+
+impl Drop for PreConnect {
+    fn drop(&mut self) {
+        self.0.registry().connecting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A connection past CONNACK.
 struct Conn<R, W> {
     broker: Broker,
@@ -148,6 +159,15 @@ struct Conn<R, W> {
     scratch: Scratch,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
+    /// Retained messages owed to new subscriptions, handed to the session
+    /// only while the write buffer is below the high-water mark.
+    backlog: VecDeque<Delivery>,
+    /// Whole packets wait in the read buffer: their handling stopped at the
+    /// high-water mark or behind the backlog.
+    read_stalled: bool,
+    /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
+    /// read and no message taken while this many bytes wait for the socket.
+    high_water: usize,
     /// The transport buffers writes until flushed (WebSocket frames).
     flush_after_write: bool,
     /// Bytes were written since the last flush.
@@ -172,14 +192,28 @@ where
     // once by the task.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
-        let reader = PacketReader::new(read, broker.config().max_packet_size());
+        let limit = broker.config().max_connections;
+        let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
+        let pre_connect = PreConnect(broker.clone());
+        if limit > 0 && waiting > limit {
+            tracing::warn!(
+                limit,
+                "socket closed: too many connections waiting for CONNECT"
+            );
+            return;
+        }
+        // Until the client is authenticated it may send only a small first
+        // packet; the full limit applies from the CONNACK on.
+        let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
         let writer = PacketWriter::new(write);
         // The handshake and the close are boxed: their futures are large
         // and short-lived, so an idle connection keeps only the main loop's.
         // Built in their own statements: a temporary lives to the end of
         // its statement, and must not span the await.
         let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
-        if let Some(mut conn) = handshake.await {
+        let conn = handshake.await;
+        drop(pre_connect);
+        if let Some(mut conn) = conn {
             let ending = conn.run().await;
             let close = boxed(conn.close(ending));
             close.await;
@@ -251,7 +285,12 @@ where
             tracing::debug!("no CONNECT within the connect timeout; closing");
             return None;
         }
-        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(Packet::Connect(c)))) => {
+            reader
+                .decoder_mut()
+                .set_max_packet_size(config.max_packet_size());
+            c
+        }
         Ok(Ok(_)) => return None,
         Ok(Err(NetError::Decode(e))) => {
             tracing::warn!(error = %e, "invalid CONNECT; closing");
@@ -498,6 +537,9 @@ where
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
+        backlog: VecDeque::new(),
+        read_stalled: false,
+        high_water: config.write_high_water,
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
         _slot: slot,
@@ -605,7 +647,7 @@ where
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        let high_water = self.broker.config().write_high_water;
+        let high_water = self.high_water;
         // Futures that live across iterations (re-armed after they fire),
         // so an idle loop turn registers nothing anew.
         let handle = Arc::clone(&self.handle);
@@ -628,6 +670,11 @@ where
         }
         loop {
             self.flush_transmit();
+            match self.catch_up().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(ending) => return ending,
+            }
             let deadline = self.session.poll_timeout();
             if deadline != armed {
                 if let Some(d) = deadline {
@@ -639,8 +686,12 @@ where
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
             let flush = self.unflushed && !pending_write;
+            // A peer that does not read what it asked for (retained
+            // messages, acks) is not read from either: its requests stay in
+            // the socket instead of growing the write buffer.
+            let can_read = self.writer.pending() < high_water;
             let wake = tokio::select! {
-                r = self.reader.fill() => Wake::Read(r),
+                r = self.reader.fill(), if can_read => Wake::Read(r),
                 r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
                     if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
                 }
@@ -682,11 +733,8 @@ where
                 }
                 Wake::Control => {
                     control.set(shared.notify.notified());
-                    let command = lock(&self.shared.control).take();
-                    match command {
-                        Some(Control::TakeOver) => return Ending::TakenOver,
-                        Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
-                        None => {}
+                    if let Some(ending) = self.command() {
+                        return ending;
                     }
                 }
                 Wake::Timer => {
@@ -699,6 +747,33 @@ where
                 Wake::Shutdown => return Ending::Shutdown,
             }
         }
+    }
+
+    /// The command another task left for this connection, if any.
+    fn command(&self) -> Option<Ending> {
+        match lock(&self.shared.control).take()? {
+            Control::TakeOver => Some(Ending::TakenOver),
+            Control::Kick { with_will } => Some(Ending::Kicked { with_will }),
+        }
+    }
+
+    /// Work left behind by the high-water mark, done once the write buffer
+    /// has room: retained messages owed, then packets already read. True
+    /// if there was some.
+    async fn catch_up(&mut self) -> Result<bool, Ending> {
+        if self.writer.pending() >= self.high_water {
+            return Ok(false);
+        }
+        if !self.backlog.is_empty() {
+            self.drain_backlog().await?;
+            return Ok(true);
+        }
+        if self.read_stalled {
+            self.read_stalled = false;
+            self.read_buffered(Instant::now()).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Bytes arrived (or the stream ended): acts on the whole packets.
@@ -750,6 +825,12 @@ where
                 }
             }
             self.settle(now).await?;
+            // Stop at the high-water mark (or with retained messages still
+            // owed): the rest stays buffered for a later turn of the loop.
+            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+                self.read_stalled = true;
+                return Ok(());
+            }
         }
     }
 
@@ -994,6 +1075,9 @@ where
     /// Routes one message from this client; the reason code for its ack.
     fn route(&mut self, now: Instant, mut msg: Message) -> ReasonCode {
         clean_properties(&mut msg.properties);
+        // It may be retained or queued for long: small parts get their own
+        // allocation instead of pinning the read buffer.
+        super::own_small_parts(&mut msg);
         let routed = Arc::new(Routed {
             message: msg,
             created: now,
@@ -1032,16 +1116,38 @@ where
         if let Err(e) = self.session.suback(now, suback) {
             tracing::error!(error = %e, "cannot send SUBACK");
         }
+        // Sent after the SUBACK, as the write buffer allows (the run loop
+        // drains the backlog).
         for (msg, qos) in retained {
-            let delivery = Delivery {
+            self.backlog.push_back(Delivery {
                 msg,
                 qos,
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
                 retain: true,
                 sub_ids: sub_id.into_iter().collect(),
-            };
-            self.deliver(now, delivery).await;
+            });
         }
+    }
+
+    /// Hands retained messages owed to new subscriptions to the session
+    /// until the write buffer reaches the high-water mark.
+    async fn drain_backlog(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        self.refresh_chain();
+        let checked = self.chain.interests().deliver_acl;
+        while self.writer.pending() < self.high_water {
+            let Some(d) = self.backlog.pop_front() else {
+                break;
+            };
+            if checked {
+                let work = boxed(self.deliver(now, d));
+                work.await;
+            } else {
+                self.deliver_plain(now, d);
+            }
+            self.flush_transmit();
+        }
+        self.settle(now).await
     }
 
     async fn subscribe_one(
@@ -1083,6 +1189,8 @@ where
             qos: granted,
             ..options
         };
+        // Kept as long as the subscription: not a slice of the read buffer.
+        let filter = &super::own_filter(filter);
         let existed = self
             .broker
             .router()
