@@ -496,3 +496,50 @@ fn unlock_listeners_releases_a_waiting_thread() {
     assert_eq!(waiter.join().unwrap(), myqtt_core::WaitOutcome::Unlocked);
     ctx.exit();
 }
+
+#[test]
+fn packets_sent_right_behind_the_connect_are_handled_in_order() {
+    with_default_broker(|_, addr| async move {
+        let mut raw = Raw::open(addr, V311).await;
+        let mut bytes = bytes::BytesMut::new();
+        for p in [
+            Packet::Connect(Box::new(connect_packet(V311, "eager", true, 0))),
+            Packet::Subscribe(myqtt_core::codec::Subscribe {
+                packet_id: pid(1),
+                filters: vec![(
+                    filter("e"),
+                    myqtt_core::codec::SubscriptionOptions::default(),
+                )],
+                properties: myqtt_core::codec::SubscribeProperties::default(),
+            }),
+            Packet::Publish(publish("e", b"to myself", QoS::AtMostOnce, false, 0)),
+        ] {
+            myqtt_core::codec::encode(&p, V311, &mut bytes).unwrap();
+        }
+        raw.send_bytes(&bytes).await;
+        assert!(
+            matches!(raw.recv().await, Packet::ConnAck(c) if c.reason_code == ReasonCode::Success)
+        );
+        assert!(matches!(raw.recv().await, Packet::SubAck(_)));
+        assert_eq!(raw.recv_publish().await.payload.as_ref(), b"to myself");
+    });
+}
+
+#[test]
+fn a_listener_waiter_waits_in_slices_without_missing_an_unlock() {
+    let ctx = Ctx::new().unwrap();
+    let mut waiter = ctx.listener_waiter();
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    // An unlock between two slices is seen by the next one.
+    ctx.unlock_listeners();
+    assert_eq!(
+        waiter.wait(Some(Duration::from_millis(20)), false),
+        Some(myqtt_core::WaitOutcome::Unlocked)
+    );
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    ctx.exit();
+    assert_eq!(
+        waiter.wait(None, false),
+        Some(myqtt_core::WaitOutcome::Exited)
+    );
+}

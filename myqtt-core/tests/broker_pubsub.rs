@@ -688,3 +688,29 @@ fn a_slow_subscriber_does_not_slow_the_others() {
         drop(slow);
     });
 }
+
+#[test]
+fn the_broker_assigns_topic_aliases_to_what_it_sends_when_configured() {
+    // MQTT 5.0 §3.3.2.3.4: the second message on a topic carries only the
+    // alias.
+    let config = BrokerConfig::builder()
+        .outgoing_topic_aliases(4)
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut connect = connect_packet(V5, "s", true, 0);
+        connect.properties.topic_alias_maximum = Some(2);
+        let (mut s, _) = Raw::connect_with(addr, connect).await;
+        s.subscribe("alias/me", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        p.publish("alias/me", b"1", QoS::AtMostOnce, false).await;
+        p.publish("alias/me", b"2", QoS::AtMostOnce, false).await;
+        let first = s.recv_publish().await;
+        let alias = first.properties.topic_alias.expect("an alias is assigned");
+        assert_eq!(first.topic.as_str(), "alias/me");
+        let second = s.recv_publish().await;
+        assert_eq!(second.properties.topic_alias, Some(alias));
+        assert!(second.topic.is_empty());
+        assert_eq!(second.payload.as_ref(), b"2");
+    });
+}

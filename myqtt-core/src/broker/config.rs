@@ -43,6 +43,7 @@ pub struct BrokerConfig {
     pub(crate) max_queued_messages: usize,
     pub(crate) max_topic_levels: usize,
     pub(crate) topic_alias_maximum: u16,
+    pub(crate) outgoing_topic_aliases: u16,
     pub(crate) server_keep_alive: Option<u16>,
     pub(crate) duplicate_client_id: DuplicateClientId,
     pub(crate) hook_policy: HookPolicy,
@@ -66,6 +67,7 @@ impl Default for BrokerConfig {
             max_queued_messages: 1000,
             max_topic_levels: 0,
             topic_alias_maximum: 10,
+            outgoing_topic_aliases: 0,
             server_keep_alive: None,
             duplicate_client_id: DuplicateClientId::TakeOver,
             hook_policy: HookPolicy::default(),
@@ -91,6 +93,7 @@ impl fmt::Debug for BrokerConfig {
             .field("max_queued_messages", &self.max_queued_messages)
             .field("max_topic_levels", &self.max_topic_levels)
             .field("topic_alias_maximum", &self.topic_alias_maximum)
+            .field("outgoing_topic_aliases", &self.outgoing_topic_aliases)
             .field("server_keep_alive", &self.server_keep_alive)
             .field("duplicate_client_id", &self.duplicate_client_id)
             .field("hook_policy", &self.hook_policy)
@@ -221,6 +224,15 @@ impl BrokerConfigBuilder {
     /// (Topic Alias Maximum). Default 10; `0` disallows aliases.
     pub fn topic_alias_maximum(mut self, n: u16) -> Self {
         self.config.topic_alias_maximum = n;
+        self
+    }
+
+    /// How many topic aliases the broker assigns to the messages it sends
+    /// an MQTT 5 client, within the client's Topic Alias Maximum: the first
+    /// topics sent get aliases and later messages to them carry the alias
+    /// and an empty topic name. Default `0`: topics always go out in full.
+    pub fn outgoing_topic_aliases(mut self, n: u16) -> Self {
+        self.config.outgoing_topic_aliases = n;
         self
     }
 

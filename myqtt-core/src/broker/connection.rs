@@ -104,10 +104,15 @@ impl Ending {
     }
 }
 
+/// Work from the session that waits for the hooks.
+enum Pending {
+    Publish(Publish),
+    Subscribe(Subscribe),
+}
+
 /// What woke the connection's loop.
-#[allow(clippy::large_enum_variant)] // short-lived, on the stack
 enum Wake {
-    Read(Result<Option<Packet>, NetError>),
+    Read(Result<bool, NetError>),
     Written(Result<(), NetError>),
     Flushed(Result<(), NetError>),
     Mail,
@@ -146,7 +151,8 @@ struct Conn<R, W> {
     handle: Arc<SessionHandle>,
     chain: Arc<HookChain>,
     chain_version: u64,
-    will: Option<LastWill>,
+    /// Boxed: most clients have none, and it is large.
+    will: Option<Box<LastWill>>,
     /// Session expiry in seconds; `u32::MAX` never expires.
     session_expiry: u32,
     shutdown: watch::Receiver<bool>,
@@ -159,6 +165,9 @@ struct Conn<R, W> {
     /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
     /// read and no message taken while this many bytes wait for the socket.
     high_water: usize,
+    /// Whole packets may be left in the read buffer: decoding stopped at the
+    /// write high-water mark.
+    more_buffered: bool,
     /// The transport buffers writes until flushed (WebSocket frames).
     flush_after_write: bool,
     /// Bytes were written since the last flush.
@@ -167,17 +176,20 @@ struct Conn<R, W> {
 }
 
 /// Serves one client connection until it closes.
-pub(crate) async fn serve<R, W>(
+pub(crate) fn serve<R, W>(
     broker: Broker,
     guard: TaskGuard,
     (read, write): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // A plain function around one async block, so the arguments are held
+    // once by the task.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
         let limit = broker.config().max_connections;
@@ -194,16 +206,27 @@ pub(crate) async fn serve<R, W>(
         // packet; the full limit applies from the CONNACK on.
         let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
         let writer = PacketWriter::new(write);
-        let conn = handshake(broker, reader, writer, peer, local, transport).await;
+        // The handshake and the close are boxed: their futures are large
+        // and short-lived, so an idle connection keeps only the main loop's.
+        // Built in their own statements: a temporary lives to the end of
+        // its statement, and must not span the await.
+        let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
+        let conn = handshake.await;
         drop(pre_connect);
         if let Some(mut conn) = conn {
             let ending = conn.run().await;
-            conn.close(ending).await;
+            let close = boxed(conn.close(ending));
+            close.await;
         }
         drop(guard);
     }
     .instrument(span)
-    .await;
+}
+
+/// Moves a future to the heap. A plain function, so the unboxed future is
+/// a temporary of this frame and never takes room in the caller's state.
+fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
+    Box::pin(f)
 }
 
 /// Writes part of the buffer when bytes wait, else flushes the transport.
@@ -245,7 +268,7 @@ async fn handshake<R, W>(
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) -> Option<Conn<R, W>>
+) -> Option<Box<Conn<R, W>>>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -498,7 +521,7 @@ where
         "client connected"
     );
     chain.emit(EventKind::Lifecycle, || Event::Connected(&info));
-    let conn = Conn {
+    let conn = Box::new(Conn {
         broker,
         reader,
         writer,
@@ -509,17 +532,18 @@ where
         handle,
         chain,
         chain_version,
-        will,
+        will: will.map(Box::new),
         session_expiry,
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
         backlog: VecDeque::new(),
         high_water: config.write_high_water,
+        more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
         _slot: slot,
-    };
+    });
     if let Err(e) = accepted {
         // A packet held since the CONNECT broke the protocol.
         let ending = Conn::<R, W>::violation(&e);
@@ -635,13 +659,19 @@ where
         tokio::pin!(mail);
         let control = shared.notify.notified();
         tokio::pin!(control);
+        // Act on what packets held by the session's accept reported; packets
+        // that arrived right behind the CONNECT are decoded by the first
+        // turn of the loop (`catch_up`).
+        if let Err(ending) = self.settle(Instant::now()).await {
+            return ending;
+        }
+        self.more_buffered = true;
         loop {
             self.flush_transmit();
-            if !self.backlog.is_empty() && self.writer.pending() < high_water {
-                if let Err(ending) = self.drain_backlog().await {
-                    return ending;
-                }
-                continue;
+            match self.catch_up().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(ending) => return ending,
             }
             let deadline = self.session.poll_timeout();
             if deadline != armed {
@@ -659,7 +689,7 @@ where
             // the socket instead of growing the write buffer.
             let can_read = self.writer.pending() < high_water;
             let wake = tokio::select! {
-                r = self.reader.read(), if can_read => Wake::Read(r),
+                r = self.reader.fill(), if can_read => Wake::Read(r),
                 r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
                     if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
                 }
@@ -690,7 +720,12 @@ where
                 }
                 Wake::Mail => {
                     mail.set(handle.wake.notified());
-                    if let Err(ending) = self.drain().await {
+                    if self.drain() {
+                        let checked = boxed(self.drain_checked());
+                        checked.await;
+                    }
+                    // Drops the session reported (too large, expired).
+                    if let Err(ending) = self.settle(Instant::now()).await {
                         return ending;
                     }
                 }
@@ -715,15 +750,47 @@ where
         }
     }
 
-    /// Handles a read result, then every packet already buffered behind it.
-    async fn on_read(&mut self, r: Result<Option<Packet>, NetError>) -> Result<(), Ending> {
-        let mut next = r;
-        loop {
-            match next {
-                Ok(Some(p)) => self.on_packet(p).await?,
-                Ok(None) => {
+    /// Bytes arrived (or the stream ended): acts on the whole packets.
+    async fn on_read(&mut self, r: Result<bool, NetError>) -> Result<(), Ending> {
+        match r {
+            Ok(true) => self.read_buffered(Instant::now()).await,
+            Ok(false) => {
+                if self.reader.has_partial() {
+                    tracing::debug!("connection closed by the client in the middle of a packet");
+                } else {
                     tracing::debug!("connection closed by the client");
-                    return Err(Ending::Lost);
+                }
+                Err(Ending::Lost)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                Err(Ending::Lost)
+            }
+        }
+    }
+
+    /// Hands a packet to the session.
+    fn take(&mut self, packet: Packet, now: Instant) -> Result<(), Ending> {
+        self.refresh_chain();
+        self.chain.emit(EventKind::Packets, || {
+            Event::PacketReceived(&self.info, &packet)
+        });
+        if let Err(e) = self.session.handle_packet(now, packet) {
+            tracing::warn!(error = %e, "protocol violation; closing");
+            return Err(Self::violation(&e));
+        }
+        Ok(())
+    }
+
+    /// Decodes and acts on every whole packet buffered (one clock reading
+    /// serves the batch).
+    async fn read_buffered(&mut self, now: Instant) -> Result<(), Ending> {
+        loop {
+            match self.reader.try_read_buffered() {
+                Ok(Some(packet)) => self.take(packet, now)?,
+                Ok(None) => {
+                    self.more_buffered = false;
+                    return Ok(());
                 }
                 Err(NetError::Decode(e)) => {
                     tracing::warn!(error = %e, "malformed packet; closing");
@@ -734,15 +801,14 @@ where
                     return Err(Ending::Lost);
                 }
             }
+            self.settle(now).await?;
             // Stop at the high-water mark (or with retained messages still
-            // owed): the rest stays buffered for the next turn of the loop.
+            // owed): the rest stays buffered, and the loop comes back for it
+            // once the writer has drained.
             if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+                self.more_buffered = true;
                 return Ok(());
             }
-            next = match self.reader.try_read_buffered() {
-                Ok(None) => return Ok(()),
-                other => other,
-            };
         }
     }
 
@@ -750,21 +816,36 @@ where
         Ending::Violation(e.reason_code(), e.to_string())
     }
 
-    async fn on_packet(&mut self, packet: Packet) -> Result<(), Ending> {
-        let now = Instant::now();
-        self.refresh_chain();
-        self.chain.emit(EventKind::Packets, || {
-            Event::PacketReceived(&self.info, &packet)
-        });
-        if let Err(e) = self.session.handle_packet(now, packet) {
-            tracing::warn!(error = %e, "protocol violation; closing");
-            return Err(Self::violation(&e));
+    /// Acts on everything the session reported, awaiting hooks where one
+    /// must decide.
+    // Design: the common path is synchronous (`process_events`); only work
+    // that waits for hooks is awaited, boxed, so the connection's future
+    // stays small and no large future is moved per packet.
+    async fn settle(&mut self, now: Instant) -> Result<(), Ending> {
+        loop {
+            // Separate statements, so no large temporary spans the await.
+            let Some(pending) = self.process_events(now)? else {
+                return Ok(());
+            };
+            let work = boxed(self.complete(now, pending));
+            work.await?;
         }
-        self.process_events(now).await
     }
 
-    /// Acts on what the session reported.
-    async fn process_events(&mut self, now: Instant) -> Result<(), Ending> {
+    /// Finishes an event that needs the hooks.
+    async fn complete(&mut self, now: Instant, pending: Pending) -> Result<(), Ending> {
+        match pending {
+            Pending::Publish(p) => self.on_publish_hooked(now, p).await,
+            Pending::Subscribe(s) => {
+                self.on_subscribe(now, s).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Acts on what the session reported, up to the first event that needs
+    /// the hooks, which is returned.
+    fn process_events(&mut self, now: Instant) -> Result<Option<Pending>, Ending> {
         while let Some(event) = self.session.poll_event() {
             match event {
                 session::Event::Publish(p) => {
@@ -772,12 +853,10 @@ where
                     if self.chain.is_empty() {
                         self.on_publish_plain(now, p)?;
                     } else {
-                        // Boxed: the hook path's large future stays off the
-                        // common path's stack frames.
-                        Box::pin(self.on_publish_hooked(now, p)).await?;
+                        return Ok(Some(Pending::Publish(p)));
                     }
                 }
-                session::Event::Subscribe(s) => Box::pin(self.on_subscribe(now, s)).await,
+                session::Event::Subscribe(s) => return Ok(Some(Pending::Subscribe(s))),
                 session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
                 session::Event::PublishDropped {
                     publish, reason, ..
@@ -840,7 +919,7 @@ where
                 _ => {}
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reports a message that will not reach this client.
@@ -1028,6 +1107,24 @@ where
         }
     }
 
+    /// Work left by an earlier turn that stopped at the write high-water
+    /// mark: retained messages owed to new subscriptions, then packets left
+    /// in the read buffer. True if there was some and the writer had room.
+    async fn catch_up(&mut self) -> Result<bool, Ending> {
+        if self.writer.pending() >= self.high_water {
+            return Ok(false);
+        }
+        if !self.backlog.is_empty() {
+            self.drain_backlog().await?;
+            return Ok(true);
+        }
+        if self.more_buffered {
+            self.read_buffered(Instant::now()).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Hands retained messages owed to new subscriptions to the session
     /// until the write buffer reaches the high-water mark.
     async fn drain_backlog(&mut self) -> Result<(), Ending> {
@@ -1039,7 +1136,7 @@ where
             self.deliver(now, d).await;
             self.flush_transmit();
         }
-        self.process_events(now).await
+        self.settle(now).await
     }
 
     async fn subscribe_one(
@@ -1142,25 +1239,44 @@ where
         }
     }
 
-    /// Takes everything waiting in the mailbox into the session.
-    async fn drain(&mut self) -> Result<(), Ending> {
+    /// Takes everything waiting in the mailbox into the session; returns
+    /// true when a hook must check the deliveries ([`Self::drain_checked`]).
+    fn drain(&mut self) -> bool {
+        self.refresh_chain();
+        if self.chain.interests().deliver_acl {
+            return true;
+        }
         {
             let mut mb = lock(&self.handle.mailbox);
             std::mem::swap(&mut mb.queue, &mut self.spare);
         }
         let now = Instant::now();
-        self.refresh_chain();
-        if self.chain.interests().deliver_acl {
-            while let Some(d) = self.spare.pop_front() {
-                Box::pin(self.deliver(now, d)).await;
-            }
-        } else {
-            while let Some(d) = self.spare.pop_front() {
-                self.deliver_plain(now, d);
-            }
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver_plain(now, d);
         }
-        // Drops the session reported (too large, expired).
-        self.process_events(now).await
+        self.trim_spare();
+        false
+    }
+
+    /// Gives back the memory of a large burst.
+    fn trim_spare(&mut self) {
+        if self.spare.capacity() > 64 {
+            self.spare = VecDeque::new();
+        }
+    }
+
+    /// Takes everything waiting in the mailbox into the session, each
+    /// delivery checked by the delivery ACL.
+    async fn drain_checked(&mut self) {
+        {
+            let mut mb = lock(&self.handle.mailbox);
+            std::mem::swap(&mut mb.queue, &mut self.spare);
+        }
+        let now = Instant::now();
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver(now, d).await;
+        }
+        self.trim_spare();
     }
 
     /// Hands one message to the session after the delivery ACL, when a
@@ -1244,7 +1360,7 @@ where
 
     /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
     /// bounded flush, the session detached or ended, the will.
-    async fn close(mut self, ending: Ending) {
+    async fn close(mut self: Box<Self>, ending: Ending) {
         let now = Instant::now();
         if let Some((code, why)) = ending.server_disconnect() {
             let reason_string = why.map(|w| {
@@ -1278,7 +1394,7 @@ where
             will,
             session_expiry,
             ..
-        } = self;
+        } = *self;
         // What is left to send goes into the write buffer; the session is
         // detached before the (bounded) flush, so a slow socket does not
         // delay a takeover or leave the session looking online.
@@ -1293,7 +1409,7 @@ where
             session: &handle,
             conn: &shared,
             state,
-            will: will.filter(|_| ending.publishes_will()),
+            will: will.filter(|_| ending.publishes_will()).map(|w| *w),
             session_expiry,
             taken_over,
         });
@@ -1306,5 +1422,40 @@ where
         if let Some(w) = will_now {
             broker.publish_will(&info, w).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    use super::{Conn, Transport, serve};
+    use crate::broker::{Broker, BrokerConfig};
+
+    /// The connection task's future is what an idle connection costs
+    /// besides its buffers and session: it must stay small (the handshake
+    /// and close futures are boxed, the hook paths too).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (signal, shutdown) = tokio::sync::watch::channel(false);
+        let broker = Broker::new(BrokerConfig::default(), runtime.handle().clone(), shutdown);
+        let (near, far) = tokio::io::duplex(64);
+        let task = serve(
+            broker.clone(),
+            broker.enter_task(),
+            tokio::io::split(near),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            Transport::Tcp,
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1280, "the connection future is {size} bytes");
+        let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
+        assert!(conn <= 1152, "a connection's state is {conn} bytes");
+        drop((task, far, signal));
     }
 }

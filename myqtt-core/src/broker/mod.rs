@@ -693,6 +693,7 @@ fn session_config(config: &BrokerConfig) -> SessionConfig {
     let mut b = SessionConfig::builder()
         .receive_maximum(config.receive_maximum)
         .topic_alias_maximum(config.topic_alias_maximum)
+        .outgoing_topic_aliases(config.outgoing_topic_aliases)
         .max_inflight(config.max_inflight)
         .ack_mode(AckMode::Manual);
     if config.max_packet_size > 0 {

@@ -238,9 +238,9 @@ impl SessionHandle {
     /// Queues a delivery without waiting: the publisher never waits for a
     /// subscriber. A full mailbox drops the message.
     ///
-    /// QoS 0 messages are not queued for an offline session (as mosquitto
-    /// does by default): MQTT lets a server drop them [MQTT-3.1.2-5] (3.1.1
-    /// says "may").
+    /// An offline session stores QoS 1 and QoS 2 messages [MQTT-3.1.2-5]
+    /// (3.1.1); QoS 0 messages are not queued for it (the specification
+    /// lets a server store them or not; mosquitto's default is not to).
     pub(crate) fn push(&self, delivery: Delivery) -> Result<(), Refused> {
         let mut mb = lock(&self.mailbox);
         if mb.ended {

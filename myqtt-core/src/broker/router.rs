@@ -282,22 +282,16 @@ impl Router {
             targets.sort_unstable_by_key(|t| (t.key, t.shared));
         }
         let mut stats = RouteStats::default();
-        let mut i = 0;
-        while i < targets.len() {
-            let first = targets[i];
-            let mut qos = first.qos;
-            let mut retain = first.retain;
-            let mut j = i + 1;
+        // One delivery per client and plain subscriptions (merged), one per
+        // shared-subscription pick.
+        for group in targets.chunk_by(|a, b| a.key == b.key && !a.shared && !b.shared) {
+            let Some(first) = group.first() else {
+                continue;
+            };
+            let qos = group.iter().map(|t| t.qos).max().unwrap_or(first.qos);
+            let retain = group.iter().any(|t| t.retain);
             scratch.ids.clear();
-            scratch.ids.extend(first.entry.id);
-            if !first.shared {
-                while j < targets.len() && targets[j].key == first.key && !targets[j].shared {
-                    qos = qos.max(targets[j].qos);
-                    retain |= targets[j].retain;
-                    scratch.ids.extend(targets[j].entry.id);
-                    j += 1;
-                }
-            }
+            scratch.ids.extend(group.iter().filter_map(|t| t.entry.id));
             let delivery = Delivery {
                 msg: Arc::clone(msg),
                 qos,
@@ -317,7 +311,6 @@ impl Router {
                     scratch.drops.push((Arc::clone(&first.entry.session), why));
                 }
             }
-            i = j;
         }
         scratch.targets = recycle(targets);
         drop(trie);
