@@ -7,6 +7,11 @@
 //! - `queue`: `myqtt.AsyncQueue`, PyMyQtt's thread-safe queue.
 //! - `ctx`: `myqtt.Ctx`, the context that owns the engine's runtime.
 //! - `wait`: how blocking calls release the GIL and stay interruptible.
+//! - `listener`: `myqtt.create_listener`, `wait_listeners`, the context's
+//!   listener handlers, periodic events and broker actions; `server`: the
+//!   `ListenerConn`, `ListenerMsg` and `ListenerEvent` handlers receive;
+//!   `hooks`: the engine hooks behind the handlers; `dispatch`: the Python
+//!   threads the handlers run on.
 //!
 //! The Python sources beside this crate (`python/myqtt/`) re-export these
 //! names and add the Pythonic layer.
@@ -16,6 +21,11 @@ mod ctx;
 mod errors;
 mod queue;
 mod wait;
+// Listener side.
+mod dispatch;
+mod hooks;
+mod listener;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -27,5 +37,6 @@ fn _myqtt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<queue::AsyncQueue>()?;
     m.add_class::<ctx::Ctx>()?;
+    listener::register(m)?;
     Ok(())
 }

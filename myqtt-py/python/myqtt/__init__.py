@@ -91,3 +91,38 @@ __all__ = [
     "qos1",
     "qos2",
 ]
+
+# ----- listener side ---------------------------------------------------------
+import atexit as _atexit
+
+from myqtt._myqtt import (
+    ACL_DELIVER,
+    ACL_PUBLISH,
+    ACL_SUBSCRIBE,
+    Listener,
+    ListenerConn,
+    ListenerEvent,
+    ListenerMsg,
+    _listener_interpreter_exiting,
+    create_listener,
+    topic_matches_sub,
+    unlock_listeners,
+    wait_listeners,
+)
+
+# Dispatch threads stop calling into Python once the interpreter exits.
+_atexit.register(_listener_interpreter_exiting)
+
+__all__ += [
+    "ACL_DELIVER",
+    "ACL_PUBLISH",
+    "ACL_SUBSCRIBE",
+    "Listener",
+    "ListenerConn",
+    "ListenerEvent",
+    "ListenerMsg",
+    "create_listener",
+    "topic_matches_sub",
+    "unlock_listeners",
+    "wait_listeners",
+]
