@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use client_support::{Mosquitto, Proxy, WAIT, wait_until};
+use client_support::{Mosquitto, Proxy, WAIT, fake_server, wait_until};
 use myqtt_core::Ctx;
 use myqtt_core::client::{ClientError, Conn, ConnectOptions, PublishMessage, Subscription};
 use myqtt_core::codec::{Packet, ProtocolVersion, QoS, ReasonCode, SubscribeProperties};
@@ -489,5 +489,26 @@ fn a_callback_publishing_through_a_tiny_send_queue_never_deadlocks() {
     for i in 0..n * 3 {
         let m = observer.get_next(Some(WAIT)).unwrap().expect("reply");
         assert_eq!(m.payload().as_ref(), (i / 3).to_string().as_bytes());
+    }
+}
+
+#[test]
+fn a_burst_longer_than_one_read_round_loses_no_packet() {
+    // 200 QoS 0 PUBLISH packets right behind the CONNACK, in one write: the
+    // client decodes them over several rounds of its read loop and must
+    // deliver every one, in order [MQTT-4.6.0-6].
+    let mut bytes = vec![0x20, 0x02, 0x00, 0x00];
+    for i in 0..200u8 {
+        bytes.extend_from_slice(&[0x30, 4, 0, 1, b't', i]);
+    }
+    let port = fake_server(Box::leak(bytes.into_boxed_slice()));
+    let ctx = Ctx::new().unwrap();
+    let conn = Conn::connect_blocking(&ctx, ConnectOptions::new("127.0.0.1", port)).unwrap();
+    for i in 0..200u8 {
+        let m = conn
+            .get_next(Some(WAIT))
+            .unwrap()
+            .expect("every message of the burst arrives");
+        assert_eq!(m.payload().as_ref(), &[i]);
     }
 }

@@ -70,6 +70,23 @@ impl Ctx {
         }
     }
 
+    /// PyMyQtt's log handler: `handler(ctx, file, line, level, message,
+    /// data)` is called for every engine log record at debug level and
+    /// above, on the module's log thread; `level` is `myqtt.level_debug`,
+    /// `level_warning` or `level_critical`. None removes it. The records
+    /// still reach Python `logging` (logger `myqtt`) as well.
+    #[pyo3(signature = (handler, data=None))]
+    fn set_log_handler(
+        slf: &Bound<'_, Self>,
+        handler: Option<Py<PyAny>>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        slf.py()
+            .import("myqtt._logging")?
+            .call_method1("_set_ctx_handler", (slf, handler, data))?;
+        Ok(())
+    }
+
     /// True between `init()` and `exit()`.
     #[getter]
     fn is_initialized(&self) -> bool {

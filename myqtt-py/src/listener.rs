@@ -8,7 +8,7 @@
 //! threads of `dispatch.rs`, behind the hooks of `hooks.rs`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -33,19 +33,7 @@ const ACL_DELIVER: u8 = 1;
 const ACL_PUBLISH: u8 = 2;
 const ACL_SUBSCRIBE: u8 = 4;
 
-/// Set when the interpreter exits: dispatch threads stop attaching.
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// True until the interpreter starts exiting.
-pub(crate) fn python_alive() -> bool {
-    !EXITING.load(Ordering::Acquire)
-}
-
-/// Tells the listener side the interpreter is exiting (`atexit`).
-#[pyfunction]
-pub(crate) fn _listener_interpreter_exiting() {
-    EXITING.store(true, Ordering::Release);
-}
+pub(crate) use crate::complete::python_alive;
 
 /// The mosquitto-style access code of an ACL check.
 pub(crate) fn access_code(access: Access) -> u8 {
@@ -632,6 +620,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wait_listeners, m)?)?;
     m.add_function(wrap_pyfunction!(unlock_listeners, m)?)?;
     m.add_function(wrap_pyfunction!(topic_matches_sub, m)?)?;
-    m.add_function(wrap_pyfunction!(_listener_interpreter_exiting, m)?)?;
     Ok(())
 }

@@ -415,6 +415,12 @@ impl ListenerMsg {
         "PUBLISH"
     }
 
+    /// The MQTT 5 properties (empty before MQTT 5).
+    #[getter]
+    fn properties(&self) -> crate::props::Properties {
+        crate::props::Properties::from_publish(&self.properties)
+    }
+
     /// MQTT 5 user properties as a list of (name, value) pairs.
     #[getter]
     fn user_properties(&self) -> Vec<(String, String)> {

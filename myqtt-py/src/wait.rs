@@ -13,6 +13,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// Calls `poll(slice)` with the GIL released until it returns `Some`, the
 /// deadline passes (`Ok(None)`), or a signal handler raises (`Err`).
+/// `poll` is called at least once, with a zero slice if `timeout` is zero.
 ///
 /// `poll` must wait at most `slice` before returning `None`.
 pub(crate) fn wait_until<T, F>(
@@ -26,18 +27,17 @@ where
 {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let slice = match deadline {
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Ok(None);
-                }
-                (d - now).min(SIGNAL_CHECK)
-            }
-            None => SIGNAL_CHECK,
-        };
+        // The first poll happens even with a zero timeout, so that a result
+        // already there is returned.
+        let slice = deadline.map_or(SIGNAL_CHECK, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SIGNAL_CHECK)
+        });
         if let Some(v) = py.detach(|| poll(slice)) {
             return Ok(Some(v));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
         }
         py.check_signals()?;
     }

@@ -569,7 +569,7 @@ impl Driver {
 
     fn read(&mut self, now: Instant, first: Result<Option<Packet>, NetError>) {
         let mut next = first;
-        for _ in 0..READ_BATCH {
+        for round in 1..=READ_BATCH {
             let packet = match next {
                 Ok(Some(p)) => p,
                 Ok(None) => return self.lost(self.loss(CloseReason::PeerClosed)),
@@ -586,6 +586,12 @@ impl Driver {
             }
             self.process_events(now);
             if self.finished {
+                return;
+            }
+            if round == READ_BATCH {
+                // Leave the rest buffered: the next `reader.read()` decodes
+                // it before touching the socket. Decoding one more here would
+                // lose it.
                 return;
             }
             let Link::Up(up) = &mut self.link else {

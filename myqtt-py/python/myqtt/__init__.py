@@ -1,7 +1,10 @@
 """myqtt: an MQTT 3.1 / 3.1.1 / 5.0 client and listener on a Rust engine.
 
 The API follows the PyMyQtt manual (``myqtt.Ctx``, ``myqtt.Conn``,
-``myqtt.create_listener``...), with a Pythonic layer on top.
+``myqtt.create_listener``...), with a Pythonic layer on top
+(``myqtt.connect``, exceptions instead of status values) and an asyncio one
+(``myqtt.aio``). Rust log records reach Python ``logging`` under the logger
+``myqtt``.
 """
 
 from myqtt._myqtt import (
@@ -36,17 +39,31 @@ from myqtt._myqtt import (
     UNSUBACK,
     UNSUBSCRIBE,
     AsyncQueue,
+    Conn,
+    ConnectError,
     ConnectionLostError,
     ConnectionRefusedError,
+    ConnOpts,
     Ctx,
+    Handle,
+    Msg,
     MyqttError,
+    Properties,
     ProtocolError,
+    PublishHandle,
+    RefusedError,
     TimeoutError,
     __version__,
     qos0,
     qos1,
     qos2,
 )
+from myqtt import _logging
+from myqtt._logging import TRACE, level_critical, level_debug, level_warning, refresh_log_level
+from myqtt.client import Client, SubscribeResult, Will, connect, default_ctx
+from myqtt import aio
+
+_logging.start()
 
 __all__ = [
     "AUTH",
@@ -80,12 +97,31 @@ __all__ = [
     "UNSUBACK",
     "UNSUBSCRIBE",
     "AsyncQueue",
+    "Client",
+    "Conn",
+    "ConnOpts",
+    "ConnectError",
     "ConnectionLostError",
     "ConnectionRefusedError",
     "Ctx",
+    "Handle",
+    "Msg",
     "MyqttError",
+    "Properties",
     "ProtocolError",
+    "PublishHandle",
+    "RefusedError",
+    "SubscribeResult",
+    "TRACE",
     "TimeoutError",
+    "Will",
+    "aio",
+    "connect",
+    "default_ctx",
+    "level_critical",
+    "level_debug",
+    "level_warning",
+    "refresh_log_level",
     "__version__",
     "qos0",
     "qos1",
@@ -93,8 +129,6 @@ __all__ = [
 ]
 
 # ----- listener side ---------------------------------------------------------
-import atexit as _atexit
-
 from myqtt._myqtt import (
     ACL_DELIVER,
     ACL_PUBLISH,
@@ -103,15 +137,11 @@ from myqtt._myqtt import (
     ListenerConn,
     ListenerEvent,
     ListenerMsg,
-    _listener_interpreter_exiting,
     create_listener,
     topic_matches_sub,
     unlock_listeners,
     wait_listeners,
 )
-
-# Dispatch threads stop calling into Python once the interpreter exits.
-_atexit.register(_listener_interpreter_exiting)
 
 __all__ += [
     "ACL_DELIVER",
