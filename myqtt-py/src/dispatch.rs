@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
 use myqtt_core::ByteStr;
@@ -123,6 +123,9 @@ pub(crate) struct Shared {
     shards: Vec<mpsc::Sender<Job>>,
     /// Events not delivered because a dispatch queue was full.
     pub(crate) dropped_events: AtomicU64,
+    /// Passwords of connections accepted without an `on_connect` call, for
+    /// the `conn` later handlers get (dropped with their connection).
+    passwords: Mutex<HashMap<usize, (Weak<ClientInfo>, Bytes)>>,
 }
 
 impl Shared {
@@ -142,6 +145,7 @@ impl Shared {
             broker: RwLock::new(None),
             shards,
             dropped_events: AtomicU64::new(0),
+            passwords: Mutex::new(HashMap::new()),
         });
         for (i, rx) in receivers.into_iter().enumerate() {
             let weak = Arc::downgrade(&shared);
@@ -170,6 +174,32 @@ impl Shared {
         let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
         // THREADS is small: the index fits.
         &self.shards[(h as usize) % self.shards.len()]
+    }
+
+    /// Remembers the password of a connection no `on_connect` saw.
+    pub(crate) fn keep_password(&self, client: &Arc<ClientInfo>, password: &Bytes) {
+        let mut map = self
+            .passwords
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, (w, _)| w.strong_count() > 0);
+        }
+        map.insert(
+            Arc::as_ptr(client) as usize,
+            (Arc::downgrade(client), password.clone()),
+        );
+    }
+
+    /// The password kept for `client`, if any.
+    fn password_of(&self, client: &Arc<ClientInfo>) -> Option<Bytes> {
+        let map = self
+            .passwords
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&(Arc::as_ptr(client) as usize))
+            .filter(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(client)))
+            .map(|(_, p)| p.clone())
     }
 
     /// The queue of `client`'s thread.
@@ -282,6 +312,7 @@ impl Local {
             self.conns.retain(|_, c| !c.get().is_dead());
             self.swept_at = self.conns.len();
         }
+        let password = password.or_else(|| shared.password_of(client));
         let conn = Py::new(
             py,
             ListenerConn::new(

@@ -61,6 +61,9 @@ impl Hook for PyHook {
 
     fn on_connect(&self, req: &ConnectRequest<'_>) -> Reply<ConnectVerdict> {
         if get(&self.0.handlers.on_connect).is_none() {
+            if let Some(p) = req.password {
+                self.0.keep_password(req.client, p);
+            }
             return Reply::Ready(ConnectVerdict::Accept);
         }
         let (reply, rx) = oneshot::channel();
