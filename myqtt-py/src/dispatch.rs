@@ -344,16 +344,15 @@ impl Local {
             return Ok(result);
         }
         if result.hasattr(pyo3::intern!(py, "__await__"))? {
-            let aio = match &self.aio_loop {
-                Some(l) => l.clone_ref(py),
-                None => {
-                    let l = py
-                        .import("asyncio")?
-                        .call_method0("new_event_loop")?
-                        .unbind();
-                    self.aio_loop = Some(l.clone_ref(py));
-                    l
-                }
+            let aio = if let Some(l) = &self.aio_loop {
+                l.clone_ref(py)
+            } else {
+                let l = py
+                    .import("asyncio")?
+                    .call_method0("new_event_loop")?
+                    .unbind();
+                self.aio_loop = Some(l.clone_ref(py));
+                l
             };
             return aio
                 .bind(py)
@@ -364,19 +363,18 @@ impl Local {
 
     /// Logs a handler's exception under "myqtt", with the answer given.
     fn log_failure(&mut self, py: Python<'_>, what: &str, answer: &str, err: &PyErr) {
-        let logger = match &self.logger {
-            Some(l) => l.clone_ref(py),
-            None => {
-                let Ok(l) = py
-                    .import("logging")
-                    .and_then(|m| m.call_method1("getLogger", ("myqtt",)))
-                else {
-                    return;
-                };
-                let l = l.unbind();
-                self.logger = Some(l.clone_ref(py));
-                l
-            }
+        let logger = if let Some(l) = &self.logger {
+            l.clone_ref(py)
+        } else {
+            let Ok(l) = py
+                .import("logging")
+                .and_then(|m| m.call_method1("getLogger", ("myqtt",)))
+            else {
+                return;
+            };
+            let l = l.unbind();
+            self.logger = Some(l.clone_ref(py));
+            l
         };
         let kwargs = PyDict::new(py);
         let _ = kwargs.set_item("exc_info", err.value(py));

@@ -160,12 +160,12 @@ impl EventHook {
                 e.client = Some(Arc::clone(c));
                 e.reason = Some(*r);
             }
-            Event::Subscribed(c, f, o, r) => {
+            Event::Subscribed(client, filter, options, code) => {
                 e.kind = "subscribed";
-                e.client = Some(Arc::clone(c));
-                e.topic = Some(f.as_str().to_owned());
-                e.qos = Some(o.qos);
-                e.reason = Some(*r);
+                e.client = Some(Arc::clone(client));
+                e.topic = Some(filter.as_str().to_owned());
+                e.qos = Some(options.qos);
+                e.reason = Some(*code);
             }
             Event::Unsubscribed(c, f) => {
                 e.kind = "unsubscribed";

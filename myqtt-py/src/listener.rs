@@ -121,12 +121,12 @@ impl ListenerState {
 
     /// Installs the hooks the set handlers need in the running engine (a
     /// no-op before `init()`; `create_listener` calls it again).
-    fn install(&self, ctx: &Bound<'_, Ctx>) -> PyResult<()> {
+    fn install(&self, ctx: &Bound<'_, Ctx>) {
         let Ok(engine) = ctx.get().engine() else {
-            return Ok(());
+            return;
         };
         let Some(shared) = lock(&self.shared).clone() else {
-            return Ok(());
+            return;
         };
         let h = &shared.handlers;
         let mut installed = lock(&self.installed);
@@ -145,7 +145,6 @@ impl ListenerState {
             broker.add_hook(Arc::new(EventHook(Arc::clone(&shared))));
             installed.events = true;
         }
-        Ok(())
     }
 
     /// Sets one handler and installs its hook.
@@ -172,7 +171,8 @@ impl ListenerState {
                 data: data.unwrap_or_else(|| py.None()),
             }),
         );
-        self.install(ctx)
+        self.install(ctx);
+        Ok(())
     }
 }
 
@@ -504,7 +504,7 @@ pub(crate) fn create_listener(
              wired into the listener of this build; remove the call to run in memory"
         )));
     }
-    ctx.get().listener.install(ctx)?;
+    ctx.get().listener.install(ctx);
     let requested_host = host.to_owned();
     let host_owned = host.to_owned();
     let r = ctx
