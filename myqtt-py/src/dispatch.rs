@@ -35,8 +35,21 @@ use crate::server::{ListenerConn, ListenerEvent, ListenerMsg, connect_verdict};
 const BATCH: usize = 64;
 /// Jobs waiting per dispatch thread before hooks wait for room.
 const QUEUE: usize = 1024;
-/// Dispatch threads (connections are spread over them).
-pub(crate) const THREADS: usize = 4;
+/// Dispatch threads (connections are spread over them): one per core, 2 to
+/// 4 (more threads than cores only fight for the GIL: on 2 cores, 4
+/// threads halved the rate of 2), unless the environment variable
+/// `MYQTT_PY_DISPATCH_THREADS` says otherwise (1..=64).
+fn thread_count() -> usize {
+    std::env::var("MYQTT_PY_DISPATCH_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get)
+                .clamp(2, 4)
+        })
+}
 
 /// A Python handler and the `data` it is called with.
 pub(crate) struct Handler {
@@ -132,9 +145,10 @@ impl Shared {
     /// Starts the dispatch threads of a context whose Python object is
     /// weakly referenced by `ctx_ref`.
     pub(crate) fn start(ctx_ref: Py<PyAny>) -> PyResult<Arc<Self>> {
-        let mut receivers = Vec::with_capacity(THREADS);
-        let mut shards = Vec::with_capacity(THREADS);
-        for _ in 0..THREADS {
+        let threads = thread_count();
+        let mut receivers = Vec::with_capacity(threads);
+        let mut shards = Vec::with_capacity(threads);
+        for _ in 0..threads {
             let (tx, rx) = mpsc::channel(QUEUE);
             shards.push(tx);
             receivers.push(rx);
@@ -172,7 +186,6 @@ impl Shared {
     /// The queue of the thread that serves `key` (a connection).
     pub(crate) fn shard(&self, key: usize) -> &mpsc::Sender<Job> {
         let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        // THREADS is small: the index fits.
         &self.shards[(h as usize) % self.shards.len()]
     }
 
@@ -228,7 +241,7 @@ fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
         logger: None,
         aio_loop: None,
     };
-    while let Some(first) = next_job(&mut rx) {
+    while let Some(first) = rx.blocking_recv() {
         let Some(shared) = shared.upgrade() else {
             break;
         };
@@ -261,25 +274,6 @@ fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
     } else {
         std::mem::forget(local);
     }
-}
-
-/// How many times an idle dispatch thread polls its queue (yielding the CPU
-/// between polls) before it sleeps: the next call of a busy connection
-/// usually comes a few microseconds after its answer, and catching it
-/// without a sleep and a wake-up on either side keeps one connection's
-/// calls quick.
-const SPIN: u32 = 64;
-
-/// The next job: polled for a short while, then waited for.
-fn next_job(rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
-    for _ in 0..SPIN {
-        match rx.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-    rx.blocking_recv()
 }
 
 impl Local {
