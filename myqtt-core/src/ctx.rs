@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
 
+use crate::broker::hooks::Transport;
 use crate::broker::{Broker, BrokerConfig};
 use crate::net::{Listener, ListenerError};
 
@@ -189,7 +190,19 @@ impl Ctx {
         if self.is_exiting() {
             return Err(ListenerError::Exited);
         }
-        let listener = Listener::bind(&self.inner.broker, host, port)?;
+        let listener = Listener::bind(&self.inner.broker, host, port, Transport::Tcp)?;
+        lock(&self.inner.listeners).push(listener.clone());
+        Ok(listener)
+    }
+
+    /// Starts a listener for MQTT over WebSocket (subprotocol `mqtt`,
+    /// binary frames; MQTT 5.0 §6) on `host:port`, serving the same broker
+    /// as the TCP listeners. Port 0 picks a free port.
+    pub fn create_ws_listener(&self, host: &str, port: u16) -> Result<Listener, ListenerError> {
+        if self.is_exiting() {
+            return Err(ListenerError::Exited);
+        }
+        let listener = Listener::bind(&self.inner.broker, host, port, Transport::WebSocket)?;
         lock(&self.inner.listeners).push(listener.clone());
         Ok(listener)
     }

@@ -108,3 +108,38 @@ async fn a_text_frame_is_a_protocol_error() {
     let err = timeout(LIMIT, server).await.unwrap().unwrap().unwrap_err();
     assert!(err.to_string().contains("MQTT-6.0.0-1"), "{err}");
 }
+
+#[tokio::test]
+async fn a_packet_written_without_flush_still_arrives() {
+    // The listener and client loops write with `write_some` and never call
+    // `flush`: a WebSocket frame must not wait in a buffer for a flush.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let stream = ws::accept(tcp).await.unwrap();
+        let (mut reader, mut writer) = net::split(stream, 1 << 20);
+        reader.decoder_mut().set_version(ProtocolVersion::V311);
+        writer
+            .queue(&Packet::PingResp, ProtocolVersion::V311)
+            .unwrap();
+        while writer.pending() > 0 {
+            writer.write_some().await.unwrap();
+        }
+        // Keep the connection open, reading, until the client goes.
+        reader.read().await.map(|_| ())
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = ws::connect(tcp, &format!("ws://{addr}/mqtt"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = net::split(stream, 1 << 20);
+    reader.decoder_mut().set_version(ProtocolVersion::V311);
+    let got = timeout(Duration::from_secs(2), reader.read()).await;
+    assert_eq!(
+        got.expect("PINGRESP arrives without a flush").unwrap(),
+        Some(Packet::PingResp)
+    );
+    writer.shutdown().await.unwrap();
+    timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
+}

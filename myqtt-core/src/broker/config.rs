@@ -124,6 +124,11 @@ impl BrokerConfig {
         self.hook_policy
     }
 
+    /// How long a new connection may take to send CONNECT.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
+    }
+
     /// The duplicate client id policy.
     pub fn duplicate_client_id(&self) -> DuplicateClientId {
         self.duplicate_client_id

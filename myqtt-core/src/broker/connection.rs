@@ -32,8 +32,8 @@ use super::{Broker, Detach, TaskGuard, assigned_client_id, clean_properties};
 use crate::ByteStr;
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
-    DisconnectProperties, LastWill, Packet, PacketType, ProtocolVersion, Publish, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    DisconnectProperties, LastWill, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use crate::net::{NetError, PacketReader, PacketWriter};
 use crate::session::{self, Session, SessionError, SessionState};
@@ -107,6 +107,7 @@ impl Ending {
 enum Wake {
     Read(Result<Option<Packet>, NetError>),
     Written(Result<(), NetError>),
+    Flushed(Result<(), NetError>),
     Mail,
     Control,
     Timer,
@@ -141,6 +142,10 @@ struct Conn<R, W> {
     scratch: Scratch,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
+    /// The transport buffers writes until flushed (WebSocket frames).
+    flush_after_write: bool,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
     _slot: ConnSlot,
 }
 
@@ -168,6 +173,19 @@ pub(crate) async fn serve<R, W>(
     }
     .instrument(span)
     .await;
+}
+
+/// Writes part of the buffer when bytes wait, else flushes the transport.
+/// Cancel-safe either way.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut PacketWriter<W>,
+    pending: bool,
+) -> Result<(), NetError> {
+    if pending {
+        writer.write_some().await
+    } else {
+        writer.flush().await
+    }
 }
 
 /// Writes what the session queued, then flushes and closes the write side,
@@ -460,6 +478,8 @@ where
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
+        flush_after_write: transport != Transport::Tcp,
+        unflushed: false,
         _slot: slot,
     };
     if let Err(e) = accepted {
@@ -589,9 +609,12 @@ where
             let can_take =
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
+            let flush = self.unflushed && !pending_write;
             let wake = tokio::select! {
                 r = self.reader.read() => Wake::Read(r),
-                r = self.writer.write_some(), if pending_write => Wake::Written(r),
+                r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
+                    if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
+                }
                 () = &mut mail, if can_take => Wake::Mail,
                 () = &mut control => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
@@ -608,6 +631,14 @@ where
                         tracing::debug!(error = %e, "write failed");
                         return Ending::Lost;
                     }
+                    self.unflushed = self.flush_after_write;
+                }
+                Wake::Flushed(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "flush failed");
+                        return Ending::Lost;
+                    }
+                    self.unflushed = false;
                 }
                 Wake::Mail => {
                     mail.set(handle.wake.notified());
@@ -683,8 +714,17 @@ where
     async fn process_events(&mut self, now: Instant) -> Result<(), Ending> {
         while let Some(event) = self.session.poll_event() {
             match event {
-                session::Event::Publish(p) => self.on_publish(now, p).await?,
-                session::Event::Subscribe(s) => self.on_subscribe(now, s).await,
+                session::Event::Publish(p) => {
+                    self.refresh_chain();
+                    if self.chain.is_empty() {
+                        self.on_publish_plain(now, p)?;
+                    } else {
+                        // Boxed: the hook path's large future stays off the
+                        // common path's stack frames.
+                        Box::pin(self.on_publish_hooked(now, p)).await?;
+                    }
+                }
+                session::Event::Subscribe(s) => Box::pin(self.on_subscribe(now, s)).await,
                 session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
                 session::Event::PublishDropped {
                     publish, reason, ..
@@ -749,15 +789,17 @@ where
         });
     }
 
-    /// An application message from the client: checks, hooks, routing, and
-    /// the acknowledgement that completes the client's flow whatever the
-    /// outcome.
-    async fn on_publish(&mut self, now: Instant, p: Publish) -> Result<(), Ending> {
+    /// The checks every PUBLISH from the client passes before any routing:
+    /// the message, its packet id, and the refusal code when its topic is
+    /// too deep.
+    fn publish_prelude(
+        &mut self,
+        p: Publish,
+    ) -> Result<(Message, Option<PacketId>, Option<ReasonCode>), Ending> {
         let (maximum_qos, retain_available, max_levels) = {
             let c = self.broker.config();
             (c.maximum_qos, c.retain_available, c.max_topic_levels)
         };
-        let v5 = self.version.is_v5();
         let Publish {
             qos,
             retain,
@@ -774,7 +816,7 @@ where
                 format!("[MQTT-3.2.2-12] QoS {} is above the maximum", qos.as_u8()),
             ));
         }
-        if retain && !retain_available && v5 {
+        if retain && !retain_available && self.version.is_v5() {
             // [MQTT-3.3.1-8] (5.0)
             return Err(Ending::Violation(
                 ReasonCode::RetainNotSupported,
@@ -789,47 +831,28 @@ where
             properties,
         };
         clean_properties(&mut msg.properties);
-        let reason = if max_levels > 0 && msg.topic.level_count() > max_levels {
+        let refused = if max_levels > 0 && msg.topic.level_count() > max_levels {
             tracing::warn!(
                 topic = %msg.topic,
                 limit = max_levels,
                 "publish refused: too many topic levels"
             );
-            ReasonCode::TopicNameInvalid
+            Some(ReasonCode::TopicNameInvalid)
         } else {
-            self.refresh_chain();
-            if self.chain.is_empty() {
-                self.route(now, msg)
-            } else {
-                let chain = Arc::clone(&self.chain);
-                let allowed = chain
-                    .acl(&AclRequest {
-                        client: &self.info,
-                        access: Access::Publish,
-                        topic: msg.topic.as_str(),
-                        qos: msg.qos,
-                        payload: Some(&msg.payload),
-                        retain: msg.retain,
-                    })
-                    .await;
-                if allowed {
-                    match chain.on_publish(&self.info, msg).await {
-                        PublishOutcome::Route(m) if !m.topic.is_empty() => self.route(now, m),
-                        PublishOutcome::Route(_) | PublishOutcome::Discard => {
-                            ReasonCode::NoMatchingSubscribers
-                        }
-                        PublishOutcome::Close => return Err(Ending::HookClose),
-                    }
-                } else {
-                    tracing::debug!("publish denied by the ACL");
-                    ReasonCode::NotAuthorized
-                }
-            }
+            None
         };
+        Ok((msg, packet_id, refused))
+    }
+
+    /// Completes the client's QoS 1/2 flow whatever happened to the
+    /// message; MQTT 5 clients learn the outcome from the reason code.
+    fn publish_done(&mut self, now: Instant, packet_id: Option<PacketId>, reason: ReasonCode) {
         if let Some(id) = packet_id {
-            // The flow is completed whatever happened to the message; MQTT 5
-            // clients learn the outcome from the reason code.
-            let code = if v5 { reason } else { ReasonCode::Success };
+            let code = if self.version.is_v5() {
+                reason
+            } else {
+                ReasonCode::Success
+            };
             if let Err(e) = self
                 .session
                 .ack_with(now, id, code, AckProperties::default())
@@ -837,6 +860,51 @@ where
                 tracing::error!(error = %e, "cannot acknowledge a PUBLISH");
             }
         }
+    }
+
+    /// An application message from the client when no hook is installed.
+    fn on_publish_plain(&mut self, now: Instant, p: Publish) -> Result<(), Ending> {
+        let (msg, packet_id, refused) = self.publish_prelude(p)?;
+        let reason = match refused {
+            Some(code) => code,
+            None => self.route(now, msg),
+        };
+        self.publish_done(now, packet_id, reason);
+        Ok(())
+    }
+
+    /// An application message from the client, decided by the hooks: the
+    /// publish ACL, then the on_publish verdict (and rewrite).
+    async fn on_publish_hooked(&mut self, now: Instant, p: Publish) -> Result<(), Ending> {
+        let (msg, packet_id, refused) = self.publish_prelude(p)?;
+        let reason = if let Some(code) = refused {
+            code
+        } else {
+            let chain = Arc::clone(&self.chain);
+            let allowed = chain
+                .acl(&AclRequest {
+                    client: &self.info,
+                    access: Access::Publish,
+                    topic: msg.topic.as_str(),
+                    qos: msg.qos,
+                    payload: Some(&msg.payload),
+                    retain: msg.retain,
+                })
+                .await;
+            if allowed {
+                match chain.on_publish(&self.info, msg).await {
+                    PublishOutcome::Route(m) if !m.topic.is_empty() => self.route(now, m),
+                    PublishOutcome::Route(_) | PublishOutcome::Discard => {
+                        ReasonCode::NoMatchingSubscribers
+                    }
+                    PublishOutcome::Close => return Err(Ending::HookClose),
+                }
+            } else {
+                tracing::debug!("publish denied by the ACL");
+                ReasonCode::NotAuthorized
+            }
+        };
+        self.publish_done(now, packet_id, reason);
         Ok(())
     }
 
@@ -998,20 +1066,27 @@ where
             std::mem::swap(&mut mb.queue, &mut self.spare);
         }
         let now = Instant::now();
-        while let Some(d) = self.spare.pop_front() {
-            self.deliver(now, d).await;
+        self.refresh_chain();
+        if self.chain.interests().deliver_acl {
+            while let Some(d) = self.spare.pop_front() {
+                Box::pin(self.deliver(now, d)).await;
+            }
+        } else {
+            while let Some(d) = self.spare.pop_front() {
+                self.deliver_plain(now, d);
+            }
         }
         // Drops the session reported (too large, expired).
         self.process_events(now).await
     }
 
-    /// Hands one message to the session, which sends it when the window
-    /// allows.
+    /// Hands one message to the session after the delivery ACL, when a
+    /// hook asked for it.
     async fn deliver(&mut self, now: Instant, d: Delivery) {
         self.refresh_chain();
-        let m = &d.msg.message;
         if self.chain.interests().deliver_acl {
             let chain = Arc::clone(&self.chain);
+            let m = &d.msg.message;
             let allowed = chain
                 .acl(&AclRequest {
                     client: &self.info,
@@ -1027,6 +1102,13 @@ where
                 return;
             }
         }
+        self.deliver_plain(now, d);
+    }
+
+    /// Hands one message to the session, which sends it when the window
+    /// allows.
+    fn deliver_plain(&mut self, now: Instant, d: Delivery) {
+        let m = &d.msg.message;
         let Ok(expiry) = d.msg.remaining_expiry(now) else {
             // [MQTT-3.3.2-5]
             self.dropped(m, DropReason::Expired);

@@ -1,6 +1,7 @@
-//! The TCP accept loop: [`Listener`] binds an address, accepts
-//! connections (TCP_NODELAY on) and hands each to the broker's connection
-//! task until it is stopped or its context shuts down.
+//! The accept loop: [`Listener`] binds an address, accepts TCP connections
+//! (TCP_NODELAY on), performs the WebSocket handshake for a WebSocket
+//! listener, and hands each connection to the broker's connection task
+//! until it is stopped or its context shuts down.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -86,7 +87,12 @@ impl Listener {
     /// Binds `host:port` (port 0 picks a free port) and starts accepting
     /// on the broker's runtime. Does not block on the runtime, so it may be
     /// called from anywhere, a runtime thread included.
-    pub(crate) fn bind(broker: &Broker, host: &str, port: u16) -> Result<Self, ListenerError> {
+    pub(crate) fn bind(
+        broker: &Broker,
+        host: &str,
+        port: u16,
+        transport: Transport,
+    ) -> Result<Self, ListenerError> {
         let addr = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -103,22 +109,51 @@ impl Listener {
         let listener = Self {
             inner: Arc::new(Inner {
                 local_addr,
-                transport: Transport::Tcp,
+                transport,
                 stop,
             }),
         };
-        tracing::info!(%local_addr, "listening");
+        tracing::info!(%local_addr, ?transport, "listening");
         broker
             .chain()
             .emit(crate::broker::EventKind::Lifecycle, || {
                 Event::ListenerStarted(local_addr)
             });
-        broker
-            .handle()
-            .spawn(accept_loop(broker.clone(), tcp, local_addr, stop_rx));
+        broker.handle().spawn(accept_loop(
+            broker.clone(),
+            tcp,
+            local_addr,
+            transport,
+            stop_rx,
+        ));
         drop(runtime_guard);
         Ok(listener)
     }
+}
+
+/// Performs the WebSocket handshake (within the connect timeout), then
+/// serves the connection like a TCP one.
+async fn serve_ws(
+    broker: Broker,
+    guard: crate::broker::TaskGuard,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let timeout = broker.config().connect_timeout();
+    let ws = match tokio::time::timeout(timeout, super::ws::accept(stream)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    let halves = tokio::io::split(ws);
+    crate::broker::serve(broker, guard, halves, peer, local, Transport::WebSocket).await;
 }
 
 /// The accept queue length asked of the system: a burst of connections
@@ -157,6 +192,7 @@ async fn accept_loop(
     broker: Broker,
     tcp: TcpListener,
     local: SocketAddr,
+    transport: Transport,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = broker.shutdown_signal();
@@ -168,14 +204,23 @@ async fn accept_loop(
                         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                     }
                     let guard = broker.enter_task();
-                    broker.handle().spawn(crate::broker::serve(
-                        broker.clone(),
-                        guard,
-                        stream.into_split(),
-                        peer,
-                        local,
-                        Transport::Tcp,
-                    ));
+                    match transport {
+                        Transport::Tcp => {
+                            broker.handle().spawn(crate::broker::serve(
+                                broker.clone(),
+                                guard,
+                                stream.into_split(),
+                                peer,
+                                local,
+                                Transport::Tcp,
+                            ));
+                        }
+                        Transport::WebSocket => {
+                            broker
+                                .handle()
+                                .spawn(serve_ws(broker.clone(), guard, stream, peer, local));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: the condition

@@ -30,6 +30,10 @@ pub struct WsStream<S> {
     inner: WebSocketStream<S>,
     /// The rest of the last binary frame, not yet read.
     pending: Bytes,
+    /// A frame was handed to the WebSocket but not yet flushed to the
+    /// socket. Reading also pushes it on, so a frame written with one
+    /// `write` (and no `flush`) still leaves once the socket has room.
+    unflushed: bool,
 }
 
 /// Accepts a WebSocket handshake on `stream` (server side), choosing the
@@ -66,6 +70,7 @@ where
     Ok(WsStream {
         inner,
         pending: Bytes::new(),
+        unflushed: false,
     })
 }
 
@@ -95,6 +100,7 @@ where
     Ok(WsStream {
         inner,
         pending: Bytes::new(),
+        unflushed: false,
     })
 }
 
@@ -112,6 +118,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.unflushed {
+            match Sink::<Message>::poll_flush(Pin::new(&mut self.inner), cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ws_to_io(e))),
+                // The waker is registered: this task is woken when the
+                // socket has room, and the next read pushes on.
+                Poll::Pending => {}
+            }
+        }
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.remaining());
@@ -149,11 +164,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
         Pin::new(&mut self.inner)
             .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
             .map_err(ws_to_io)?;
+        // The frame is accepted; push it to the socket now (tungstenite
+        // buffers frames until a flush). If the socket is full, the next
+        // read or write continues the flush.
+        self.unflushed = true;
+        match Sink::<Message>::poll_flush(Pin::new(&mut self.inner), cx) {
+            Poll::Ready(Ok(())) => self.unflushed = false,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(ws_to_io(e))),
+            Poll::Pending => {}
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Sink::<Message>::poll_flush(Pin::new(&mut self.inner), cx).map_err(ws_to_io)
+        ready!(Sink::<Message>::poll_flush(Pin::new(&mut self.inner), cx)).map_err(ws_to_io)?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
