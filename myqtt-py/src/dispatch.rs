@@ -357,21 +357,57 @@ impl Local {
             return Ok(result);
         }
         if result.hasattr(pyo3::intern!(py, "__await__"))? {
-            let aio = if let Some(l) = &self.aio_loop {
-                l.clone_ref(py)
-            } else {
-                let l = py
-                    .import("asyncio")?
-                    .call_method0("new_event_loop")?
-                    .unbind();
-                self.aio_loop = Some(l.clone_ref(py));
-                l
-            };
-            return aio
-                .bind(py)
-                .call_method1(pyo3::intern!(py, "run_until_complete"), (result,));
+            return self.finish_awaitable(py, result);
         }
         Ok(result)
+    }
+
+    /// This thread's asyncio loop, made on first use.
+    fn aio_loop(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(l) = &self.aio_loop {
+            return Ok(l.clone_ref(py));
+        }
+        let l = py
+            .import("asyncio")?
+            .call_method0("new_event_loop")?
+            .unbind();
+        self.aio_loop = Some(l.clone_ref(py));
+        Ok(l)
+    }
+
+    /// The value of an awaitable a handler returned. A coroutine is started
+    /// here, with this thread's loop as the running loop: if it completes
+    /// without suspending, that is its value (no event-loop round); if it
+    /// suspends, it is finished under `run_until_complete`. Other
+    /// awaitables go to `run_until_complete` directly.
+    fn finish_awaitable<'py>(
+        &mut self,
+        py: Python<'py>,
+        awaitable: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let aio = self.aio_loop(py)?;
+        let aio = aio.bind(py);
+        if !awaitable.hasattr(pyo3::intern!(py, "send"))? {
+            return aio.call_method1(pyo3::intern!(py, "run_until_complete"), (awaitable,));
+        }
+        let events = py.import("asyncio.events")?;
+        let set_running = events.getattr(pyo3::intern!(py, "_set_running_loop"))?;
+        set_running.call1((aio,))?;
+        let step = awaitable.call_method1(pyo3::intern!(py, "send"), (py.None(),));
+        set_running.call1((py.None(),))?;
+        match step {
+            Ok(yielded) => {
+                let resume = py
+                    .import("myqtt._listener_aio")?
+                    .getattr("resume")?
+                    .call1((awaitable, yielded))?;
+                aio.call_method1(pyo3::intern!(py, "run_until_complete"), (resume,))
+            }
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+                e.value(py).getattr(pyo3::intern!(py, "value"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Logs a handler's exception under "myqtt", with the answer given.

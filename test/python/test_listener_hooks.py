@@ -398,3 +398,40 @@ def test_a_slow_handler_does_not_make_other_clients_miss_keep_alive(broker: Brok
     pinger.subscribe("after", 0)
     pinger.close()
     slow.close()
+
+
+def test_coroutine_handlers_with_and_without_suspending(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    loops: List[Any] = []
+
+    async def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        if msg.topic == "quick":
+            # Completes without suspending; a running loop is still there.
+            loops.append(asyncio.get_running_loop())
+            return myqtt.PUBLISH_OK
+        if msg.topic == "yield":
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return myqtt.PUBLISH_OK
+        if msg.topic == "future":
+            fut = asyncio.get_running_loop().create_future()
+            threading.Timer(0.01, lambda: fut.get_loop().call_soon_threadsafe(fut.set_result, 1)).start()
+            await fut
+            return myqtt.PUBLISH_OK
+        await asyncio.sleep(0)
+        raise RuntimeError("late failure")
+
+    caplog.set_level(logging.ERROR, logger="myqtt")
+    broker.ctx.set_on_publish(on_publish)
+    broker.start()
+    c = Client(broker.port, "aio2")
+    c.subscribe("#", 1)
+    for t in ("quick", "yield", "future", "late-failure", "quick"):
+        c.publish(t, b"", qos=1)
+    wait_for(lambda: c.topics() == ["quick", "yield", "future", "quick"], what="the messages")
+    assert len(loops) == 2 and loops[0] is loops[1]
+    wait_for(
+        lambda: any("on_publish" in r.getMessage() for r in caplog.records), what="the log record"
+    )
+    c.close()
