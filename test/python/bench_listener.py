@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument("--amqtt", action="store_true", help="also measure amqtt (if installed)")
     a = ap.parse_args()
     print(f"QoS 0, 64 B payloads, {a.publishers} publisher(s) x {a.messages} messages, "
-          f"1 subscriber; {os.cpu_count()} CPUs")
+          f"no subscriber; {os.cpu_count()} CPUs")
     none = measure("myqtt, no handler", SERVE, ["none"], a.messages, a.publishers)
     ok = measure("myqtt, on_publish OK", SERVE, ["ok"], a.messages, a.publishers)
     aok = measure("myqtt, async on_publish OK", SERVE, ["ok-async"], a.messages,
