@@ -270,3 +270,40 @@ def test_broker_publish_retained_reaches_later_subscribers(broker: Broker) -> No
 def test_topic_matches_sub(sub: str, topic: str, expected: bool) -> None:
     # [MQTT-4.7.1-2] / [MQTT-4.7.2-1]
     assert myqtt.topic_matches_sub(sub, topic) is expected
+
+
+def test_handlers_set_before_init_apply_to_the_listener() -> None:
+    ctx = myqtt.Ctx()
+    seen: List[str] = []
+    events: List[str] = []
+    ctx.set_on_publish(lambda c, conn, msg, d: seen.append(msg.topic) or myqtt.PUBLISH_OK)
+    ctx.set_on_event(lambda c, ev, d: events.append(ev.kind))
+    assert ctx.init()
+    try:
+        listener = myqtt.create_listener(ctx, "127.0.0.1", 0)
+        assert listener.is_ok()
+        c = Client(listener.port, "early")
+        c.publish("t", b"x", qos=1)
+        wait_for(lambda: seen == ["t"], what="on_publish")
+        wait_for(lambda: "listener_started" in events, what="listener_started")
+        c.close()
+    finally:
+        ctx.exit()
+
+
+def test_exit_stops_periodic_events_and_drops_handlers(broker: Broker) -> None:
+    calls: List[int] = []
+    broker.ctx.new_event(1_000, lambda ctx, a, b: calls.append(1))
+    broker.ctx.set_on_publish(lambda ctx, conn, msg, data: myqtt.PUBLISH_DISCARD)
+    wait_for(lambda: calls, what="a tick")
+    broker.ctx.exit()
+    n = len(calls)
+    # A fresh engine on the same Ctx: no handler, no event left over.
+    assert broker.ctx.init()
+    broker.start()
+    c = Client(broker.port, "after-exit")
+    c.subscribe("#", 1)
+    c.publish("t", b"x", qos=1)
+    wait_for(lambda: c.topics() == ["t"], what="the message, not discarded")
+    assert len(calls) <= n + 1
+    c.close()
