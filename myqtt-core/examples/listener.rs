@@ -1,6 +1,8 @@
 //! A standalone MQTT listener (broker) on `--host` (default 127.0.0.1) and
 //! `--port` (default 1883; 0 picks a free port). It prints one line,
 //! `listening on HOST:PORT`, once bound, and runs until Ctrl-C or SIGTERM.
+//! `--max-packet-size BYTES` limits the packets clients may send (MQTT 5:
+//! DISCONNECT 0x95 beyond it); the default is the protocol's own limit.
 //!
 //! ```text
 //! cargo run --example listener -- --port 1883
@@ -11,16 +13,18 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use myqtt_core::broker::BrokerConfig;
 use myqtt_core::{Ctx, WaitOutcome};
 
 struct Args {
     host: String,
     port: u16,
     storage: Option<String>,
+    max_packet_size: u32,
 }
 
 fn usage() -> &'static str {
-    "usage: listener [--host HOST] [--port PORT] [--storage PATH]"
+    "usage: listener [--host HOST] [--port PORT] [--storage PATH] [--max-packet-size BYTES]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +32,7 @@ fn parse_args() -> Result<Args, String> {
         host: "127.0.0.1".into(),
         port: 1883,
         storage: None,
+        max_packet_size: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -39,6 +44,12 @@ fn parse_args() -> Result<Args, String> {
                 args.port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
             }
             "--storage" => args.storage = Some(value("--storage")?),
+            "--max-packet-size" => {
+                let v = value("--max-packet-size")?;
+                args.max_packet_size = v
+                    .parse()
+                    .map_err(|_| format!("invalid packet size {v:?}"))?;
+            }
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -58,7 +69,17 @@ fn main() -> ExitCode {
         eprintln!("--storage {path}: storage not available yet (a later release adds it)");
         return ExitCode::from(2);
     }
-    let ctx = match Ctx::new() {
+    let config = match BrokerConfig::builder()
+        .max_packet_size(args.max_packet_size)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ctx = match Ctx::builder().broker(config).build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot start: {e}");

@@ -199,7 +199,11 @@ fn an_mqtt5_session_lives_for_its_expiry_interval() {
 fn a_duplicate_client_id_takes_the_session_over_and_closes_the_old_connection() {
     // [MQTT-3.1.4-3] (5.0): the old connection gets DISCONNECT 0x8E.
     with_default_broker(|ctx, addr| async move {
-        let mut old = Raw::connect(addr, V5, "dup", false).await;
+        // A session that outlives its connection (expiry 60 s) is taken
+        // over with its state.
+        let mut persistent = connect_packet(V5, "dup", false, 0);
+        persistent.properties.session_expiry_interval = Some(60);
+        let (mut old, _) = Raw::connect_with(addr, persistent).await;
         old.subscribe("t", QoS::AtLeastOnce).await;
         let (mut new, ack) = Raw::connect_with(addr, connect_packet(V5, "dup", false, 0)).await;
         assert_eq!(ack.reason_code, ReasonCode::Success);
@@ -228,6 +232,37 @@ fn a_duplicate_client_id_takes_the_session_over_and_closes_the_old_connection() 
         let _new = Raw::connect(addr, V311, "dup311", true).await;
         assert!(old.closed().await.is_empty());
     });
+}
+
+#[test]
+fn a_takeover_ends_a_session_that_lasts_only_as_long_as_its_connection() {
+    // 5.0 §3.1.4: with Session Expiry 0 "the original Session is ended on
+    // the takeover"; 3.1.1 [MQTT-3.1.2-6]: a clean session lasts as long as
+    // the network connection. The new connection (clean start 0) gets no
+    // session present and none of the old subscriptions.
+    for (version, clean) in [(V5, false), (V311, true)] {
+        with_default_broker(|ctx, addr| async move {
+            let mut old = Raw::connect(addr, version, "short", clean).await;
+            old.subscribe("t", QoS::AtLeastOnce).await;
+            let (mut new, ack) =
+                Raw::connect_with(addr, connect_packet(version, "short", false, 0)).await;
+            assert_eq!(ack.reason_code, ReasonCode::Success);
+            assert!(!ack.session_present, "{version:?}: a new session");
+            old.closed().await;
+            let matched = ctx
+                .broker()
+                .publish(myqtt_core::broker::hooks::Message {
+                    topic: topic("t"),
+                    payload: bytes::Bytes::from_static(b"nobody"),
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    properties: myqtt_core::codec::PublishProperties::default(),
+                })
+                .unwrap();
+            assert_eq!(matched, 0, "{version:?}: the old subscription is gone");
+            new.expect_nothing().await;
+        });
+    }
 }
 
 #[test]

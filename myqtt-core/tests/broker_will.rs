@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use broker_util::*;
 use bytes::Bytes;
-use myqtt_core::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use myqtt_core::codec::{
+    Connect, Disconnect, DisconnectProperties, Packet, ProtocolVersion, QoS, ReasonCode,
+};
 
 const V311: ProtocolVersion = ProtocolVersion::V311;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -76,6 +78,29 @@ fn a_protocol_violation_publishes_the_will() {
                 V311, "c", true, 0,
             ))))
             .await;
+        assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"gone");
+    });
+}
+
+#[test]
+fn a_disconnect_setting_session_expiry_after_0_gets_0x82_and_publishes_the_will() {
+    // [MQTT-3.14.2-2] (5.0): not a valid DISCONNECT; the server answers with
+    // DISCONNECT 0x82 and the will goes out as on any other protocol error.
+    with_default_broker(|_, addr| async move {
+        let mut watcher = Raw::connect(addr, V5, "w", true).await;
+        watcher.subscribe("status/#", QoS::AtLeastOnce).await;
+        let (mut client, _) = Raw::connect_with(addr, with_will(V5, "c", false)).await;
+        let mut d = Disconnect::with_reason(ReasonCode::Success);
+        d.properties = DisconnectProperties {
+            session_expiry_interval: Some(30),
+            ..DisconnectProperties::default()
+        };
+        client.send(Packet::Disconnect(d)).await;
+        let got = client.closed().await;
+        assert!(
+            matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError),
+            "{got:?}"
+        );
         assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"gone");
     });
 }

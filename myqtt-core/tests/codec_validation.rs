@@ -662,6 +662,18 @@ fn subscription_qos_3_is_malformed() {
 }
 
 #[test]
+fn subscription_maximum_qos_3_is_a_protocol_error_at_mqtt5() {
+    // MQTT 5.0 §3.8.3.1: "It is a Protocol Error if the Maximum QoS field
+    // has the value 3."
+    assert_rejected(
+        V5,
+        &packet(0x82, &[0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x03]),
+        &DecodeError::InvalidSubscriptionQoS,
+        ReasonCode::ProtocolError,
+    );
+}
+
+#[test]
 fn retain_handling_3_is_a_protocol_error() {
     assert_rejected(
         V5,

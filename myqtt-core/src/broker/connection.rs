@@ -749,7 +749,17 @@ where
                         && let Some(secs) = d.properties.session_expiry_interval
                     {
                         if self.session_expiry == 0 && secs != 0 {
-                            // [MQTT-3.14.2-2]
+                            // [MQTT-3.14.2-2]: not a valid DISCONNECT. The
+                            // session took it and is closed, so the
+                            // server's DISCONNECT 0x82 goes straight to the
+                            // writer (reason code only: it fits any
+                            // Maximum Packet Size the client set).
+                            let answer = Packet::Disconnect(Disconnect::with_reason(
+                                ReasonCode::ProtocolError,
+                            ));
+                            if let Err(e) = self.writer.queue(&answer, self.version) {
+                                tracing::error!(error = %e, "cannot encode a packet");
+                            }
                             return Err(Ending::Violation(
                                     ReasonCode::ProtocolError,
                                     "[MQTT-3.14.2-2] session expiry set in DISCONNECT after 0 in CONNECT".into(),

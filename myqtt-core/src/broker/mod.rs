@@ -24,6 +24,7 @@ pub mod hooks;
 mod registry;
 mod router;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -37,12 +38,18 @@ pub(crate) use connection::serve;
 
 use self::chain::HookChain;
 use self::hooks::{Access, AclRequest, ClientInfo, DropReason, Event, Hook, Message};
-use self::registry::{Control, PendingWill, Registry, Routed, SessionHandle, lock};
+use self::registry::{
+    Control, Delivery, Mailbox, PendingWill, Registry, Routed, SessionHandle, lock,
+};
 use self::router::{Router, Scratch};
 use crate::ByteStr;
 use crate::codec::{LastWill, PublishProperties, SubscriptionOptions};
 use crate::session::{AckMode, SessionConfig};
 use crate::topic::TopicFilter;
+
+/// What is left of a session that was just marked ended: its undelivered
+/// messages and a will still waiting for its delay.
+type Ended = (VecDeque<Delivery>, Option<PendingWill>);
 
 /// Why a broker operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -478,15 +485,27 @@ impl Broker {
     /// Ends a session: its subscriptions go, its queued messages are
     /// dropped, a will waiting for its delay is published now.
     pub(crate) fn end_session(&self, session: &Arc<SessionHandle>) {
-        let (queue, will) = {
-            let mut mb = lock(&session.mailbox);
-            if mb.ended {
-                return;
-            }
-            mb.ended = true;
-            mb.state = None;
-            (std::mem::take(&mut mb.queue), mb.pending_will.take())
-        };
+        let ended = Self::end_locked(&mut lock(&session.mailbox));
+        if let Some(ended) = ended {
+            self.finish_end(session, ended);
+        }
+    }
+
+    /// Marks a session ended under its mailbox lock, so no connection can
+    /// attach to it from then on; `None` if it had already ended. The rest
+    /// is done by [`Self::finish_end`] outside the lock.
+    fn end_locked(mb: &mut Mailbox) -> Option<Ended> {
+        if mb.ended {
+            return None;
+        }
+        mb.ended = true;
+        mb.state = None;
+        Some((std::mem::take(&mut mb.queue), mb.pending_will.take()))
+    }
+
+    /// The second half of ending a session: subscriptions, registry entry,
+    /// dropped messages, a delayed will published now.
+    fn finish_end(&self, session: &Arc<SessionHandle>, (queue, will): Ended) {
         let subs = std::mem::take(&mut *lock(&session.subscriptions));
         self.inner.router.unsubscribe_all(subs.keys(), session.key);
         self.inner.registry.remove(session);
@@ -524,7 +543,7 @@ impl Broker {
             .unwrap_or(0);
         let delayed = delay > 0 && session_expiry > 0;
         let mut will_now = None;
-        let generation = {
+        let (generation, ended) = {
             let mut mb = lock(&session.mailbox);
             let ours = mb.conn.as_ref().is_some_and(|c| c.id == conn.id);
             let generation = if ours {
@@ -532,9 +551,19 @@ impl Broker {
             } else {
                 mb.generation
             };
-            if session_expiry > 0 || taken_over {
+            // A session with expiry 0 ends with its connection, a takeover
+            // included: the new connection starts afresh (3.1.1
+            // [MQTT-3.1.2-6]; 5.0 §3.1.4).
+            if session_expiry > 0 {
                 mb.state = Some(state);
             }
+            // Ended under the same lock as the detach: a connection
+            // claiming the client id meanwhile never resumes it.
+            let ended = if session_expiry == 0 {
+                Self::end_locked(&mut mb)
+            } else {
+                None
+            };
             if let Some(w) = will {
                 if delayed {
                     // [MQTT-3.1.3-9] (5.0): wait for the delay; a new
@@ -547,16 +576,14 @@ impl Broker {
                     will_now = Some(w);
                 }
             }
-            generation
+            (generation, ended)
         };
         session.detached.notify_waiters();
-        if !taken_over {
-            if session_expiry == 0 {
-                self.end_session(session);
-            } else if session_expiry != u32::MAX {
-                let expiry = Duration::from_secs(u64::from(session_expiry));
-                self.after(session, generation, expiry, Self::end_session);
-            }
+        if let Some(ended) = ended {
+            self.finish_end(session, ended);
+        } else if !taken_over && session_expiry != u32::MAX {
+            let expiry = Duration::from_secs(u64::from(session_expiry));
+            self.after(session, generation, expiry, Self::end_session);
         }
         if delayed {
             let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));

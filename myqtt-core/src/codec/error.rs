@@ -171,7 +171,7 @@ pub enum DecodeError {
 
     /// Subscription options with reserved bits set or QoS 3.
     #[error(
-        "[MQTT-3-8.3-4] (5.0: [MQTT-3.8.3-5]) subscription options {options:#010b} have reserved bits set or QoS 3"
+        "[MQTT-3.8.3-4] (5.0: [MQTT-3.8.3-5]) subscription options {options:#010b} have reserved bits set or QoS 3"
     )]
     InvalidSubscriptionOptions {
         /// The options byte as received.
@@ -181,6 +181,11 @@ pub enum DecodeError {
     /// Retain Handling 3 in the subscription options.
     #[error("[MQTT 5.0 §3.8.3.1] retain handling 3 is a protocol error")]
     InvalidRetainHandling,
+
+    /// Maximum QoS 3 in MQTT 5 subscription options (before MQTT 5 it is
+    /// [`Self::InvalidSubscriptionOptions`], a malformed packet).
+    #[error("[MQTT 5.0 §3.8.3.1] subscription Maximum QoS 3 is a protocol error")]
+    InvalidSubscriptionQoS,
 
     /// No Local set on a shared subscription.
     #[error("[MQTT-3.8.3-4] no local must not be set on a shared subscription")]
@@ -262,6 +267,7 @@ impl DecodeError {
             | Self::SubscribeWithoutFilters
             | Self::UnsubscribeWithoutFilters
             | Self::InvalidRetainHandling
+            | Self::InvalidSubscriptionQoS
             | Self::NoLocalOnSharedSubscription
             | Self::SessionPresentWithError => ReasonCode::ProtocolError,
             Self::MalformedVariableByteInteger

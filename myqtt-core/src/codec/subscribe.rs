@@ -84,7 +84,7 @@ pub struct UnsubAck {
 }
 
 impl SubscriptionOptions {
-    /// Decodes an options byte for `filter` ([MQTT-3-8.3-4]; 5.0:
+    /// Decodes an options byte for `filter` ([MQTT-3.8.3-4]; 5.0:
     /// [MQTT-3.8.3-5], §3.8.3.1, [MQTT-3.8.3-4]).
     fn decode(
         options: u8,
@@ -96,7 +96,14 @@ impl SubscriptionOptions {
         if options & reserved != 0 {
             return Err(invalid);
         }
-        let qos = QoS::try_from(options & 0x03).map_err(|_| invalid)?;
+        let qos = QoS::try_from(options & 0x03).map_err(|_| {
+            if version.is_v5() {
+                // MQTT 5.0 §3.8.3.1: a Protocol Error, not a malformed packet.
+                DecodeError::InvalidSubscriptionQoS
+            } else {
+                invalid
+            }
+        })?;
         if !version.is_v5() {
             return Ok(Self {
                 qos,
