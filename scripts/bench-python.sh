@@ -23,8 +23,12 @@ else
   echo "(amqtt is not installed in .venv: pip install amqtt to compare with it)"
 fi
 
-echo "== listener"
+echo "== listener: publisher processes, no subscriber (what the listener takes in)"
 .venv/bin/python test/python/bench_listener.py "${amqtt[@]}" "$@"
+echo
+echo "== listener: myqtt-bench publisher/subscriber pairs (delivered)"
+cargo build --release --locked -q -p myqtt-bench
+.venv/bin/python test/python/bench_listener.py "${amqtt[@]}" --myqtt-bench target/release/myqtt-bench "$@"
 echo
 echo "== client publisher loop"
 .venv/bin/python test/python/bench_client_publish.py

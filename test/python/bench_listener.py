@@ -8,6 +8,10 @@ before it), so the interpreter under test only runs the listener. The rate
 is the messages sent divided by the time from the common start to the last
 PUBACK: what the listener takes in and decides on.
 
+With `--myqtt-bench PATH`, the load is myqtt-bench's instead: P
+publisher/subscriber pairs (Rust clients, closed loop), and the rate is
+the delivered one.
+
 Run: python test/python/bench_listener.py [--messages N] [--publishers P]
 (scripts/bench-python.sh builds the release extension first.)
 """
@@ -15,6 +19,7 @@ Run: python test/python/bench_listener.py [--messages N] [--publishers P]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -122,6 +127,21 @@ def run_load(port: int, messages: int, publishers: int) -> "tuple[int, float]":
     return messages * publishers, secs
 
 
+def run_myqtt_bench(bench: str, port: int, publishers: int) -> "tuple[int, float]":
+    """myqtt-bench (Rust publishers and subscribers, 1to1 pairs, closed
+    loop): messages delivered and the seconds they took."""
+    out = subprocess.run(
+        [bench, "--port", str(port), "--shape", "1to1", "--publishers", str(publishers),
+         "--duration", "3", "--warmup", "1", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    return int(report["deliveries"]), report["deliveries"] / report["delivery_rate"]
+
+
+BENCH: Optional[str] = None
+
+
 def measure(name: str, code: str, args: List[str], n: int, p: int) -> Optional[float]:
     try:
         proc, port = serve(code, *args)
@@ -129,13 +149,18 @@ def measure(name: str, code: str, args: List[str], n: int, p: int) -> Optional[f
         print(f"{name:<28} unavailable: {e}")
         return None
     try:
-        received, secs = run_load(port, n, p)
+        if BENCH:
+            received, secs = run_myqtt_bench(BENCH, port, p)
+            expected = received
+        else:
+            received, secs = run_load(port, n, p)
+            expected = n * p
     finally:
         proc.terminate()
         proc.wait(10)
     rate = received / secs
     print(f"{name:<28} {received:>8} msgs in {secs:6.2f} s = {rate:>10,.0f} msg/s"
-          f"{'' if received == n * p else f'  ({n * p - received} lost)'}")
+          f"{'' if received == expected else f'  ({expected - received} lost)'}")
     return rate
 
 
@@ -144,7 +169,11 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200_000, help="per publisher")
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--amqtt", action="store_true", help="also measure amqtt (if installed)")
+    ap.add_argument("--myqtt-bench", default=None,
+                    help="path of myqtt-bench: publish/subscribe pairs instead (delivered rate)")
     a = ap.parse_args()
+    global BENCH
+    BENCH = a.myqtt_bench
     print(f"QoS 0, 64 B payloads, {a.publishers} publisher(s) x {a.messages} messages, "
           f"no subscriber; {os.cpu_count()} CPUs")
     none = measure("myqtt, no handler", SERVE, ["none"], a.messages, a.publishers)
