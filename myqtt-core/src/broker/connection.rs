@@ -162,12 +162,12 @@ struct Conn<R, W> {
     /// Retained messages owed to new subscriptions, handed to the session
     /// only while the write buffer is below the high-water mark.
     backlog: VecDeque<Delivery>,
-    /// Whole packets wait in the read buffer: their handling stopped at the
-    /// high-water mark or behind the backlog.
-    read_stalled: bool,
     /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
     /// read and no message taken while this many bytes wait for the socket.
     high_water: usize,
+    /// Whole packets may be left in the read buffer: decoding stopped at the
+    /// write high-water mark.
+    more_buffered: bool,
     /// The transport buffers writes until flushed (WebSocket frames).
     flush_after_write: bool,
     /// Bytes were written since the last flush.
@@ -538,8 +538,8 @@ where
         scratch: Scratch::default(),
         spare: VecDeque::new(),
         backlog: VecDeque::new(),
-        read_stalled: false,
         high_water: config.write_high_water,
+        more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
         _slot: slot,
@@ -659,15 +659,13 @@ where
         tokio::pin!(mail);
         let control = shared.notify.notified();
         tokio::pin!(control);
-        // Act on what packets held by the session's accept reported, then
-        // on packets that arrived right behind the CONNECT.
-        let now = Instant::now();
-        if let Err(ending) = self.settle(now).await {
+        // Act on what packets held by the session's accept reported; packets
+        // that arrived right behind the CONNECT are decoded by the first
+        // turn of the loop (`catch_up`).
+        if let Err(ending) = self.settle(Instant::now()).await {
             return ending;
         }
-        if let Err(ending) = self.read_buffered(now).await {
-            return ending;
-        }
+        self.more_buffered = true;
         loop {
             self.flush_transmit();
             match self.catch_up().await {
@@ -733,8 +731,11 @@ where
                 }
                 Wake::Control => {
                     control.set(shared.notify.notified());
-                    if let Some(ending) = self.command() {
-                        return ending;
+                    let command = lock(&self.shared.control).take();
+                    match command {
+                        Some(Control::TakeOver) => return Ending::TakenOver,
+                        Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
+                        None => {}
                     }
                 }
                 Wake::Timer => {
@@ -747,33 +748,6 @@ where
                 Wake::Shutdown => return Ending::Shutdown,
             }
         }
-    }
-
-    /// The command another task left for this connection, if any.
-    fn command(&self) -> Option<Ending> {
-        match lock(&self.shared.control).take()? {
-            Control::TakeOver => Some(Ending::TakenOver),
-            Control::Kick { with_will } => Some(Ending::Kicked { with_will }),
-        }
-    }
-
-    /// Work left behind by the high-water mark, done once the write buffer
-    /// has room: retained messages owed, then packets already read. True
-    /// if there was some.
-    async fn catch_up(&mut self) -> Result<bool, Ending> {
-        if self.writer.pending() >= self.high_water {
-            return Ok(false);
-        }
-        if !self.backlog.is_empty() {
-            self.drain_backlog().await?;
-            return Ok(true);
-        }
-        if self.read_stalled {
-            self.read_stalled = false;
-            self.read_buffered(Instant::now()).await?;
-            return Ok(true);
-        }
-        Ok(false)
     }
 
     /// Bytes arrived (or the stream ended): acts on the whole packets.
@@ -814,7 +788,10 @@ where
         loop {
             match self.reader.try_read_buffered() {
                 Ok(Some(packet)) => self.take(packet, now)?,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    self.more_buffered = false;
+                    return Ok(());
+                }
                 Err(NetError::Decode(e)) => {
                     tracing::warn!(error = %e, "malformed packet; closing");
                     return Err(Ending::Violation(e.reason_code(), e.to_string()));
@@ -826,9 +803,10 @@ where
             }
             self.settle(now).await?;
             // Stop at the high-water mark (or with retained messages still
-            // owed): the rest stays buffered for a later turn of the loop.
+            // owed): the rest stays buffered, and the loop comes back for it
+            // once the writer has drained.
             if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
-                self.read_stalled = true;
+                self.more_buffered = true;
                 return Ok(());
             }
         }
@@ -1129,22 +1107,33 @@ where
         }
     }
 
+    /// Work left by an earlier turn that stopped at the write high-water
+    /// mark: retained messages owed to new subscriptions, then packets left
+    /// in the read buffer. True if there was some and the writer had room.
+    async fn catch_up(&mut self) -> Result<bool, Ending> {
+        if self.writer.pending() >= self.high_water {
+            return Ok(false);
+        }
+        if !self.backlog.is_empty() {
+            self.drain_backlog().await?;
+            return Ok(true);
+        }
+        if self.more_buffered {
+            self.read_buffered(Instant::now()).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Hands retained messages owed to new subscriptions to the session
     /// until the write buffer reaches the high-water mark.
     async fn drain_backlog(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
-        self.refresh_chain();
-        let checked = self.chain.interests().deliver_acl;
         while self.writer.pending() < self.high_water {
             let Some(d) = self.backlog.pop_front() else {
                 break;
             };
-            if checked {
-                let work = boxed(self.deliver(now, d));
-                work.await;
-            } else {
-                self.deliver_plain(now, d);
-            }
+            self.deliver(now, d).await;
             self.flush_transmit();
         }
         self.settle(now).await

@@ -132,6 +132,13 @@ impl WeakBroker {
         self.upgrade().ok_or(BrokerError::Gone)?.publish(msg)
     }
 
+    /// Queues a message for one client; see [`Broker::publish_to`].
+    pub fn publish_to(&self, client_id: &str, msg: Message) -> Result<bool, BrokerError> {
+        self.upgrade()
+            .ok_or(BrokerError::Gone)?
+            .publish_to(client_id, msg)
+    }
+
     /// Kicks a client by id; see [`Broker::kick_client`].
     pub fn kick_client(&self, client_id: &str, with_will: bool) -> Result<bool, BrokerError> {
         Ok(self
@@ -357,6 +364,43 @@ impl Broker {
         });
         let chain = self.chain();
         Ok(self.route(&routed, None, &mut Scratch::default(), &chain))
+    }
+
+    /// Queues `msg` for the one client whose session has id `client_id`
+    /// (connected, or offline with a persistent session for QoS 1/2), as
+    /// the broker: no subscription needed, no publish hooks, not retained.
+    /// Returns false when there is no such session or its queue refused the
+    /// message (full, or QoS 0 for an offline session). Never waits.
+    ///
+    /// How a hook answers one client (PyMyQtt's `conn.pub` on the listener
+    /// side, mosquitto's `broker_publish` with a client id).
+    pub fn publish_to(&self, client_id: &str, mut msg: Message) -> Result<bool, BrokerError> {
+        if msg.topic.is_empty() {
+            return Err(BrokerError::EmptyTopic);
+        }
+        let Some(session) = self.inner.registry.get(client_id) else {
+            return Ok(false);
+        };
+        clean_properties(&mut msg.properties);
+        let qos = msg.qos;
+        let delivery = registry::Delivery {
+            msg: Arc::new(Routed {
+                message: msg,
+                created: Instant::now(),
+            }),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+        };
+        match session.push(delivery) {
+            Ok(()) => Ok(true),
+            Err(registry::Refused::Dropped(why)) => {
+                self.count_drop();
+                tracing::debug!(client_id, ?why, "message for one client dropped");
+                Ok(false)
+            }
+            Err(registry::Refused::Skipped) => Ok(false),
+        }
     }
 
     /// Routes (and retains) a message; returns the number of clients it
