@@ -298,9 +298,10 @@ impl BrokerConfigBuilder {
     }
 
     /// Whether retained messages are kept. When false, MQTT 5 clients are
-    /// told (Retain Available 0) and a retained PUBLISH closes the
-    /// connection with 0x9A [MQTT-3.3.1-7]... for older clients the retain
-    /// flag is ignored. Default true.
+    /// told (Retain Available 0) and a retained PUBLISH from one closes its
+    /// connection with DISCONNECT 0x9A Retain not supported [MQTT-3.3.1-8]
+    /// (5.0); from an MQTT 3.1 / 3.1.1 client it is routed but not stored.
+    /// Default true.
     pub fn retain_available(mut self, yes: bool) -> Self {
         self.config.retain_available = yes;
         self
