@@ -108,6 +108,7 @@ pub struct ConnectOptions {
     pub(crate) receive_maximum: Option<u16>,
     pub(crate) manual_ack: bool,
     pub(crate) reconnect: Option<ReconnectOptions>,
+    pub(crate) store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 impl Default for ConnectOptions {
@@ -143,6 +144,7 @@ impl ConnectOptions {
             receive_maximum: None,
             manual_ack: false,
             reconnect: None,
+            store: None,
         }
     }
 
@@ -346,6 +348,18 @@ impl ConnectOptions {
         self
     }
 
+    /// A store for this client's outgoing QoS 1/2 messages (MyQtt's
+    /// `offline_pub`; default none). Each such publish is written to the
+    /// store (`Side::Client` records under the client id, one fsync)
+    /// before the publish call returns, and removed once acknowledged; a
+    /// message not acknowledged when the program stops is published again
+    /// by the next connection made with the same store and client id, so
+    /// it arrives at least once. Needs a client id.
+    pub fn store(mut self, store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Automatic reconnection. Default off: a lost connection closes the
     /// client.
     pub fn reconnect(mut self, reconnect: ReconnectOptions) -> Self {
@@ -374,6 +388,11 @@ impl ConnectOptions {
         if self.receive_queue_limit == 0 {
             return Err(ClientError::InvalidOption(
                 "receive_queue_limit must not be 0",
+            ));
+        }
+        if self.store.is_some() && self.client_id.is_empty() {
+            return Err(ClientError::InvalidOption(
+                "a client with a store needs a client id",
             ));
         }
         if self.receive_maximum == Some(0) {
