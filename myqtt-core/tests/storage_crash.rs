@@ -27,6 +27,9 @@ use myqtt_core::{Conn, Ctx};
 
 const ROUNDS: usize = 20;
 
+/// (topic, sequence number) -> (copies received, copies with DUP set).
+type Received = HashMap<(String, u64), (u32, u32)>;
+
 /// A listener process and the port it listens on.
 struct Listener {
     child: Child,
@@ -167,8 +170,7 @@ fn crash_run(backend: &str) {
     sub.subscribe("crash/#", QoS::ExactlyOnce)
         .wait(Duration::from_secs(10))
         .unwrap();
-    // (topic, seq) -> (copies, copies with DUP set).
-    let received: Arc<Mutex<HashMap<(String, u64), (u32, u32)>>> = Arc::default();
+    let received: Arc<Mutex<Received>> = Arc::default();
     let last_rx = Arc::new(Mutex::new(Instant::now()));
     let stop_rx = Arc::new(AtomicBool::new(false));
     let rx = {
@@ -251,7 +253,7 @@ fn crash_run(backend: &str) {
     // Wait until every acknowledged message arrived, then until nothing
     // more arrives for a while (a duplicate would come now).
     let deadline = Instant::now() + Duration::from_secs(30);
-    let missing = |received: &HashMap<(String, u64), (u32, u32)>| {
+    let missing = |received: &Received| {
         acked1
             .iter()
             .filter(|s| !received.contains_key(&("crash/q1".into(), **s)))
