@@ -477,6 +477,7 @@ impl Conn {
                 ctx: ctx.clone(),
             }),
         };
+        conn.resume_stored();
         Ok((conn, first))
     }
 
@@ -622,11 +623,104 @@ impl Conn {
     /// Sends a publish whose place in the send queue is reserved.
     fn enqueue_publish(&self, msg: PublishMessage) -> PublishHandle {
         let (done, handle) = publish_pair(msg.qos);
-        self.shared().send_command(Command::Publish {
-            publish: msg.into_publish(),
-            done,
-        });
+        let publish = msg.into_publish();
+        if publish.qos != QoS::AtMostOnce
+            && let Some(store) = &self.shared().opts.store
+            && let Some(seq) = self.store_publish(store, &publish)
+        {
+            self.forget_on_ack(handle.pending.share(), seq);
+        }
+        self.shared()
+            .send_command(Command::Publish { publish, done });
         handle
+    }
+
+    /// The store key of this client's own records.
+    fn store_key(&self) -> crate::store::SessionKey {
+        crate::store::SessionKey::client(self.shared().opts.client_id.clone())
+    }
+
+    /// Writes an outgoing QoS 1/2 message to the client's store (durable
+    /// when this returns); its queue sequence number.
+    fn store_publish(
+        &self,
+        store: &Arc<dyn crate::store::Store>,
+        publish: &crate::codec::Publish,
+    ) -> Option<u64> {
+        use crate::store::{Op, OpOutcome, StoredMessage, Timestamp};
+        let id = store.new_message_id();
+        let ops = [
+            Op::PutMessage {
+                id,
+                message: StoredMessage::new(publish.clone(), Timestamp::now()),
+            },
+            Op::Enqueue {
+                key: self.store_key(),
+                message: id,
+            },
+        ];
+        match store.apply(&ops) {
+            Ok(outcomes) => match outcomes.get(1) {
+                Some(OpOutcome::Enqueued { seq, .. }) => Some(*seq),
+                other => {
+                    tracing::warn!(outcome = ?other, "message not stored");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an outgoing message");
+                None
+            }
+        }
+    }
+
+    /// Removes a stored message once its publish flow completes.
+    fn forget_on_ack(&self, done: Pending<PublishOutcome>, seq: u64) {
+        let Some(store) = self.shared().opts.store.clone() else {
+            return;
+        };
+        let key = self.store_key();
+        self.inner.ctx.spawn(async move {
+            if (&done).await.is_ok() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.apply(&[crate::store::Op::Dequeue { key, seq }]) {
+                        tracing::error!(error = %e, "cannot remove an acknowledged message");
+                    }
+                })
+                .await;
+            }
+        });
+    }
+
+    /// Publishes again what the client's store holds from an earlier run
+    /// (messages published and not acknowledged), oldest first.
+    fn resume_stored(&self) {
+        let Some(store) = self.shared().opts.store.clone() else {
+            return;
+        };
+        let queue = match store.queue(&self.store_key()) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the client's store");
+                return;
+            }
+        };
+        if !queue.is_empty() {
+            tracing::info!(messages = queue.len(), "resuming stored messages");
+        }
+        for q in queue {
+            if self.shared().send.try_reserve().is_err() {
+                // The rest waits for the next start.
+                break;
+            }
+            let mut publish = q.message.publish;
+            publish.packet_id = None;
+            publish.dup = false;
+            let (done, handle) = publish_pair(publish.qos);
+            self.forget_on_ack(handle.pending.share(), q.seq);
+            self.shared()
+                .send_command(Command::Publish { publish, done });
+        }
     }
 
     /// Messages in the send queue: accepted and not yet handed to the

@@ -110,6 +110,7 @@ pub struct ConnectOptions {
     pub(crate) reconnect: Option<ReconnectOptions>,
     /// The WebSocket request path; `None` connects over plain TCP.
     pub(crate) websocket: Option<String>,
+    pub(crate) store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 impl Default for ConnectOptions {
@@ -146,6 +147,7 @@ impl ConnectOptions {
             manual_ack: false,
             reconnect: None,
             websocket: None,
+            store: None,
         }
     }
 
@@ -349,6 +351,18 @@ impl ConnectOptions {
         self
     }
 
+    /// A store for this client's outgoing QoS 1/2 messages (MyQtt's
+    /// `offline_pub`; default none). Each such publish is written to the
+    /// store (`Side::Client` records under the client id, one fsync)
+    /// before the publish call returns, and removed once acknowledged; a
+    /// message not acknowledged when the program stops is published again
+    /// by the next connection made with the same store and client id, so
+    /// it arrives at least once. Needs a client id.
+    pub fn store(mut self, store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Automatic reconnection. Default off: a lost connection closes the
     /// client.
     pub fn reconnect(mut self, reconnect: ReconnectOptions) -> Self {
@@ -393,6 +407,11 @@ impl ConnectOptions {
         if self.receive_queue_limit == 0 {
             return Err(ClientError::InvalidOption(
                 "receive_queue_limit must not be 0",
+            ));
+        }
+        if self.store.is_some() && self.client_id.is_empty() {
+            return Err(ClientError::InvalidOption(
+                "a client with a store needs a client id",
             ));
         }
         if self.receive_maximum == Some(0) {

@@ -174,6 +174,15 @@ impl<T: Clone> Pending<T> {
     }
 }
 
+impl<T> Pending<T> {
+    /// Another handle on the same result.
+    pub(crate) fn share(&self) -> Self {
+        Self {
+            slot: Arc::clone(&self.slot),
+        }
+    }
+}
+
 impl<T: Clone> Future for Pending<T> {
     type Output = Result<T, ClientError>;
 
