@@ -44,3 +44,20 @@ def test_the_run_command_starts_a_listener_and_a_client_that_talk():
     for qos in (0, 1, 2):
         assert f"received myqtt/demo/qos{qos} (QoS {qos})" in run.stdout, run.stdout
     assert "all messages made the round trip" in run.stdout
+
+
+def test_the_demo_store_keeps_the_retained_message_across_runs(tmp_path):
+    binary = ROOT / "target" / "release" / "examples" / "demo"
+    store = tmp_path / "store"
+    outputs = []
+    for _ in range(2):
+        run = subprocess.run(
+            [str(binary), "--storage", str(store), "--port", "0", "--once"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout)
+    assert "[retained, from the store]" not in outputs[0]
+    assert "myqtt/demo/welcome (QoS 1): retained: new subscribers get this [retained, from the store]" in outputs[1]
