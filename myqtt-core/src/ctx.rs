@@ -124,6 +124,44 @@ impl CtxBuilder {
     }
 }
 
+/// Waits for [`Ctx::unlock_listeners`], in one go or in slices; made by
+/// [`Ctx::listener_waiter`].
+#[derive(Debug)]
+pub struct ListenerWaiter {
+    ctx: Ctx,
+    unlock: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ListenerWaiter {
+    /// Blocks until the listeners are unlocked (since this waiter was
+    /// made, or since its last [`WaitOutcome::Unlocked`]), the context
+    /// exits, or, with `signals`, Ctrl-C or SIGTERM arrives; `None` when
+    /// `timeout` passes first.
+    ///
+    /// Must not be called from inside the runtime (it blocks the thread).
+    pub fn wait(&mut self, timeout: Option<Duration>, signals: bool) -> Option<WaitOutcome> {
+        if self.ctx.is_exiting() {
+            return Some(WaitOutcome::Exited);
+        }
+        let unlock = &mut self.unlock;
+        let shutdown = &mut self.shutdown;
+        self.ctx.block_on(async move {
+            let outcome = async {
+                tokio::select! {
+                    _ = unlock.changed() => WaitOutcome::Unlocked,
+                    () = crate::broker::signalled(shutdown) => WaitOutcome::Exited,
+                    () = termination(), if signals => WaitOutcome::Signal,
+                }
+            };
+            match timeout {
+                Some(t) => tokio::time::timeout(t, outcome).await.ok(),
+                None => Some(outcome.await),
+            }
+        })
+    }
+}
+
 /// How [`Ctx::wait_listeners`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
@@ -249,15 +287,21 @@ impl Ctx {
     ///
     /// Must not be called from inside the runtime (it blocks the thread).
     pub fn wait_listeners(&self, signals: bool) -> WaitOutcome {
-        let mut unlock = self.inner.unlock.subscribe();
-        let mut shutdown = self.shutdown_signal();
-        self.block_on(async move {
-            tokio::select! {
-                _ = unlock.changed() => WaitOutcome::Unlocked,
-                () = crate::broker::signalled(&mut shutdown) => WaitOutcome::Exited,
-                () = termination(), if signals => WaitOutcome::Signal,
-            }
-        })
+        self.listener_waiter()
+            .wait(None, signals)
+            .unwrap_or(WaitOutcome::Exited)
+    }
+
+    /// A waiter for [`unlock_listeners`](Self::unlock_listeners) that can
+    /// wait in slices (for a caller that must wake up now and then, such as
+    /// a Python thread checking for KeyboardInterrupt): an unlock between
+    /// two slices is not missed.
+    pub fn listener_waiter(&self) -> ListenerWaiter {
+        ListenerWaiter {
+            ctx: self.clone(),
+            unlock: self.inner.unlock.subscribe(),
+            shutdown: self.shutdown_signal(),
+        }
     }
 
     /// Releases every thread blocked in

@@ -38,5 +38,5 @@ pub mod topic;
 
 pub use bytestr::ByteStr;
 pub use client::Conn;
-pub use ctx::{Ctx, CtxBuilder, CtxError, WaitOutcome};
+pub use ctx::{Ctx, CtxBuilder, CtxError, ListenerWaiter, WaitOutcome};
 pub use net::create_listener;

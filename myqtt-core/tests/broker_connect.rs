@@ -199,13 +199,13 @@ fn an_mqtt5_session_lives_for_its_expiry_interval() {
 fn a_duplicate_client_id_takes_the_session_over_and_closes_the_old_connection() {
     // [MQTT-3.1.4-3] (5.0): the old connection gets DISCONNECT 0x8E.
     with_default_broker(|ctx, addr| async move {
-        // A session that outlives its connection (expiry 60 s) is taken
-        // over with its state.
+        // A session that outlives its connection (expiry > 0) is taken over
+        // with its state; one of expiry 0 is not (see the test below).
         let mut persistent = connect_packet(V5, "dup", false, 0);
         persistent.properties.session_expiry_interval = Some(60);
-        let (mut old, _) = Raw::connect_with(addr, persistent).await;
+        let (mut old, _) = Raw::connect_with(addr, persistent.clone()).await;
         old.subscribe("t", QoS::AtLeastOnce).await;
-        let (mut new, ack) = Raw::connect_with(addr, connect_packet(V5, "dup", false, 0)).await;
+        let (mut new, ack) = Raw::connect_with(addr, persistent).await;
         assert_eq!(ack.reason_code, ReasonCode::Success);
         assert!(
             ack.session_present,
@@ -358,6 +358,54 @@ fn a_connection_without_connect_is_closed_after_the_connect_timeout() {
 }
 
 #[test]
+fn a_connect_over_the_first_packet_limit_is_refused_before_authentication() {
+    // The full packet size limit (256 MiB by default) applies only once the
+    // client is connected; before, a CONNECT is held to a small limit.
+    let config = BrokerConfig::builder()
+        .max_connect_packet_size(1024)
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut big = connect_packet(V311, "big", true, 0);
+        big.username = Some("u".into());
+        big.password = Some(bytes::Bytes::from(vec![b'p'; 2048]));
+        let mut raw = Raw::open(addr, V311).await;
+        raw.send(Packet::Connect(Box::new(big))).await;
+        assert!(
+            raw.closed().await.is_empty(),
+            "no CONNACK for an oversized CONNECT"
+        );
+        // A connected client may send larger packets.
+        let mut ok = Raw::connect(addr, V311, "ok", true).await;
+        ok.subscribe("t", QoS::AtMostOnce).await;
+        ok.publish("t", &[0u8; 4096], QoS::AtMostOnce, false).await;
+        assert_eq!(ok.recv_publish().await.payload.len(), 4096);
+    });
+}
+
+#[test]
+fn sockets_waiting_to_connect_count_against_the_connection_limit() {
+    // With max_connections 1, one silent socket may wait for its CONNECT
+    // (until the connect timeout); a second is closed at once.
+    let config = BrokerConfig::builder().max_connections(1).build().unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut first = Raw::open(addr, V311).await;
+        let mut second = Raw::open(addr, V311).await;
+        let started = Instant::now();
+        let mut closed = 0;
+        tokio::select! {
+            got = first.closed() => { assert!(got.is_empty()); closed += 1; }
+            got = second.closed() => { assert!(got.is_empty()); closed += 1; }
+        }
+        assert_eq!(closed, 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed by the limit, not the 10 s connect timeout"
+        );
+    });
+}
+
+#[test]
 fn a_malformed_packet_closes_only_that_connection() {
     // MQTT 5.0 §4.13: DISCONNECT with 0x81 Malformed Packet, then close.
     with_default_broker(|_, addr| async move {
@@ -447,4 +495,51 @@ fn unlock_listeners_releases_a_waiting_thread() {
     }
     assert_eq!(waiter.join().unwrap(), myqtt_core::WaitOutcome::Unlocked);
     ctx.exit();
+}
+
+#[test]
+fn packets_sent_right_behind_the_connect_are_handled_in_order() {
+    with_default_broker(|_, addr| async move {
+        let mut raw = Raw::open(addr, V311).await;
+        let mut bytes = bytes::BytesMut::new();
+        for p in [
+            Packet::Connect(Box::new(connect_packet(V311, "eager", true, 0))),
+            Packet::Subscribe(myqtt_core::codec::Subscribe {
+                packet_id: pid(1),
+                filters: vec![(
+                    filter("e"),
+                    myqtt_core::codec::SubscriptionOptions::default(),
+                )],
+                properties: myqtt_core::codec::SubscribeProperties::default(),
+            }),
+            Packet::Publish(publish("e", b"to myself", QoS::AtMostOnce, false, 0)),
+        ] {
+            myqtt_core::codec::encode(&p, V311, &mut bytes).unwrap();
+        }
+        raw.send_bytes(&bytes).await;
+        assert!(
+            matches!(raw.recv().await, Packet::ConnAck(c) if c.reason_code == ReasonCode::Success)
+        );
+        assert!(matches!(raw.recv().await, Packet::SubAck(_)));
+        assert_eq!(raw.recv_publish().await.payload.as_ref(), b"to myself");
+    });
+}
+
+#[test]
+fn a_listener_waiter_waits_in_slices_without_missing_an_unlock() {
+    let ctx = Ctx::new().unwrap();
+    let mut waiter = ctx.listener_waiter();
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    // An unlock between two slices is seen by the next one.
+    ctx.unlock_listeners();
+    assert_eq!(
+        waiter.wait(Some(Duration::from_millis(20)), false),
+        Some(myqtt_core::WaitOutcome::Unlocked)
+    );
+    assert_eq!(waiter.wait(Some(Duration::from_millis(20)), false), None);
+    ctx.exit();
+    assert_eq!(
+        waiter.wait(None, false),
+        Some(myqtt_core::WaitOutcome::Exited)
+    );
 }

@@ -485,3 +485,89 @@ fn a_dropped_message_is_reported_with_why() {
         .await;
     });
 }
+
+/// On its first `Dropped` event, sends a SUBSCRIBE over a blocking socket
+/// and waits (up to [`WAIT`]) for the SUBACK, recording whether it came.
+struct SubscribeOnDrop {
+    stream: Mutex<Option<std::net::TcpStream>>,
+    suback: OnceLock<bool>,
+}
+
+impl Hook for SubscribeOnDrop {
+    fn interests(&self) -> Interests {
+        Interests {
+            messages: true,
+            ..Interests::default()
+        }
+    }
+
+    fn on_event(&self, e: &Event<'_>) {
+        use std::io::{Read, Write};
+        if !matches!(e, Event::Dropped(..)) {
+            return;
+        }
+        let Some(mut stream) = self.stream.lock().unwrap().take() else {
+            return;
+        };
+        let mut buf = bytes::BytesMut::new();
+        let subscribe = myqtt_core::codec::Subscribe {
+            packet_id: pid(1),
+            filters: vec![(
+                filter("x"),
+                myqtt_core::codec::SubscriptionOptions::default(),
+            )],
+            properties: myqtt_core::codec::SubscribeProperties::default(),
+        };
+        myqtt_core::codec::encode(&Packet::Subscribe(subscribe), V311, &mut buf).unwrap();
+        stream.write_all(&buf).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut suback = [0u8; 5];
+        // Hand this runtime worker's duties to another thread while waiting,
+        // so only a lock can keep the SUBSCRIBE from being answered.
+        let got = tokio::task::block_in_place(|| stream.read_exact(&mut suback).is_ok())
+            && suback[0] == 0x90;
+        self.suback.set(got).unwrap();
+    }
+}
+
+#[test]
+fn a_drop_event_hook_runs_after_the_subscription_trie_is_unlocked() {
+    // The hook blocks until another client's SUBSCRIBE is answered; a
+    // SUBSCRIBE needs the trie's write lock, so it is answered only if the
+    // router reports drops after releasing its read lock.
+    use std::io::{Read, Write};
+    let hook = Arc::new(SubscribeOnDrop {
+        stream: Mutex::new(None),
+        suback: OnceLock::new(),
+    });
+    let config = BrokerConfig::builder()
+        .max_queued_messages(1)
+        .hook(hook.clone())
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut other = std::net::TcpStream::connect(addr).unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let connect = connect_packet(V311, "other", true, 0);
+        myqtt_core::codec::encode(&Packet::Connect(Box::new(connect)), V311, &mut buf).unwrap();
+        other.write_all(&buf).unwrap();
+        let mut connack = [0u8; 4];
+        other.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+        *hook.stream.lock().unwrap() = Some(other);
+
+        let mut off = Raw::connect(addr, V311, "off", false).await;
+        off.subscribe("t", QoS::AtLeastOnce).await;
+        off.disconnect().await;
+        let mut p = Raw::connect(addr, V311, "pub", true).await;
+        p.publish("t", b"1", QoS::AtLeastOnce, false).await;
+        // The offline queue holds one message: this one is dropped.
+        p.publish("t", b"2", QoS::AtLeastOnce, false).await;
+        eventually("the hook to finish", || hook.suback.get().is_some()).await;
+        assert_eq!(
+            hook.suback.get(),
+            Some(&true),
+            "the SUBSCRIBE waited for the hook: drops were reported under the trie lock"
+        );
+    });
+}

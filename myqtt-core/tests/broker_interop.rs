@@ -17,17 +17,34 @@ fn tool(name: &str) -> Command {
     c
 }
 
-fn spawn(mut c: Command, name: &str) -> Child {
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {name} ({e}): install the Debian package mosquitto-clients")
-        })
+/// A child process that is killed (by its own pid) if the test fails
+/// before it exits.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
-fn run(c: Command, name: &str) -> Output {
-    let out = spawn(c, name).wait_with_output().expect("wait");
+fn spawn(mut c: Command, name: &str) -> Spawned {
+    Spawned(
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {name} ({e}): install the Debian package mosquitto-clients")
+            }),
+    )
+}
+
+fn run(mut c: Command, name: &str) -> Output {
+    let out = c.output().unwrap_or_else(|e| {
+        panic!("cannot run {name} ({e}): install the Debian package mosquitto-clients")
+    });
     assert!(
         out.status.success(),
         "{name} failed: {}",
@@ -47,7 +64,8 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Waits for a child to exit and returns its stdout; kills it (by its own
 /// pid) after [`WAIT`].
-fn finish(mut child: Child, name: &str) -> String {
+fn finish(mut spawned: Spawned, name: &str) -> String {
+    let child = &mut spawned.0;
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -199,8 +217,8 @@ fn mosquitto_clients_see_retained_messages_and_wills() {
         eventually("both subscriptions", || {
             subscribed(&ctx, "watcher") && subscribed(&ctx, "doomed")
         });
-        doomed.kill().expect("kill the client we started"); // no DISCONNECT
-        let _ = doomed.wait();
+        doomed.0.kill().expect("kill the client we started"); // no DISCONNECT
+        let _ = doomed.0.wait();
         let out = finish(watcher, "mosquitto_sub");
         assert_eq!(out.trim(), format!("{will_topic} died"), "MQTT {version}");
     }

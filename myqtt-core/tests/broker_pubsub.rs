@@ -336,6 +336,37 @@ fn messages_for_an_offline_persistent_session_are_queued_up_to_the_limit() {
 }
 
 #[test]
+fn max_queued_messages_0_still_delivers_to_connected_subscribers() {
+    // Queue limit 0 means nothing waits for an offline session; a connected
+    // subscriber still receives every message at QoS 0 and 1.
+    let config = BrokerConfig::builder()
+        .max_queued_messages(0)
+        .build()
+        .unwrap();
+    with_broker(config, |ctx, addr| async move {
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("t/#", QoS::AtLeastOnce).await;
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        p.publish("t/0", b"zero", QoS::AtMostOnce, false).await;
+        assert_eq!(s.recv_publish().await.payload.as_ref(), b"zero");
+        p.publish("t/1", b"one", QoS::AtLeastOnce, false).await;
+        let m = s.recv_publish().await;
+        assert_eq!((m.qos, m.payload.as_ref()), (QoS::AtLeastOnce, &b"one"[..]));
+        s.ack(&m).await;
+        assert_eq!(ctx.broker().dropped_count(), 0);
+        // Offline, nothing is queued.
+        let mut off = Raw::connect(addr, V311, "off", false).await;
+        off.subscribe("t/#", QoS::AtLeastOnce).await;
+        off.disconnect().await;
+        p.publish("t/2", b"two", QoS::AtLeastOnce, false).await;
+        eventually("the drop for the offline session", || {
+            ctx.broker().dropped_count() == 1
+        })
+        .await;
+    });
+}
+
+#[test]
 fn the_send_window_holds_at_most_max_inflight_messages() {
     let config = BrokerConfig::builder().max_inflight(2).build().unwrap();
     with_broker(config, |_, addr| async move {
@@ -392,6 +423,52 @@ fn shared_subscriptions_deliver_each_message_to_one_member_of_the_group() {
         seen.sort_unstable();
         assert_eq!(seen, (0..10).collect::<Vec<u8>>(), "each exactly once");
         assert!(from_a > 0 && from_a < 10, "both members got some: {from_a}");
+    });
+}
+
+#[test]
+fn a_shared_message_goes_to_another_member_when_the_chosen_one_is_full() {
+    // MQTT 5.0 §4.8.2: the server picks a member that can take it; a full
+    // queue at one member is not a reason to drop the message.
+    let config = BrokerConfig::builder()
+        .max_queued_messages(2)
+        .build()
+        .unwrap();
+    with_broker(config, |ctx, addr| async move {
+        let mut persistent = connect_packet(V5, "a", false, 0);
+        persistent.properties.session_expiry_interval = Some(60);
+        for id in ["a", "b"] {
+            persistent.client_id = id.into();
+            let (mut c, _) = Raw::connect_with(addr, persistent.clone()).await;
+            c.subscribe("$share/g/jobs", QoS::AtLeastOnce).await;
+            if id == "a" {
+                c.subscribe("fill", QoS::AtLeastOnce).await;
+            }
+            c.disconnect().await;
+        }
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        // a's queue is full.
+        p.publish("fill", b"f1", QoS::AtLeastOnce, false).await;
+        p.publish("fill", b"f2", QoS::AtLeastOnce, false).await;
+        // One of these is a's turn; both fit in b's queue.
+        p.publish("jobs", b"j1", QoS::AtLeastOnce, false).await;
+        p.publish("jobs", b"j2", QoS::AtLeastOnce, false).await;
+        assert_eq!(
+            ctx.broker().dropped_count(),
+            0,
+            "a shared message was dropped"
+        );
+        persistent.client_id = "b".into();
+        let (mut b, ack) = Raw::connect_with(addr, persistent).await;
+        assert!(ack.session_present);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let m = b.recv_publish().await;
+            b.ack(&m).await;
+            got.push(m.payload);
+        }
+        got.sort();
+        assert_eq!(got, [&b"j1"[..], &b"j2"[..]]);
     });
 }
 
@@ -609,5 +686,31 @@ fn a_slow_subscriber_does_not_slow_the_others() {
             .unwrap();
         assert!(slow_summary.dropped > 0);
         drop(slow);
+    });
+}
+
+#[test]
+fn the_broker_assigns_topic_aliases_to_what_it_sends_when_configured() {
+    // MQTT 5.0 §3.3.2.3.4: the second message on a topic carries only the
+    // alias.
+    let config = BrokerConfig::builder()
+        .outgoing_topic_aliases(4)
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut connect = connect_packet(V5, "s", true, 0);
+        connect.properties.topic_alias_maximum = Some(2);
+        let (mut s, _) = Raw::connect_with(addr, connect).await;
+        s.subscribe("alias/me", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        p.publish("alias/me", b"1", QoS::AtMostOnce, false).await;
+        p.publish("alias/me", b"2", QoS::AtMostOnce, false).await;
+        let first = s.recv_publish().await;
+        let alias = first.properties.topic_alias.expect("an alias is assigned");
+        assert_eq!(first.topic.as_str(), "alias/me");
+        let second = s.recv_publish().await;
+        assert_eq!(second.properties.topic_alias, Some(alias));
+        assert!(second.topic.is_empty());
+        assert_eq!(second.payload.as_ref(), b"2");
     });
 }

@@ -54,9 +54,15 @@ fn a_new_retained_message_replaces_the_old_and_an_empty_one_clears_it() {
 #[test]
 fn retained_messages_are_not_sent_for_a_shared_subscription() {
     // MQTT 5.0 §4.8.2
-    with_default_broker(|_, addr| async move {
+    with_default_broker(|ctx, addr| async move {
         let mut p = Raw::connect(addr, V5, "p", true).await;
         p.publish("work", b"old", QoS::AtMostOnce, true).await;
+        // A QoS 0 publish has no ack: wait until it is stored, or it could
+        // reach the new subscription live.
+        eventually("the retained message", || {
+            ctx.broker().retained_count() == 1
+        })
+        .await;
         let mut s = Raw::connect(addr, V5, "s", true).await;
         s.subscribe("$share/g/work", QoS::AtMostOnce).await;
         s.expect_nothing().await;
@@ -135,5 +141,84 @@ fn an_expired_retained_message_is_not_delivered() {
         let mut late = Raw::connect(addr, V5, "late", true).await;
         late.subscribe("exp", QoS::AtMostOnce).await;
         late.expect_nothing().await;
+    });
+}
+
+/// Counts the SUBSCRIBE filters the broker has processed.
+struct CountSubscribes(std::sync::atomic::AtomicUsize);
+
+impl myqtt_core::broker::hooks::Hook for CountSubscribes {
+    fn interests(&self) -> myqtt_core::broker::hooks::Interests {
+        myqtt_core::broker::hooks::Interests {
+            lifecycle: true,
+            ..Default::default()
+        }
+    }
+
+    fn on_event(&self, e: &myqtt_core::broker::hooks::Event<'_>) {
+        if let myqtt_core::broker::hooks::Event::Subscribed(..) = e {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_client_that_does_not_read_is_not_read_from_past_the_write_high_water_mark() {
+    // Each SUBSCRIBE owes the client 1 MiB of retained messages at QoS 0. A
+    // client that keeps subscribing without reading must not grow the
+    // broker's write buffer without bound: past the high-water mark the
+    // broker stops reading its packets (and sends retained messages only as
+    // the buffer drains), so most SUBSCRIBEs wait in the socket.
+    use myqtt_core::codec::{Subscribe, SubscribeProperties, SubscriptionOptions};
+    use std::sync::atomic::Ordering;
+    const RETAINED: usize = 32;
+    const SUBSCRIBES: u16 = 64;
+    let hook = std::sync::Arc::new(CountSubscribes(std::sync::atomic::AtomicUsize::new(0)));
+    let config = BrokerConfig::builder().hook(hook.clone()).build().unwrap();
+    with_broker(config, |ctx, addr| async move {
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        let payload = vec![7u8; 32 * 1024];
+        for i in 0..RETAINED {
+            p.publish(&format!("r/{i}"), &payload, QoS::AtMostOnce, true)
+                .await;
+        }
+        eventually("retained stored", || {
+            ctx.broker().retained_count() == RETAINED
+        })
+        .await;
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        for i in 1..=SUBSCRIBES {
+            s.send(Packet::Subscribe(Subscribe {
+                packet_id: pid(i),
+                filters: vec![(filter("r/#"), SubscriptionOptions::default())],
+                properties: SubscribeProperties::default(),
+            }))
+            .await;
+        }
+        eventually("the first SUBSCRIBE", || hook.0.load(Ordering::SeqCst) > 0).await;
+        // Give an unbounded broker time to process them all.
+        p.expect_nothing().await;
+        let processed = hook.0.load(Ordering::SeqCst);
+        assert!(
+            processed < usize::from(SUBSCRIBES) / 2,
+            "{processed} of {SUBSCRIBES} SUBSCRIBEs processed by a broker whose client reads nothing"
+        );
+        // Once the client reads, everything is answered and delivered.
+        let (mut subacks, mut publishes) = (0, 0);
+        while subacks < SUBSCRIBES {
+            match s.recv_within(WAIT).await {
+                Some(Packet::SubAck(_)) => subacks += 1,
+                Some(Packet::Publish(_)) => publishes += 1,
+                other => panic!(
+                    "unexpected {other:?} after {subacks} SUBACKs, {publishes} messages, {} processed",
+                    hook.0.load(Ordering::SeqCst)
+                ),
+            }
+        }
+        while publishes < usize::from(SUBSCRIBES) * RETAINED {
+            assert!(matches!(s.recv().await, Packet::Publish(_)));
+            publishes += 1;
+        }
+        assert_eq!(hook.0.load(Ordering::SeqCst), usize::from(SUBSCRIBES));
     });
 }

@@ -68,6 +68,29 @@ fn an_mqtt5_disconnect_with_0x04_publishes_the_will() {
 }
 
 #[test]
+fn an_mqtt5_disconnect_with_an_error_reason_publishes_the_will() {
+    // [MQTT-3.14.4-3]: only DISCONNECT 0x00 deletes the will; any other
+    // reason the client sends leaves it to be published.
+    for reason in [
+        ReasonCode::UnspecifiedError,
+        ReasonCode::ImplementationSpecificError,
+        ReasonCode::MessageRateTooHigh,
+    ] {
+        with_default_broker(|_, addr| async move {
+            let mut watcher = Raw::connect(addr, V5, "w", true).await;
+            watcher.subscribe("status/#", QoS::AtLeastOnce).await;
+            let (client, _) = Raw::connect_with(addr, with_will(V5, "c", false)).await;
+            client.disconnect_with(reason).await;
+            assert_eq!(
+                watcher.recv_publish().await.payload.as_ref(),
+                b"gone",
+                "{reason:?}"
+            );
+        });
+    }
+}
+
+#[test]
 fn a_protocol_violation_publishes_the_will() {
     with_default_broker(|_, addr| async move {
         let mut watcher = Raw::connect(addr, V311, "w", true).await;

@@ -8,17 +8,18 @@ use crate::errors;
 
 /// PyMyQtt's context: create it, `init()` it, create connections and
 /// listeners from it, and `exit()` it (or let it be collected).
-#[pyclass(module = "myqtt", frozen)]
+#[pyclass(module = "myqtt", frozen, weakref)]
 #[derive(Default)]
 pub(crate) struct Ctx {
     /// `None` before `init()` and after `exit()`. Held only to clone or take
     /// the engine context, never while waiting.
     engine: Mutex<Option<myqtt_core::Ctx>>,
+    /// Listener handlers, timers and waits (`listener.rs`).
+    pub(crate) listener: crate::listener::ListenerState,
 }
 
 impl Ctx {
     /// The engine context, or an error if `init()` was not called.
-    #[allow(dead_code)] // used by Conn and listeners as they arrive
     pub(crate) fn engine(&self) -> PyResult<myqtt_core::Ctx> {
         self.engine
             .lock()
@@ -27,6 +28,15 @@ impl Ctx {
             .ok_or_else(|| {
                 errors::MyqttError::new_err("the context is not initialised: call ctx.init()")
             })
+    }
+
+    /// True between `init()` and `exit()`, and while the engine runs.
+    pub(crate) fn is_running(&self) -> bool {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|e| !e.is_exiting())
     }
 }
 
@@ -54,6 +64,7 @@ impl Ctx {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        self.listener.shut_down();
         if let Some(engine) = engine {
             py.detach(|| engine.exit());
         }
@@ -83,5 +94,111 @@ impl Ctx {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+
+    // ----- listener side (listener.rs) -----
+
+    /// Sets the durable storage directory (PyMyQtt's signature).
+    #[pyo3(signature = (path, hash_size=4096))]
+    fn storage_set_path(&self, path: String, hash_size: u32) -> bool {
+        crate::listener::storage_set_path(self, path, hash_size)
+    }
+
+    /// `on_publish(ctx, conn, msg, data)` decides every incoming PUBLISH:
+    /// `PUBLISH_OK` (with `msg` changes applied), `PUBLISH_DISCARD` or
+    /// `PUBLISH_CONN_CLOSE`. None removes it.
+    #[pyo3(signature = (handler, data=None))]
+    fn set_on_publish(
+        slf: &Bound<'_, Self>,
+        handler: Option<Py<PyAny>>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        crate::listener::set_on_publish(slf, handler, data)
+    }
+
+    /// `on_connect(ctx, conn, data)` decides every CONNECT: a `CONNACK_*`
+    /// code, or `CONNACK_DEFERRED` and later `conn.send_connect_reply`.
+    #[pyo3(signature = (handler, data=None))]
+    fn set_on_connect(
+        slf: &Bound<'_, Self>,
+        handler: Option<Py<PyAny>>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        crate::listener::set_on_connect(slf, handler, data)
+    }
+
+    /// `acl_check(ctx, conn, access, topic, qos, payload, data)` returns
+    /// True to allow `access` (`ACL_SUBSCRIBE`, `ACL_PUBLISH`,
+    /// `ACL_DELIVER`) to `topic`.
+    #[pyo3(signature = (handler, data=None))]
+    fn set_acl_check(
+        slf: &Bound<'_, Self>,
+        handler: Option<Py<PyAny>>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        crate::listener::set_acl_check(slf, handler, data)
+    }
+
+    /// `on_event(ctx, event, data)` observes listener events
+    /// (`myqtt.ListenerEvent`).
+    #[pyo3(signature = (handler, data=None))]
+    fn set_on_event(
+        slf: &Bound<'_, Self>,
+        handler: Option<Py<PyAny>>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        crate::listener::set_on_event(slf, handler, data)
+    }
+
+    /// Calls `handler(ctx, user_data, user_data2)` every `microseconds`
+    /// until it returns True or `remove_event(id)`; returns the id.
+    #[pyo3(signature = (microseconds, handler, user_data=None, user_data2=None))]
+    fn new_event(
+        slf: &Bound<'_, Self>,
+        microseconds: u64,
+        handler: Py<PyAny>,
+        user_data: Option<Py<PyAny>>,
+        user_data2: Option<Py<PyAny>>,
+    ) -> PyResult<u64> {
+        crate::listener::new_event(slf, microseconds, handler, user_data, user_data2)
+    }
+
+    /// Stops a periodic event; True if it existed.
+    fn remove_event(&self, id: u64) -> bool {
+        crate::listener::remove_event(self, id)
+    }
+
+    /// Publishes as the broker to every matching subscription (or to the
+    /// one client `client_id`); returns how many clients it was queued for.
+    #[pyo3(signature = (topic, payload, qos=0, retain=false, properties=None, client_id=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn broker_publish(
+        &self,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        qos: u8,
+        retain: bool,
+        properties: Option<&Bound<'_, PyAny>>,
+        client_id: Option<&str>,
+    ) -> PyResult<usize> {
+        crate::listener::broker_publish(self, topic, payload, qos, retain, properties, client_id)
+    }
+
+    /// Disconnects the client with this id; True if it was connected.
+    #[pyo3(signature = (client_id, with_will=false))]
+    fn kick_client(&self, client_id: &str, with_will: bool) -> PyResult<bool> {
+        crate::listener::kick_client(self, client_id, with_will)
+    }
+
+    /// Disconnects every client with this user name; returns how many.
+    #[pyo3(signature = (username, with_will=false))]
+    fn kick_username(&self, username: &str, with_will: bool) -> PyResult<usize> {
+        crate::listener::kick_username(self, username, with_will)
+    }
+
+    /// The connected clients, one dict each (client_id, username, host,
+    /// port, protocol, keep_alive, tls, subscriptions, dropped).
+    fn clients<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
+        crate::listener::clients(py, self)
     }
 }

@@ -7,6 +7,11 @@
 //! - `queue`: `myqtt.AsyncQueue`, PyMyQtt's thread-safe queue.
 //! - `ctx`: `myqtt.Ctx`, the context that owns the engine's runtime.
 //! - `wait`: how blocking calls release the GIL and stay interruptible.
+//! - `listener`: `myqtt.create_listener`, `wait_listeners`, the context's
+//!   listener handlers, periodic events and broker actions; `server`: the
+//!   `ListenerConn`, `ListenerMsg` and `ListenerEvent` handlers receive;
+//!   `hooks`: the engine hooks behind the handlers; `dispatch`: the Python
+//!   threads the handlers run on.
 //! - `conn`: `myqtt.Conn`, the client connection (PyMyQtt's methods and
 //!   the ones the Pythonic and asyncio layers build on).
 //! - `opts`: `myqtt.ConnOpts`, the connection options.
@@ -33,6 +38,11 @@ mod opts;
 mod props;
 mod queue;
 mod wait;
+// Listener side.
+mod dispatch;
+mod hooks;
+mod listener;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -44,6 +54,7 @@ fn _myqtt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<queue::AsyncQueue>()?;
     m.add_class::<ctx::Ctx>()?;
+    listener::register(m)?;
     // Client.
     m.add_class::<conn::Conn>()?;
     m.add_class::<opts::ConnOpts>()?;

@@ -38,11 +38,13 @@ pub enum ConfigError {
 pub struct BrokerConfig {
     pub(crate) max_connections: usize,
     pub(crate) max_packet_size: u32,
+    pub(crate) max_connect_packet_size: u32,
     pub(crate) max_inflight: u16,
     pub(crate) receive_maximum: u16,
     pub(crate) max_queued_messages: usize,
     pub(crate) max_topic_levels: usize,
     pub(crate) topic_alias_maximum: u16,
+    pub(crate) outgoing_topic_aliases: u16,
     pub(crate) server_keep_alive: Option<u16>,
     pub(crate) duplicate_client_id: DuplicateClientId,
     pub(crate) hook_policy: HookPolicy,
@@ -61,11 +63,13 @@ impl Default for BrokerConfig {
         Self {
             max_connections: 0,
             max_packet_size: 0,
+            max_connect_packet_size: 256 * 1024,
             max_inflight: 64,
             receive_maximum: u16::MAX,
             max_queued_messages: 1000,
             max_topic_levels: 0,
             topic_alias_maximum: 10,
+            outgoing_topic_aliases: 0,
             server_keep_alive: None,
             duplicate_client_id: DuplicateClientId::TakeOver,
             hook_policy: HookPolicy::default(),
@@ -86,11 +90,13 @@ impl fmt::Debug for BrokerConfig {
         f.debug_struct("BrokerConfig")
             .field("max_connections", &self.max_connections)
             .field("max_packet_size", &self.max_packet_size)
+            .field("max_connect_packet_size", &self.max_connect_packet_size)
             .field("max_inflight", &self.max_inflight)
             .field("receive_maximum", &self.receive_maximum)
             .field("max_queued_messages", &self.max_queued_messages)
             .field("max_topic_levels", &self.max_topic_levels)
             .field("topic_alias_maximum", &self.topic_alias_maximum)
+            .field("outgoing_topic_aliases", &self.outgoing_topic_aliases)
             .field("server_keep_alive", &self.server_keep_alive)
             .field("duplicate_client_id", &self.duplicate_client_id)
             .field("hook_policy", &self.hook_policy)
@@ -128,6 +134,14 @@ impl BrokerConfig {
         }
     }
 
+    /// The largest first packet (the CONNECT) accepted from a connection
+    /// that has not connected yet, in bytes: the smaller of
+    /// [`BrokerConfigBuilder::max_connect_packet_size`] and
+    /// [`max_packet_size`](Self::max_packet_size).
+    pub fn max_connect_packet_size(&self) -> u32 {
+        self.max_connect_packet_size.min(self.max_packet_size())
+    }
+
     /// The hook time limit and failure policy.
     pub fn hook_policy(&self) -> HookPolicy {
         self.hook_policy
@@ -153,7 +167,9 @@ pub struct BrokerConfigBuilder {
 impl BrokerConfigBuilder {
     /// The most client connections at once, over all listeners; one more is
     /// refused with CONNACK 0x89 Server busy (3.1.1: 0x03 Server
-    /// unavailable). Default `0`: no limit.
+    /// unavailable). Sockets that have not sent their CONNECT yet are
+    /// counted apart, up to the same number: past it a new socket is closed
+    /// at once. Default `0`: no limit.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
         self
@@ -165,6 +181,16 @@ impl BrokerConfigBuilder {
     /// Packet Size. Default `0`: no limit beyond the protocol's 256 MiB.
     pub fn max_packet_size(mut self, bytes: u32) -> Self {
         self.config.max_packet_size = bytes;
+        self
+    }
+
+    /// The largest CONNECT a connection may send before it is
+    /// authenticated, fixed header included; a larger one closes the
+    /// connection without CONNACK. Later packets are held to
+    /// [`max_packet_size`](Self::max_packet_size). Default 256 KiB (room for
+    /// a 64 KiB will, user name and password); `0` is invalid.
+    pub fn max_connect_packet_size(mut self, bytes: u32) -> Self {
+        self.config.max_connect_packet_size = bytes;
         self
     }
 
@@ -187,7 +213,9 @@ impl BrokerConfigBuilder {
     /// The most messages waiting for one client, connected or offline with
     /// a persistent session; more are dropped and counted (a `Dropped`
     /// event with [`super::hooks::DropReason::QueueFull`]). Default 1000;
-    /// `0` queues nothing: a message that cannot go out at once is dropped.
+    /// `0` queues nothing: a message that cannot go out at once is dropped
+    /// (a connected client still gets its messages: they pass through a
+    /// hand-off of up to 64 messages on their way to its connection).
     pub fn max_queued_messages(mut self, n: usize) -> Self {
         self.config.max_queued_messages = n;
         self
@@ -205,6 +233,15 @@ impl BrokerConfigBuilder {
     /// (Topic Alias Maximum). Default 10; `0` disallows aliases.
     pub fn topic_alias_maximum(mut self, n: u16) -> Self {
         self.config.topic_alias_maximum = n;
+        self
+    }
+
+    /// How many topic aliases the broker assigns to the messages it sends
+    /// an MQTT 5 client, within the client's Topic Alias Maximum: the first
+    /// topics sent get aliases and later messages to them carry the alias
+    /// and an empty topic name. Default `0`: topics always go out in full.
+    pub fn outgoing_topic_aliases(mut self, n: u16) -> Self {
+        self.config.outgoing_topic_aliases = n;
         self
     }
 
@@ -270,9 +307,10 @@ impl BrokerConfigBuilder {
     }
 
     /// Whether retained messages are kept. When false, MQTT 5 clients are
-    /// told (Retain Available 0) and a retained PUBLISH closes the
-    /// connection with 0x9A [MQTT-3.3.1-7]... for older clients the retain
-    /// flag is ignored. Default true.
+    /// told (Retain Available 0) and a retained PUBLISH from one closes its
+    /// connection with DISCONNECT 0x9A Retain not supported [MQTT-3.3.1-8]
+    /// (5.0); from an MQTT 3.1 / 3.1.1 client it is routed but not stored.
+    /// Default true.
     pub fn retain_available(mut self, yes: bool) -> Self {
         self.config.retain_available = yes;
         self
@@ -280,7 +318,8 @@ impl BrokerConfigBuilder {
 
     /// Bytes waiting for a slow client's socket beyond which no more
     /// messages are taken from its queue (they then wait, or are dropped at
-    /// the queue limit). Default 64 KiB; `0` is invalid.
+    /// the queue limit), no retained message is sent, and no packet is read
+    /// from it until the buffer drains. Default 64 KiB; `0` is invalid.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
         self
@@ -307,6 +346,11 @@ impl BrokerConfigBuilder {
     /// Checks the values and returns the configuration.
     pub fn build(self) -> Result<BrokerConfig, ConfigError> {
         let c = self.config;
+        if c.max_connect_packet_size == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connect_packet_size must not be 0",
+            ));
+        }
         if c.max_inflight == 0 {
             return Err(ConfigError::Invalid("max_inflight must not be 0"));
         }

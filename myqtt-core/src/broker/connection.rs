@@ -50,7 +50,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// The client sent DISCONNECT with this reason (0x04: publish the will).
+    /// The client sent DISCONNECT with this reason (any but 0x00 publishes
+    /// the will [MQTT-3.14.4-3]).
     Disconnect(ReasonCode),
     /// The socket closed or failed without a DISCONNECT.
     Lost,
@@ -93,13 +94,14 @@ impl Ending {
         }
     }
 
-    /// Whether the will is published: on any close but a normal DISCONNECT
-    /// [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0), a DISCONNECT with
-    /// 0x04 [MQTT-3.14.4-3] aside, a kick without will, and the broker's
-    /// own shutdown.
+    /// Whether the will is published: on any close but a DISCONNECT with
+    /// reason 0x00 [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0): only
+    /// 0x00 deletes it [MQTT-3.14.4-3], so 0x04 and every error reason a
+    /// client sends publish it; not on a kick without will nor at the
+    /// broker's own shutdown.
     fn publishes_will(&self) -> bool {
         match self {
-            Self::Disconnect(r) => *r == ReasonCode::DisconnectWithWillMessage,
+            Self::Disconnect(r) => *r != ReasonCode::Success,
             Self::Kicked { with_will } => *with_will,
             Self::Shutdown => false,
             Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
@@ -107,17 +109,25 @@ impl Ending {
     }
 }
 
+/// Work from the session that waits for the hooks.
+enum Pending {
+    Publish(Publish),
+    /// A PUBLISH on a broker with a store (acknowledged after its commit).
+    Stored(Publish),
+    Subscribe(Subscribe),
+}
+
 /// What woke the connection's loop.
-#[allow(clippy::large_enum_variant)] // short-lived, on the stack
 enum Wake {
-    Read(Result<Option<Packet>, NetError>),
+    Read(Result<bool, NetError>),
     Written(Result<(), NetError>),
     Flushed(Result<(), NetError>),
     Mail,
     Control,
     Timer,
     Shutdown,
-    Stored(Result<Vec<OpOutcome>, StoreError>),
+    /// Boxed: the store's error is large, and rare.
+    Stored(Box<Result<Vec<OpOutcome>, StoreError>>),
 }
 
 /// What a connection does once a store commit completed.
@@ -137,17 +147,47 @@ enum After {
     Nothing,
 }
 
+/// A session's stored records, allocated on first change: a connection
+/// without a store never pays for them.
+#[derive(Default)]
+struct TrackBox(Option<Box<Track>>);
+
+impl TrackBox {
+    fn new(track: Track, persistent: bool) -> Self {
+        Self(persistent.then(|| Box::new(track)))
+    }
+
+    fn into_inner(self) -> Track {
+        self.0.map(|t| *t).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for TrackBox {
+    type Target = Track;
+
+    fn deref(&self) -> &Track {
+        static EMPTY: std::sync::LazyLock<Track> = std::sync::LazyLock::new(Track::default);
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for TrackBox {
+    fn deref_mut(&mut self) -> &mut Track {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 /// A store commit the connection waits for, in submission order.
-struct Pending {
+struct StoreWait {
     commit: Option<Commit>,
     after: After,
     check: Option<EnqueueCheck>,
 }
 
 /// The front commit of `q` (an entry without a commit is ready at once).
-async fn front_done(q: &mut VecDeque<Pending>) -> Result<Vec<OpOutcome>, StoreError> {
+async fn front_done(q: &mut VecDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
-        Some(Pending {
+        Some(StoreWait {
             commit: Some(c), ..
         }) => std::pin::Pin::new(c).poll(cx),
         _ => std::task::Poll::Ready(Ok(Vec::new())),
@@ -164,7 +204,17 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Counts a socket that has not connected yet while it lives.
+struct PreConnect(Broker);
+
+impl Drop for PreConnect {
+    fn drop(&mut self) {
+        self.0.registry().connecting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A connection past CONNACK.
+#[allow(clippy::struct_excessive_bools)] // independent states of the loop
 struct Conn<R, W> {
     broker: Broker,
     reader: PacketReader<R>,
@@ -176,7 +226,8 @@ struct Conn<R, W> {
     handle: Arc<SessionHandle>,
     chain: Arc<HookChain>,
     chain_version: u64,
-    will: Option<LastWill>,
+    /// Boxed: most clients have none, and it is large.
+    will: Option<Box<LastWill>>,
     /// Session expiry in seconds; `u32::MAX` never expires.
     session_expiry: u32,
     shutdown: watch::Receiver<bool>,
@@ -186,15 +237,24 @@ struct Conn<R, W> {
     /// The session is written to the broker's store.
     persistent: bool,
     /// The session's stored records (when `persistent`).
-    track: Track,
+    track: TrackBox,
     /// Store commits awaited before acting, oldest first.
-    pending: VecDeque<Pending>,
+    pending: VecDeque<StoreWait>,
     /// The store batch of the message just routed.
-    staged: Option<Staged>,
+    staged: Option<Box<Staged>>,
     /// Store ops nobody waits for (removals after acknowledgements, QoS 1
     /// moves to in-flight), sent with the connection's next submission or
     /// at the next loop turn: one submission for a burst of packets.
     out: Batch,
+    /// Retained messages owed to new subscriptions, handed to the session
+    /// only while the write buffer is below the high-water mark.
+    backlog: VecDeque<Delivery>,
+    /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
+    /// read and no message taken while this many bytes wait for the socket.
+    high_water: usize,
+    /// Whole packets may be left in the read buffer: decoding stopped at the
+    /// write high-water mark.
+    more_buffered: bool,
     /// The transport buffers writes until flushed (WebSocket frames).
     flush_after_write: bool,
     /// Bytes were written since the last flush.
@@ -203,29 +263,57 @@ struct Conn<R, W> {
 }
 
 /// Serves one client connection until it closes.
-pub(crate) async fn serve<R, W>(
+pub(crate) fn serve<R, W>(
     broker: Broker,
     guard: TaskGuard,
     (read, write): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // A plain function around one async block, so the arguments are held
+    // once by the task.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
-        let reader = PacketReader::new(read, broker.config().max_packet_size());
+        let limit = broker.config().max_connections;
+        let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
+        let pre_connect = PreConnect(broker.clone());
+        if limit > 0 && waiting > limit {
+            tracing::warn!(
+                limit,
+                "socket closed: too many connections waiting for CONNECT"
+            );
+            return;
+        }
+        // Until the client is authenticated it may send only a small first
+        // packet; the full limit applies from the CONNACK on.
+        let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
         let writer = PacketWriter::new(write);
-        if let Some(mut conn) = handshake(broker, reader, writer, peer, local, transport).await {
+        // The handshake and the close are boxed: their futures are large
+        // and short-lived, so an idle connection keeps only the main loop's.
+        // Built in their own statements: a temporary lives to the end of
+        // its statement, and must not span the await.
+        let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
+        let conn = handshake.await;
+        drop(pre_connect);
+        if let Some(mut conn) = conn {
             let ending = conn.run().await;
-            conn.close(ending).await;
+            let close = boxed(conn.close(ending));
+            close.await;
         }
         drop(guard);
     }
     .instrument(span)
-    .await;
+}
+
+/// Moves a future to the heap. A plain function, so the unboxed future is
+/// a temporary of this frame and never takes room in the caller's state.
+fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
+    Box::pin(f)
 }
 
 /// Writes part of the buffer when bytes wait, else flushes the transport.
@@ -267,7 +355,7 @@ async fn handshake<R, W>(
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-) -> Option<Conn<R, W>>
+) -> Option<Box<Conn<R, W>>>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -284,7 +372,12 @@ where
             tracing::debug!("no CONNECT within the connect timeout; closing");
             return None;
         }
-        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(Packet::Connect(c)))) => {
+            reader
+                .decoder_mut()
+                .set_max_packet_size(config.max_packet_size());
+            c
+        }
         Ok(Ok(_)) => return None,
         Ok(Err(NetError::Decode(e))) => {
             tracing::warn!(error = %e, "invalid CONNECT; closing");
@@ -546,7 +639,7 @@ where
         "client connected"
     );
     chain.emit(EventKind::Lifecycle, || Event::Connected(&info));
-    let conn = Conn {
+    let conn = Box::new(Conn {
         broker,
         reader,
         writer,
@@ -557,20 +650,23 @@ where
         handle,
         chain,
         chain_version,
-        will,
+        will: will.map(Box::new),
         session_expiry,
         shutdown,
         scratch: Scratch::default(),
         spare: VecDeque::new(),
         persistent,
-        track,
+        track: TrackBox::new(track, persistent),
         pending: VecDeque::new(),
         staged: None,
         out: Batch::new(),
+        backlog: VecDeque::new(),
+        high_water: config.write_high_water,
+        more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
         _slot: slot,
-    };
+    });
     if let Err(e) = accepted {
         // A packet held since the CONNECT broke the protocol.
         let ending = Conn::<R, W>::violation(&e);
@@ -670,12 +766,13 @@ where
     }
 
     /// The main loop; returns why the connection ends.
+    #[allow(clippy::too_many_lines)] // one select over every source of work, and its dispatch
     async fn run(&mut self) -> Ending {
         let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        let high_water = self.broker.config().write_high_water;
+        let high_water = self.high_water;
         // Futures that live across iterations (re-armed after they fire),
         // so an idle loop turn registers nothing anew.
         let handle = Arc::clone(&self.handle);
@@ -687,14 +784,28 @@ where
         tokio::pin!(mail);
         let control = shared.notify.notified();
         tokio::pin!(control);
+        // Act on what packets held by the session's accept reported; packets
+        // that arrived right behind the CONNECT are decoded by the first
+        // turn of the loop (`catch_up`).
+        if let Err(ending) = self.settle(Instant::now()).await {
+            return ending;
+        }
+        self.more_buffered = true;
         loop {
             if self.persistent {
-                self.transmit_stored().await;
+                let stored = boxed(self.transmit_stored());
+                stored.await;
                 if !self.out.is_empty() {
-                    let _ = self.submit(Batch::new()).await;
+                    let submitted = boxed(self.submit(Batch::new()));
+                    let _ = submitted.await;
                 }
             } else {
                 self.flush_transmit();
+            }
+            match self.catch_up().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(ending) => return ending,
             }
             let deadline = self.session.poll_timeout();
             if deadline != armed {
@@ -708,9 +819,13 @@ where
             let pending_write = self.writer.pending() > 0;
             let stored = !self.pending.is_empty();
             let flush = self.unflushed && !pending_write;
+            // A peer that does not read what it asked for (retained
+            // messages, acks) is not read from either: its requests stay in
+            // the socket instead of growing the write buffer.
+            let can_read = self.writer.pending() < high_water;
             let wake = tokio::select! {
-                r = front_done(&mut self.pending), if stored => Wake::Stored(r),
-                r = self.reader.read() => Wake::Read(r),
+                r = front_done(&mut self.pending), if stored => Wake::Stored(Box::new(r)),
+                r = self.reader.fill(), if can_read => Wake::Read(r),
                 r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
                     if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
                 }
@@ -741,7 +856,12 @@ where
                 }
                 Wake::Mail => {
                     mail.set(handle.wake.notified());
-                    if let Err(ending) = self.drain().await {
+                    if self.drain() {
+                        let checked = boxed(self.drain_checked());
+                        checked.await;
+                    }
+                    // Drops the session reported (too large, expired).
+                    if let Err(ending) = self.settle(Instant::now()).await {
                         return ending;
                     }
                 }
@@ -763,7 +883,9 @@ where
                 }
                 Wake::Shutdown => return Ending::Shutdown,
                 Wake::Stored(r) => {
-                    if let Err(ending) = self.on_stored(r).await {
+                    // Boxed: only connections with a store get here.
+                    let stored = boxed(self.on_stored(*r));
+                    if let Err(ending) = stored.await {
                         return ending;
                     }
                 }
@@ -771,15 +893,68 @@ where
         }
     }
 
-    /// Handles a read result, then every packet already buffered behind it.
-    async fn on_read(&mut self, r: Result<Option<Packet>, NetError>) -> Result<(), Ending> {
-        let mut next = r;
-        loop {
-            match next {
-                Ok(Some(p)) => self.on_packet(p).await?,
-                Ok(None) => {
+    /// Bytes arrived (or the stream ended): acts on the whole packets.
+    async fn on_read(&mut self, r: Result<bool, NetError>) -> Result<(), Ending> {
+        match r {
+            Ok(true) => self.read_buffered(Instant::now()).await,
+            Ok(false) => {
+                if self.reader.has_partial() {
+                    tracing::debug!("connection closed by the client in the middle of a packet");
+                } else {
                     tracing::debug!("connection closed by the client");
-                    return Err(Ending::Lost);
+                }
+                Err(Ending::Lost)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                Err(Ending::Lost)
+            }
+        }
+    }
+
+    /// Hands a packet to the session.
+    fn take(&mut self, packet: Packet, now: Instant) -> Result<(), Ending> {
+        self.refresh_chain();
+        self.chain.emit(EventKind::Packets, || {
+            Event::PacketReceived(&self.info, &packet)
+        });
+        if let Err(e) = self.session.handle_packet(now, packet) {
+            tracing::warn!(error = %e, "protocol violation; closing");
+            return Err(Self::violation(&e));
+        }
+        Ok(())
+    }
+
+    /// [`Self::take`] for a session with stored records: an
+    /// acknowledgement's record change is written first, and a PUBREC or
+    /// PUBREL waits for its commit before the session sees it
+    /// ([`Self::store_ack`]).
+    async fn take_stored(&mut self, packet: Packet, now: Instant) -> Result<(), Ending> {
+        self.refresh_chain();
+        self.chain.emit(EventKind::Packets, || {
+            Event::PacketReceived(&self.info, &packet)
+        });
+        let Some(packet) = self.store_ack(packet).await else {
+            return Ok(());
+        };
+        if let Err(e) = self.session.handle_packet(now, packet) {
+            tracing::warn!(error = %e, "protocol violation; closing");
+            return Err(Self::violation(&e));
+        }
+        Ok(())
+    }
+
+    /// Decodes and acts on every whole packet buffered (one clock reading
+    /// serves the batch).
+    async fn read_buffered(&mut self, now: Instant) -> Result<(), Ending> {
+        loop {
+            // A separate statement: the decoded packet is moved out before
+            // any await, so no packet-sized temporary spans it.
+            let packet = match self.reader.try_read_buffered() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => {
+                    self.more_buffered = false;
+                    return Ok(());
                 }
                 Err(NetError::Decode(e)) => {
                     tracing::warn!(error = %e, "malformed packet; closing");
@@ -789,11 +964,23 @@ where
                     tracing::debug!(error = %e, "read failed");
                     return Err(Ending::Lost);
                 }
-            }
-            next = match self.reader.try_read_buffered() {
-                Ok(None) => return Ok(()),
-                other => other,
             };
+            if self.persistent {
+                // Boxed: the store path's future stays off the common
+                // path's frames.
+                let stored = boxed(self.take_stored(packet, now));
+                stored.await?;
+            } else {
+                self.take(packet, now)?;
+            }
+            self.settle(now).await?;
+            // Stop at the high-water mark (or with retained messages still
+            // owed): the rest stays buffered, and the loop comes back for it
+            // once the writer has drained.
+            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+                self.more_buffered = true;
+                return Ok(());
+            }
         }
     }
 
@@ -801,25 +988,32 @@ where
         Ending::Violation(e.reason_code(), e.to_string())
     }
 
-    async fn on_packet(&mut self, packet: Packet) -> Result<(), Ending> {
-        let now = Instant::now();
-        self.refresh_chain();
-        self.chain.emit(EventKind::Packets, || {
-            Event::PacketReceived(&self.info, &packet)
-        });
-        let packet = if self.persistent {
-            match self.store_ack(packet).await {
-                Some(p) => p,
-                None => return Ok(()),
-            }
-        } else {
-            packet
-        };
-        if let Err(e) = self.session.handle_packet(now, packet) {
-            tracing::warn!(error = %e, "protocol violation; closing");
-            return Err(Self::violation(&e));
+    /// Acts on everything the session reported, awaiting hooks where one
+    /// must decide.
+    // Design: the common path is synchronous (`process_events`); only work
+    // that waits for hooks is awaited, boxed, so the connection's future
+    // stays small and no large future is moved per packet.
+    async fn settle(&mut self, now: Instant) -> Result<(), Ending> {
+        loop {
+            // Separate statements, so no large temporary spans the await.
+            let Some(pending) = self.process_events(now)? else {
+                return Ok(());
+            };
+            let work = boxed(self.complete(now, pending));
+            work.await?;
         }
-        self.process_events(now).await
+    }
+
+    /// Finishes an event that needs the hooks.
+    async fn complete(&mut self, now: Instant, pending: Pending) -> Result<(), Ending> {
+        match pending {
+            Pending::Publish(p) => self.on_publish_hooked(now, p).await,
+            Pending::Stored(p) => self.on_publish_stored(now, p).await,
+            Pending::Subscribe(s) => {
+                self.on_subscribe(now, s).await;
+                Ok(())
+            }
+        }
     }
 
     /// Writes the record change an acknowledgement makes; returns the
@@ -863,7 +1057,7 @@ where
         }
         let (commit, _) = self.submit(b).await;
         if hold {
-            self.pending.push_back(Pending {
+            self.pending.push_back(StoreWait {
                 commit,
                 after: After::Feed(packet),
                 check: None,
@@ -883,11 +1077,11 @@ where
             let Some(p) = self.pending.pop_front() else {
                 return Ok(());
             };
-            self.complete(p, r).await?;
+            self.complete_stored(p, r).await?;
             r = match self.pending.front_mut() {
                 None => return Ok(()),
-                Some(Pending { commit: None, .. }) => Ok(Vec::new()),
-                Some(Pending {
+                Some(StoreWait { commit: None, .. }) => Ok(Vec::new()),
+                Some(StoreWait {
                     commit: Some(c), ..
                 }) => match c.now_or_never() {
                     Some(r) => r,
@@ -898,9 +1092,9 @@ where
     }
 
     /// Does what waited for one commit.
-    async fn complete(
+    async fn complete_stored(
         &mut self,
-        p: Pending,
+        p: StoreWait,
         r: Result<Vec<OpOutcome>, StoreError>,
     ) -> Result<(), Ending> {
         let outcomes = match r {
@@ -931,7 +1125,7 @@ where
                     tracing::warn!(error = %e, "protocol violation; closing");
                     return Err(Self::violation(&e));
                 }
-                self.process_events(now).await?;
+                self.settle(now).await?;
             }
             After::Send(packets) => self.write_packets(packets),
             After::Nothing => {}
@@ -941,7 +1135,7 @@ where
 
     /// Completes every pending commit before the connection closes, so
     /// the detached state matches the store (acknowledged flows move on).
-    async fn settle(&mut self) {
+    async fn settle_stored(&mut self) {
         while let Some(p) = self.pending.pop_front() {
             let r = match p.commit {
                 Some(c) => match tokio::time::timeout(CLOSE_FLUSH, c).await {
@@ -950,8 +1144,8 @@ where
                 },
                 None => Ok(Vec::new()),
             };
-            let p = Pending { commit: None, ..p };
-            if Box::pin(self.complete(p, r)).await.is_err() {
+            let p = StoreWait { commit: None, ..p };
+            if Box::pin(self.complete_stored(p, r)).await.is_err() {
                 return;
             }
         }
@@ -1014,7 +1208,7 @@ where
         if commit.is_none() && self.pending.is_empty() {
             self.write_packets(packets);
         } else {
-            self.pending.push_back(Pending {
+            self.pending.push_back(StoreWait {
                 commit,
                 after: After::Send(packets),
                 check: None,
@@ -1047,24 +1241,23 @@ where
         (p.submit(all).await, prefix)
     }
 
-    /// Acts on what the session reported.
-    async fn process_events(&mut self, now: Instant) -> Result<(), Ending> {
+    /// Acts on what the session reported, up to the first event that needs
+    /// the hooks, which is returned.
+    fn process_events(&mut self, now: Instant) -> Result<Option<Pending>, Ending> {
         while let Some(event) = self.session.poll_event() {
             match event {
                 session::Event::Publish(p) => {
                     self.refresh_chain();
                     if self.broker.persist().is_some() {
                         // With a store: acknowledged after the commit.
-                        Box::pin(self.on_publish_stored(now, p)).await?;
+                        return Ok(Some(Pending::Stored(p)));
                     } else if self.chain.is_empty() {
                         self.on_publish_plain(now, p)?;
                     } else {
-                        // Boxed: the hook path's large future stays off the
-                        // common path's stack frames.
-                        Box::pin(self.on_publish_hooked(now, p)).await?;
+                        return Ok(Some(Pending::Publish(p)));
                     }
                 }
-                session::Event::Subscribe(s) => Box::pin(self.on_subscribe(now, s)).await,
+                session::Event::Subscribe(s) => return Ok(Some(Pending::Subscribe(s))),
                 session::Event::Unsubscribe(u) => self.on_unsubscribe(now, &u),
                 session::Event::PublishDropped {
                     publish,
@@ -1133,7 +1326,7 @@ where
                 _ => {}
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reports a message that will not reach this client.
@@ -1303,7 +1496,10 @@ where
         // entries and (QoS 2) its packet id are durable.
         let staged = self.staged.take();
         let (mut batch, deliveries, check) = match staged {
-            Some(st) => (st.batch, st.deliveries, Some(st.check)),
+            Some(st) => {
+                let st = *st;
+                (st.batch, st.deliveries, Some(st.check))
+            }
             None => (Batch::new(), Vec::new(), None),
         };
         if let Some(id) = packet_id
@@ -1335,7 +1531,7 @@ where
                 c
             });
             self.broker.push_staged(deliveries, &self.chain);
-            self.pending.push_back(Pending {
+            self.pending.push_back(StoreWait {
                 commit,
                 after,
                 check,
@@ -1344,7 +1540,7 @@ where
         }
         if !self.pending.is_empty() && packet_id.is_some() {
             // [MQTT-4.6.0-2]: acknowledgements keep the PUBLISH order.
-            self.pending.push_back(Pending {
+            self.pending.push_back(StoreWait {
                 commit: None,
                 after,
                 check: None,
@@ -1357,6 +1553,9 @@ where
     /// Routes one message from this client; the reason code for its ack.
     fn route(&mut self, now: Instant, mut msg: Message) -> ReasonCode {
         clean_properties(&mut msg.properties);
+        // It may be retained or queued for long: small parts get their own
+        // allocation instead of pinning the read buffer.
+        super::own_small_parts(&mut msg);
         let routed = Arc::new(Routed {
             message: msg,
             created: now,
@@ -1367,7 +1566,7 @@ where
             &mut self.scratch,
             &self.chain,
         );
-        self.staged = staged;
+        self.staged = staged.map(Box::new);
         if matched == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -1396,17 +1595,57 @@ where
         if let Err(e) = self.session.suback(now, suback) {
             tracing::error!(error = %e, "cannot send SUBACK");
         }
+        // Sent after the SUBACK, as the write buffer allows (the run loop
+        // drains the backlog).
         for (msg, qos) in retained {
-            let delivery = Delivery {
+            self.backlog.push_back(Delivery {
                 msg,
                 qos,
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
                 retain: true,
                 sub_ids: sub_id.into_iter().collect(),
                 stored: None,
-            };
-            self.deliver(now, delivery).await;
+            });
         }
+    }
+
+    /// Work left by an earlier turn that stopped at the write high-water
+    /// mark: retained messages owed to new subscriptions, then packets left
+    /// in the read buffer. True if there was some and the writer had room.
+    async fn catch_up(&mut self) -> Result<bool, Ending> {
+        if self.writer.pending() >= self.high_water {
+            return Ok(false);
+        }
+        if !self.backlog.is_empty() {
+            self.drain_backlog().await?;
+            return Ok(true);
+        }
+        if self.more_buffered {
+            self.read_buffered(Instant::now()).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Hands retained messages owed to new subscriptions to the session
+    /// until the write buffer reaches the high-water mark.
+    async fn drain_backlog(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        while self.writer.pending() < self.high_water {
+            let Some(d) = self.backlog.pop_front() else {
+                break;
+            };
+            self.deliver(now, d).await;
+            if self.persistent {
+                // Stored messages the session sends go out as the store
+                // allows ([`Self::transmit_stored`]).
+                let stored = boxed(self.transmit_stored());
+                stored.await;
+            } else {
+                self.flush_transmit();
+            }
+        }
+        self.settle(now).await
     }
 
     async fn subscribe_one(
@@ -1448,6 +1687,8 @@ where
             qos: granted,
             ..options
         };
+        // Kept as long as the subscription: not a slice of the read buffer.
+        let filter = &super::own_filter(filter);
         let existed = self
             .broker
             .router()
@@ -1531,25 +1772,44 @@ where
         }
     }
 
-    /// Takes everything waiting in the mailbox into the session.
-    async fn drain(&mut self) -> Result<(), Ending> {
+    /// Takes everything waiting in the mailbox into the session; returns
+    /// true when a hook must check the deliveries ([`Self::drain_checked`]).
+    fn drain(&mut self) -> bool {
+        self.refresh_chain();
+        if self.chain.interests().deliver_acl {
+            return true;
+        }
         {
             let mut mb = lock(&self.handle.mailbox);
             std::mem::swap(&mut mb.queue, &mut self.spare);
         }
         let now = Instant::now();
-        self.refresh_chain();
-        if self.chain.interests().deliver_acl {
-            while let Some(d) = self.spare.pop_front() {
-                Box::pin(self.deliver(now, d)).await;
-            }
-        } else {
-            while let Some(d) = self.spare.pop_front() {
-                self.deliver_plain(now, d);
-            }
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver_plain(now, d);
         }
-        // Drops the session reported (too large, expired).
-        self.process_events(now).await
+        self.trim_spare();
+        false
+    }
+
+    /// Gives back the memory of a large burst.
+    fn trim_spare(&mut self) {
+        if self.spare.capacity() > 64 {
+            self.spare = VecDeque::new();
+        }
+    }
+
+    /// Takes everything waiting in the mailbox into the session, each
+    /// delivery checked by the delivery ACL.
+    async fn drain_checked(&mut self) {
+        {
+            let mut mb = lock(&self.handle.mailbox);
+            std::mem::swap(&mut mb.queue, &mut self.spare);
+        }
+        let now = Instant::now();
+        while let Some(d) = self.spare.pop_front() {
+            self.deliver_checked(now, d).await;
+        }
+        self.trim_spare();
     }
 
     /// Hands one message to the session after the delivery ACL, when a
@@ -1557,6 +1817,18 @@ where
     async fn deliver(&mut self, now: Instant, d: Delivery) {
         self.refresh_chain();
         if self.chain.interests().deliver_acl {
+            // Boxed: a delivery held across the hook's await would grow
+            // every caller's future.
+            let checked = boxed(self.deliver_checked(now, d));
+            checked.await;
+        } else {
+            self.deliver_plain(now, d);
+        }
+    }
+
+    /// [`Self::deliver`] with the delivery ACL.
+    async fn deliver_checked(&mut self, now: Instant, d: Delivery) {
+        {
             let chain = Arc::clone(&self.chain);
             let m = &d.msg.message;
             let allowed = chain
@@ -1668,9 +1940,9 @@ where
 
     /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
     /// bounded flush, the session detached or ended, the will.
-    async fn close(mut self, ending: Ending) {
+    async fn close(mut self: Box<Self>, ending: Ending) {
         if !self.pending.is_empty() {
-            self.settle().await;
+            self.settle_stored().await;
         }
         if !self.out.is_empty() {
             let _ = self.submit(Batch::new()).await;
@@ -1710,7 +1982,7 @@ where
             persistent,
             track,
             ..
-        } = self;
+        } = *self;
         // What is left to send goes into the write buffer; the session is
         // detached before the (bounded) flush, so a slow socket does not
         // delay a takeover or leave the session looking online.
@@ -1725,10 +1997,10 @@ where
             session: &handle,
             conn: &shared,
             state,
-            will: will.filter(|_| ending.publishes_will()),
+            will: will.filter(|_| ending.publishes_will()).map(|w| *w),
             session_expiry,
             taken_over,
-            track: persistent.then_some(track),
+            track: persistent.then(|| track.into_inner()),
             protocol: version,
         });
         let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
@@ -1740,5 +2012,41 @@ where
         if let Some(w) = will_now {
             broker.publish_will(&info, w).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    use super::{Conn, Transport, serve};
+    use crate::broker::{Broker, BrokerConfig};
+
+    /// The connection task's future is what an idle connection costs
+    /// besides its buffers and session: it must stay small (the handshake
+    /// and close futures are boxed, the hook paths too).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (signal, shutdown) = tokio::sync::watch::channel(false);
+        let broker =
+            Broker::new(BrokerConfig::default(), runtime.handle().clone(), shutdown).unwrap();
+        let (near, far) = tokio::io::duplex(64);
+        let task = serve(
+            broker.clone(),
+            broker.enter_task(),
+            tokio::io::split(near),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            Transport::Tcp,
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1280, "the connection future is {size} bytes");
+        let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
+        assert!(conn <= 1152, "a connection's state is {conn} bytes");
+        drop((task, far, signal));
     }
 }

@@ -263,7 +263,7 @@ pub enum Event<'a> {
     PacketReceived(&'a Arc<ClientInfo>, &'a crate::codec::Packet),
     /// A packet was queued to a client.
     PacketSent(&'a Arc<ClientInfo>, &'a crate::codec::Packet),
-    /// The periodic tick (interval configured on the listener).
+    /// The periodic tick ([`super::BrokerConfigBuilder::tick_interval`]).
     Tick,
 }
 

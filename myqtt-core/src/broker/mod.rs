@@ -137,6 +137,13 @@ impl WeakBroker {
         self.upgrade().ok_or(BrokerError::Gone)?.publish(msg)
     }
 
+    /// Queues a message for one client; see [`Broker::publish_to`].
+    pub fn publish_to(&self, client_id: &str, msg: Message) -> Result<bool, BrokerError> {
+        self.upgrade()
+            .ok_or(BrokerError::Gone)?
+            .publish_to(client_id, msg)
+    }
+
     /// Kicks a client by id; see [`Broker::kick_client`].
     pub fn kick_client(&self, client_id: &str, with_will: bool) -> Result<bool, BrokerError> {
         Ok(self
@@ -388,6 +395,61 @@ impl Broker {
         Ok(self.route(&routed, None, &mut Scratch::default(), &chain))
     }
 
+    /// Queues `msg` for the one client whose session has id `client_id`
+    /// (connected, or offline with a persistent session for QoS 1/2), as
+    /// the broker: no subscription needed, no publish hooks, not retained.
+    /// Returns false when there is no such session or its queue refused the
+    /// message (full, or QoS 0 for an offline session). Never waits.
+    ///
+    /// How a hook answers one client (PyMyQtt's `conn.pub` on the listener
+    /// side, mosquitto's `broker_publish` with a client id).
+    pub fn publish_to(&self, client_id: &str, mut msg: Message) -> Result<bool, BrokerError> {
+        if msg.topic.is_empty() {
+            return Err(BrokerError::EmptyTopic);
+        }
+        let Some(session) = self.inner.registry.get(client_id) else {
+            return Ok(false);
+        };
+        clean_properties(&mut msg.properties);
+        let qos = msg.qos;
+        // With a store, a QoS 1/2 message for a persistent session is
+        // written before it is queued, as routed messages are (never as a
+        // retained message: this one is not retained).
+        let store = qos != crate::codec::QoS::AtMostOnce
+            && session.is_persistent()
+            && self.persist().is_some();
+        if store {
+            msg.retain = false;
+        }
+        let delivery = registry::Delivery {
+            msg: Arc::new(Routed {
+                message: msg,
+                created: Instant::now(),
+            }),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            stored: None,
+        };
+        if store {
+            let routed = Arc::clone(&delivery.msg);
+            let chain = self.chain();
+            if let Some(staged) = self.stage(&routed, vec![(session, delivery)]) {
+                self.submit_staged_detached(staged, &chain);
+            }
+            return Ok(true);
+        }
+        match session.push(delivery) {
+            Ok(()) => Ok(true),
+            Err(registry::Refused::Dropped(why)) => {
+                self.count_drop();
+                tracing::debug!(client_id, ?why, "message for one client dropped");
+                Ok(false)
+            }
+            Err(registry::Refused::Skipped) => Ok(false),
+        }
+    }
+
     /// Routes (and retains) a message; returns the number of clients it
     /// matched. `chain` gets the drop events.
     pub(crate) fn route(
@@ -493,6 +555,24 @@ impl Broker {
     /// dropped, a will waiting for its delay is published now.
     pub(crate) fn end_session(&self, session: &Arc<SessionHandle>) {
         let ended = Self::end_locked(&mut lock(&session.mailbox));
+        if let Some(ended) = ended {
+            self.finish_end(session, ended);
+        }
+    }
+
+    /// Ends a session as [`end_session`](Self::end_session) does, if its
+    /// generation is still `generation` (when given): checked in the same
+    /// critical section that marks it ended, so a session resumed after an
+    /// expiry timer fired is not ended under its new connection.
+    pub(crate) fn end_session_if(&self, session: &Arc<SessionHandle>, generation: Option<u64>) {
+        let ended = {
+            let mut mb = lock(&session.mailbox);
+            if generation.is_some_and(|g| g != mb.generation) {
+                None
+            } else {
+                Self::end_locked(&mut mb)
+            }
+        };
         if let Some(ended) = ended {
             self.finish_end(session, ended);
         }
@@ -627,12 +707,21 @@ impl Broker {
             self.finish_end(session, ended);
         } else if !taken_over && session_expiry != u32::MAX {
             let expiry = Duration::from_secs(u64::from(session_expiry));
-            self.after(session, generation, expiry, Self::end_session);
+            self.after(session, generation, expiry, move |b, s| {
+                b.end_session_if(s, Some(generation));
+            });
         }
         if delayed {
             let wait = Duration::from_secs(u64::from(delay.min(session_expiry)));
-            self.after(session, generation, wait, |b, s| {
-                let pending = lock(&s.mailbox).pending_will.take();
+            self.after(session, generation, wait, move |b, s| {
+                let pending = {
+                    let mut mb = lock(&s.mailbox);
+                    if mb.generation == generation {
+                        mb.pending_will.take()
+                    } else {
+                        None
+                    }
+                };
                 if let Some(PendingWill { will, client }) = pending {
                     b.forget_will(&client.client_id);
                     b.spawn_will(client, will);
@@ -680,6 +769,7 @@ impl Broker {
         };
         let mut msg = msg;
         clean_properties(&mut msg.properties);
+        own_small_parts(&mut msg);
         let routed = Arc::new(Routed {
             message: msg,
             created: Instant::now(),
@@ -689,7 +779,9 @@ impl Broker {
     }
 
     /// Schedules `f` after `delay`, unless the session's generation moved
-    /// (it was reattached) meanwhile.
+    /// (it was reattached) meanwhile. The check here is only a shortcut:
+    /// the session can be resumed right after it, so `f` checks the
+    /// generation again in the critical section where it acts.
     pub(crate) fn after(
         &self,
         session: &Arc<SessionHandle>,
@@ -752,6 +844,7 @@ fn session_config(config: &BrokerConfig) -> SessionConfig {
     let mut b = SessionConfig::builder()
         .receive_maximum(config.receive_maximum)
         .topic_alias_maximum(config.topic_alias_maximum)
+        .outgoing_topic_aliases(config.outgoing_topic_aliases)
         .max_inflight(config.max_inflight)
         .ack_mode(AckMode::Manual);
     if config.max_packet_size > 0 {
@@ -767,6 +860,62 @@ fn session_config(config: &BrokerConfig) -> SessionConfig {
 fn clean_properties(p: &mut PublishProperties) {
     p.topic_alias = None;
     p.subscription_identifiers.clear();
+}
+
+/// Values shorter than this are copied out of the read buffer before the
+/// broker keeps them: a zero-copy slice pins its whole read chunk (16 KiB
+/// or more), so a one-byte retained message would hold the chunk.
+const COPY_BELOW: usize = 1024;
+
+/// A copy of `b` with its own allocation when it is small (see
+/// [`COPY_BELOW`]); large values stay shared, where the slice is most of
+/// its chunk.
+fn own_small(b: &bytes::Bytes) -> bytes::Bytes {
+    if b.len() < COPY_BELOW {
+        bytes::Bytes::copy_from_slice(b)
+    } else {
+        b.clone()
+    }
+}
+
+fn own_small_str(s: &ByteStr) -> ByteStr {
+    if s.len() < COPY_BELOW {
+        ByteStr::from(s.as_str())
+    } else {
+        s.clone()
+    }
+}
+
+fn own_small_topic(t: &crate::topic::TopicName) -> crate::topic::TopicName {
+    crate::topic::TopicName::new(own_small_str(t.as_byte_str())).unwrap_or_else(|_| t.clone())
+}
+
+/// Copies the small parts of a message the broker may keep for long
+/// (retained, queued for an offline session) out of the connection's read
+/// buffer, so they do not pin it.
+pub(crate) fn own_small_parts(m: &mut Message) {
+    m.payload = own_small(&m.payload);
+    m.topic = own_small_topic(&m.topic);
+    let p = &mut m.properties;
+    if let Some(t) = &p.response_topic {
+        p.response_topic = Some(own_small_topic(t));
+    }
+    if let Some(c) = &p.correlation_data {
+        p.correlation_data = Some(own_small(c));
+    }
+    if let Some(c) = &p.content_type {
+        p.content_type = Some(own_small_str(c));
+    }
+    for (k, v) in &mut p.user_properties {
+        *k = own_small_str(k);
+        *v = own_small_str(v);
+    }
+}
+
+/// A copy of a subscription filter with its own allocation (see
+/// [`own_small_parts`]).
+pub(crate) fn own_filter(f: &TopicFilter) -> TopicFilter {
+    TopicFilter::new(own_small_str(f.as_byte_str())).unwrap_or_else(|_| f.clone())
 }
 
 /// A will as an application message (MQTT 5 will properties become the
@@ -800,4 +949,87 @@ pub(crate) fn assigned_client_id(n: u64) -> ByteStr {
 /// same: the owner has shut down).
 pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inside(part: &[u8], chunk: &bytes::Bytes) -> bool {
+        let range = chunk.as_ptr_range();
+        range.contains(&part.as_ptr())
+    }
+
+    #[test]
+    fn small_parts_of_a_kept_message_do_not_point_into_the_read_buffer() {
+        // A read chunk holding a tiny PUBLISH next to a large one.
+        let mut raw = b"t/1xuserv".to_vec();
+        raw.extend(std::iter::repeat_n(0u8, 16 * 1024));
+        let chunk = bytes::Bytes::from(raw);
+        let topic = ByteStr::from_utf8(chunk.slice(0..3)).unwrap();
+        let mut msg = Message {
+            topic: crate::topic::TopicName::new(topic).unwrap(),
+            payload: chunk.slice(3..4),
+            qos: crate::codec::QoS::AtMostOnce,
+            retain: true,
+            properties: PublishProperties::default(),
+        };
+        msg.properties.user_properties.push((
+            ByteStr::from_utf8(chunk.slice(4..8)).unwrap(),
+            ByteStr::from_utf8(chunk.slice(8..9)).unwrap(),
+        ));
+        let large = chunk.slice(9..);
+        let mut big = msg.clone();
+        big.payload = large.clone();
+        own_small_parts(&mut msg);
+        own_small_parts(&mut big);
+        assert_eq!(msg.payload.as_ref(), b"x");
+        assert_eq!(msg.topic.as_str(), "t/1");
+        assert!(!inside(&msg.payload, &chunk));
+        assert!(!inside(msg.topic.as_str().as_bytes(), &chunk));
+        let (k, v) = &msg.properties.user_properties[0];
+        assert!(!inside(k.as_str().as_bytes(), &chunk) && !inside(v.as_str().as_bytes(), &chunk));
+        // A large payload stays shared: copying it would gain nothing.
+        assert!(inside(&big.payload, &chunk));
+        let filter = TopicFilter::new(ByteStr::from_utf8(chunk.slice(0..3)).unwrap()).unwrap();
+        assert!(!inside(own_filter(&filter).as_str().as_bytes(), &chunk));
+    }
+
+    #[test]
+    fn an_expiry_timer_of_an_older_generation_does_not_end_a_resumed_session() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let broker = Broker::new(BrokerConfig::default(), rt.handle().clone(), shutdown).unwrap();
+        let session = Arc::new(SessionHandle::new(1, ByteStr::from("c"), 10));
+        // The timer was armed for this (detached) generation...
+        let armed = lock(&session.mailbox).generation;
+        // ...and the session was resumed after it fired.
+        let conn = Arc::new(registry::ConnShared {
+            id: 2,
+            info: Arc::new(ClientInfo {
+                client_id: ByteStr::from("c"),
+                username: None,
+                peer: ([127, 0, 0, 1], 1).into(),
+                local: ([127, 0, 0, 1], 2).into(),
+                protocol: crate::codec::ProtocolVersion::V5,
+                keep_alive: 0,
+                tls: false,
+                transport: hooks::Transport::Tcp,
+            }),
+            control: std::sync::Mutex::new(None),
+            notify: Notify::new(),
+        });
+        session.attach_locked(&mut lock(&session.mailbox), conn);
+        broker.end_session_if(&session, Some(armed));
+        assert!(
+            !lock(&session.mailbox).ended,
+            "the resumed session lives on"
+        );
+        let current = lock(&session.mailbox).generation;
+        broker.end_session_if(&session, Some(current));
+        assert!(lock(&session.mailbox).ended);
+    }
 }

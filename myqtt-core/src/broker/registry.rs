@@ -176,6 +176,13 @@ pub(crate) struct SessionHandle {
     pub(crate) subscriptions: Mutex<HashMap<TopicFilter, SubRecord>>,
 }
 
+/// The mailbox capacity of a connected session when the queue limit is
+/// smaller: the mailbox is then only a hand-off between the publisher's task
+/// and the subscriber's connection, which takes its whole content at once.
+/// Without it, `max_queued_messages(0)` would refuse every message even to
+/// connected clients.
+pub(crate) const HANDOFF_CAPACITY: usize = 64;
+
 /// Why a delivery was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -234,12 +241,26 @@ impl SessionHandle {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// True if [`push`](Self::push) would queue a delivery of `qos` now
+    /// (the session has not ended, is not offline for QoS 0, and its
+    /// mailbox is not full): shared subscriptions pick such a member.
+    pub(crate) fn has_room(&self, qos: QoS) -> bool {
+        let mb = lock(&self.mailbox);
+        let online = mb.conn.is_some();
+        let limit = if online {
+            self.limit.max(HANDOFF_CAPACITY)
+        } else {
+            self.limit
+        };
+        !mb.ended && (online || qos != QoS::AtMostOnce) && mb.queue.len() < limit
+    }
+
     /// Queues a delivery without waiting: the publisher never waits for a
     /// subscriber. A full mailbox drops the message.
     ///
-    /// QoS 0 messages are not queued for an offline session (as mosquitto
-    /// does by default): MQTT lets a server drop them [MQTT-3.1.2-5] (3.1.1
-    /// says "may").
+    /// An offline session stores QoS 1 and QoS 2 messages [MQTT-3.1.2-5]
+    /// (3.1.1); QoS 0 messages are not queued for it (the specification
+    /// lets a server store them or not; mosquitto's default is not to).
     pub(crate) fn push(&self, delivery: Delivery) -> Result<(), Refused> {
         let mut mb = lock(&self.mailbox);
         if mb.ended {
@@ -249,7 +270,12 @@ impl SessionHandle {
         if !online && delivery.qos == QoS::AtMostOnce {
             return Err(Refused::Skipped);
         }
-        if mb.queue.len() >= self.limit {
+        let limit = if online {
+            self.limit.max(HANDOFF_CAPACITY)
+        } else {
+            self.limit
+        };
+        if mb.queue.len() >= limit {
             drop(mb);
             self.count_drop();
             return Err(Refused::Dropped(DropReason::QueueFull));
@@ -316,6 +342,8 @@ pub(crate) struct Registry {
     next_key: AtomicU64,
     /// Connections past CONNACK.
     pub(crate) connected: AtomicUsize,
+    /// Sockets accepted whose CONNECT is not handled yet.
+    pub(crate) connecting: AtomicUsize,
 }
 
 impl Registry {

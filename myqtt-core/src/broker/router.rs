@@ -8,6 +8,7 @@
 // subscribe and unsubscribe take the write lock for one insert or remove.
 // Nothing awaits while a lock is held.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -55,6 +56,8 @@ pub(crate) struct Scratch {
     /// Deliveries to persistent sessions held back by [`Router::route`]
     /// with `defer`, queued once their store batch is submitted.
     pub(crate) deferred: Vec<(Arc<SessionHandle>, Delivery)>,
+    /// Refused deliveries, reported once the trie lock is released.
+    drops: Vec<(Arc<SessionHandle>, super::hooks::DropReason)>,
 }
 
 /// Reuses the allocation of an emptied vector for another lifetime.
@@ -84,6 +87,15 @@ pub(crate) type RetainedEntry = Arc<Routed>;
 pub(crate) struct Router {
     subs: RwLock<SubscriptionTrie<u64, SubEntry>>,
     retained: RwLock<RetainedTree<RetainedEntry>>,
+    /// Retained messages with a Message Expiry Interval (changed under the
+    /// `retained` write lock): the periodic sweep has nothing to do, and
+    /// takes no lock, while it is 0.
+    expiring: AtomicUsize,
+}
+
+/// True if the message has a Message Expiry Interval.
+fn expires(m: &Routed) -> bool {
+    m.message.properties.message_expiry_interval.is_some()
 }
 
 impl Router {
@@ -134,10 +146,16 @@ impl Router {
     pub(crate) fn retain(&self, msg: &Arc<Routed>) {
         let topic = msg.message.topic.clone();
         let mut tree = write(&self.retained);
-        if msg.message.payload.is_empty() {
-            tree.remove(&topic);
+        let old = if msg.message.payload.is_empty() {
+            tree.remove(&topic)
         } else {
-            tree.insert(topic, Arc::clone(msg));
+            if expires(msg) {
+                self.expiring.fetch_add(1, Ordering::Relaxed);
+            }
+            tree.insert(topic, Arc::clone(msg))
+        };
+        if old.is_some_and(|m| expires(&m)) {
+            self.expiring.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -160,8 +178,9 @@ impl Router {
                 if tree
                     .get(t)
                     .is_some_and(|m| m.remaining_expiry(now).is_err())
+                    && tree.remove(t).is_some()
                 {
-                    tree.remove(t);
+                    self.expiring.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
@@ -173,9 +192,26 @@ impl Router {
         read(&self.retained).len()
     }
 
-    /// Removes expired retained messages.
+    /// Removes expired retained messages. Without messages that can expire
+    /// it takes no lock; otherwise it looks under the read lock and takes
+    /// the write lock only when something has expired.
     pub(crate) fn sweep_retained(&self, now: Instant) {
-        write(&self.retained).retain(|_, m| m.remaining_expiry(now).is_ok());
+        if self.expiring.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut any = false;
+        read(&self.retained).for_each(|_, m| any |= m.remaining_expiry(now).is_err());
+        if !any {
+            return;
+        }
+        let mut tree = write(&self.retained);
+        let mut removed = 0;
+        tree.retain(|_, m| {
+            let keep = m.remaining_expiry(now).is_ok();
+            removed += usize::from(!keep);
+            keep
+        });
+        self.expiring.fetch_sub(removed, Ordering::Relaxed);
     }
 
     /// Queues `msg` for every client with a matching subscription: one copy
@@ -186,7 +222,8 @@ impl Router {
     /// [MQTT-3.8.3-3].
     ///
     /// `on_drop` is called for each client whose mailbox refused the
-    /// message (full, or the session ended).
+    /// message (full, or the session ended), after the subscription trie is
+    /// unlocked: it may run hooks, which may publish or block.
     pub(crate) fn route(
         &self,
         msg: &Arc<Routed>,
@@ -214,18 +251,26 @@ impl Router {
                 });
             }
             Match::Shared { group, .. } => {
-                // The first member with a live connection, else the first
-                // in turn (its session queues it).
+                // In turn: the first member with a live connection and room
+                // in its mailbox, else the first with room (its session
+                // queues it), else the first (which drops it). A full member
+                // does not lose the message while another has room.
+                let mut first = None;
+                let mut queued = None;
                 let mut pick = None;
                 for (key, value) in group.round_robin() {
-                    if pick.is_none() {
-                        pick = Some((key, value));
+                    first.get_or_insert((key, value));
+                    let qos = m.qos.min(value.options.qos);
+                    if !value.session.has_room(qos) {
+                        continue;
                     }
                     if value.session.is_online() {
                         pick = Some((key, value));
                         break;
                     }
+                    queued.get_or_insert((key, value));
                 }
+                let pick = pick.or(queued).or(first);
                 if let Some((key, value)) = pick {
                     targets.push(Target {
                         key,
@@ -241,22 +286,16 @@ impl Router {
             targets.sort_unstable_by_key(|t| (t.key, t.shared));
         }
         let mut stats = RouteStats::default();
-        let mut i = 0;
-        while i < targets.len() {
-            let first = targets[i];
-            let mut qos = first.qos;
-            let mut retain = first.retain;
-            let mut j = i + 1;
+        // One delivery per client and plain subscriptions (merged), one per
+        // shared-subscription pick.
+        for group in targets.chunk_by(|a, b| a.key == b.key && !a.shared && !b.shared) {
+            let Some(first) = group.first() else {
+                continue;
+            };
+            let qos = group.iter().map(|t| t.qos).max().unwrap_or(first.qos);
+            let retain = group.iter().any(|t| t.retain);
             scratch.ids.clear();
-            scratch.ids.extend(first.entry.id);
-            if !first.shared {
-                while j < targets.len() && targets[j].key == first.key && !targets[j].shared {
-                    qos = qos.max(targets[j].qos);
-                    retain |= targets[j].retain;
-                    scratch.ids.extend(targets[j].entry.id);
-                    j += 1;
-                }
-            }
+            scratch.ids.extend(group.iter().filter_map(|t| t.entry.id));
             let delivery = Delivery {
                 msg: Arc::clone(msg),
                 qos,
@@ -274,7 +313,6 @@ impl Router {
                 scratch
                     .deferred
                     .push((Arc::clone(&first.entry.session), delivery));
-                i = j;
                 continue;
             }
             match first.entry.session.push(delivery) {
@@ -282,13 +320,76 @@ impl Router {
                 Err(Refused::Skipped) => {}
                 Err(Refused::Dropped(why)) => {
                     stats.dropped += 1;
-                    on_drop(&first.entry.session, why);
+                    scratch.drops.push((Arc::clone(&first.entry.session), why));
                 }
             }
-            i = j;
         }
         scratch.targets = recycle(targets);
         drop(trie);
+        for (session, why) in scratch.drops.drain(..) {
+            on_drop(&session, why);
+        }
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::hooks::Message;
+    use crate::codec::PublishProperties;
+    use std::time::Duration;
+
+    fn routed(topic: &str, expiry: Option<u32>) -> Arc<Routed> {
+        Arc::new(Routed {
+            message: Message {
+                topic: TopicName::new(topic).unwrap(),
+                payload: bytes::Bytes::from_static(b"x"),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: PublishProperties {
+                    message_expiry_interval: expiry,
+                    ..PublishProperties::default()
+                },
+            },
+            created: Instant::now(),
+        })
+    }
+
+    /// Runs a sweep on another thread while this one holds the retained
+    /// tree's read lock; true if it finished (took no write lock).
+    fn sweep_finishes_under_a_reader(router: &Arc<Router>, now: Instant) -> bool {
+        let guard = read(&router.retained);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = Arc::clone(router);
+        let t = std::thread::spawn(move || {
+            r.sweep_retained(now);
+            let _ = tx.send(());
+        });
+        let done = rx.recv_timeout(Duration::from_secs(2)).is_ok();
+        drop(guard);
+        t.join().unwrap();
+        done
+    }
+
+    #[test]
+    fn the_retained_sweep_takes_no_write_lock_when_nothing_can_expire() {
+        let router = Arc::new(Router::default());
+        for i in 0..100 {
+            router.retain(&routed(&format!("r/{i}"), None));
+        }
+        assert!(sweep_finishes_under_a_reader(&router, Instant::now()));
+        // One message with an expiry that has not passed: looked at, not
+        // removed, still no write lock.
+        router.retain(&routed("e", Some(60)));
+        assert!(sweep_finishes_under_a_reader(&router, Instant::now()));
+        // Once it has expired, the sweep removes it.
+        router.sweep_retained(Instant::now() + Duration::from_secs(61));
+        assert_eq!(router.retained_count(), 100);
+        assert_eq!(router.expiring.load(Ordering::Relaxed), 0);
+        // Replacing or clearing an expiring message keeps the count right.
+        router.retain(&routed("e", Some(60)));
+        router.retain(&routed("e", None));
+        assert_eq!(router.expiring.load(Ordering::Relaxed), 0);
     }
 }

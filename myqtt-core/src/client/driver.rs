@@ -174,6 +174,18 @@ async fn connect_tcp(host: String, port: u16) -> std::io::Result<(BoxRead, BoxWr
     Ok((Box::new(r), Box::new(w)))
 }
 
+/// Opens a TCP connection and performs the WebSocket handshake to `url`
+/// (subprotocol `mqtt` [MQTT-6.0.0-4]).
+async fn connect_ws(host: String, port: u16, url: String) -> std::io::Result<(BoxRead, BoxWrite)> {
+    let stream = TcpStream::connect((host.as_str(), port)).await?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    let ws = crate::net::ws::connect(stream, &url).await?;
+    let (r, w) = tokio::io::split(ws);
+    Ok((Box::new(r), Box::new(w)))
+}
+
 /// The network side of the client.
 enum Link {
     /// No connection; `retry_at` is when the next attempt starts.
@@ -508,9 +520,13 @@ impl Driver {
         };
         let (host, port) = (self.shared.opts.host.clone(), self.shared.opts.port);
         tracing::debug!(attempt = self.attempt, "connecting");
+        let fut: ConnectFuture = match self.shared.opts.websocket_url() {
+            Some(url) => Box::pin(connect_ws(host, port, url)),
+            None => Box::pin(connect_tcp(host, port)),
+        };
         self.link = Link::Connecting {
             state,
-            fut: Box::pin(connect_tcp(host, port)),
+            fut,
             deadline: now + self.shared.opts.connect_timeout,
         };
     }
@@ -1082,7 +1098,7 @@ impl Driver {
             sent_now.push(t);
         }
         if !sent_now.is_empty() {
-            let mut need_ids = false;
+            let mut need_ids = 0usize;
             for t in &sent_now {
                 match self.publishes.get(t) {
                     Some(p) if p.qos == crate::codec::QoS::AtMostOnce => {
@@ -1094,17 +1110,25 @@ impl Driver {
                             }));
                         }
                     }
-                    Some(_) => need_ids = true,
+                    Some(_) => need_ids += 1,
                     None => {}
                 }
             }
-            if need_ids {
-                for o in state.outgoing() {
-                    if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id())
-                        && let Some(done) = self.publishes.get(ticket)
-                    {
-                        done.set_packet_id(id);
-                    }
+            // The flows just sent are the latest in flight: walk back from
+            // the end only until each has its packet id, so a large window
+            // is not scanned at every step.
+            sent_now.sort_unstable();
+            let mut found = 0;
+            for o in state.outgoing().rev() {
+                if found == need_ids {
+                    break;
+                }
+                if let (Outgoing::Publish { ticket, .. }, Some(id)) = (o, o.packet_id())
+                    && sent_now.binary_search(ticket).is_ok()
+                    && let Some(done) = self.publishes.get(ticket)
+                {
+                    done.set_packet_id(id);
+                    found += 1;
                 }
             }
         }

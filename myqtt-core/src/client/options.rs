@@ -108,6 +108,8 @@ pub struct ConnectOptions {
     pub(crate) receive_maximum: Option<u16>,
     pub(crate) manual_ack: bool,
     pub(crate) reconnect: Option<ReconnectOptions>,
+    /// The WebSocket request path; `None` connects over plain TCP.
+    pub(crate) websocket: Option<String>,
     pub(crate) store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
@@ -144,6 +146,7 @@ impl ConnectOptions {
             receive_maximum: None,
             manual_ack: false,
             reconnect: None,
+            websocket: None,
             store: None,
         }
     }
@@ -365,6 +368,22 @@ impl ConnectOptions {
     pub fn reconnect(mut self, reconnect: ReconnectOptions) -> Self {
         self.reconnect = Some(reconnect);
         self
+    }
+
+    /// MQTT over WebSocket (MQTT 5.0 §6): connects to
+    /// `ws://host:port/path` offering the `mqtt` subprotocol and sends the
+    /// packets in binary frames. `path` may start with `/` or not (`"mqtt"`
+    /// and `"/mqtt"` are the same). Default off: plain TCP.
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        self.websocket = Some(path.into());
+        self
+    }
+
+    /// The WebSocket URL this client connects to, if it uses WebSocket.
+    pub fn websocket_url(&self) -> Option<String> {
+        self.websocket
+            .as_deref()
+            .map(|path| format!("ws://{}/{}", self.addr(), path.trim_start_matches('/')))
     }
 
     /// Checks the values (connecting checks them too): zero limits and,

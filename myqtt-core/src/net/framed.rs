@@ -12,6 +12,8 @@ use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, e
 const INITIAL_BUFFER: usize = 512;
 /// Below this much spare room the read buffer grows before the next read.
 const MIN_READ_ROOM: usize = 256;
+/// The largest buffer a writer starts a burst with.
+const MAX_WRITE_HINT: usize = 64 * 1024;
 /// The most a read buffer grows by at once. Reads that fill the buffer
 /// double the growth step up to this, so a busy connection reads in large
 /// chunks (few syscalls) while an idle one keeps a small buffer. Decoded
@@ -85,23 +87,39 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             if let Some(packet) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(packet));
             }
-            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                self.buf.reserve(self.chunk);
-            }
-            let room = self.buf.capacity() - self.buf.len();
-            let n = self.io.read_buf(&mut self.buf).await?;
-            if n == 0 {
+            if !self.fill().await? {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(NetError::TruncatedPacket)
                 };
             }
-            if n == room && self.chunk < MAX_READ_CHUNK {
-                // The peer sends faster than one buffer per read.
-                self.chunk *= 2;
-            }
         }
+    }
+
+    /// Reads more bytes into the buffer with one read call; `Ok(false)` at
+    /// the end of the stream. Decode them with
+    /// [`try_read_buffered`](Self::try_read_buffered).
+    ///
+    /// Cancel-safe, and its future is small: a connection loop can wait on
+    /// it and decode the packets synchronously after it completes.
+    pub async fn fill(&mut self) -> Result<bool, NetError> {
+        if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+            self.buf.reserve(self.chunk);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = self.io.read_buf(&mut self.buf).await?;
+        if n == room && self.chunk < MAX_READ_CHUNK {
+            // The peer sends faster than one buffer per read.
+            self.chunk *= 2;
+        }
+        Ok(n > 0)
+    }
+
+    /// True if bytes of an incomplete packet are buffered (a stream that
+    /// ends now ends in the middle of a packet).
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Decodes a packet that is already buffered, without reading.
@@ -118,6 +136,11 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 pub struct PacketWriter<W> {
     io: W,
     buf: BytesMut,
+    /// The size of the last burst: the next burst starts with this much
+    /// room, so it needs one allocation.
+    hint: usize,
+    /// The most bytes buffered in the current burst.
+    peak: usize,
 }
 
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
@@ -125,13 +148,20 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(io: W) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            buf: BytesMut::new(),
+            hint: INITIAL_BUFFER,
+            peak: 0,
         }
     }
 
     /// Encodes `packet` for `version` into the write buffer.
     pub fn queue(&mut self, packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError> {
-        encode(packet, version, &mut self.buf)
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.hint);
+        }
+        encode(packet, version, &mut self.buf)?;
+        self.peak = self.peak.max(self.buf.len());
+        Ok(())
     }
 
     /// Bytes waiting to be written.
@@ -148,9 +178,13 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         if n == 0 && !self.buf.is_empty() {
             return Err(NetError::Io(std::io::ErrorKind::WriteZero.into()));
         }
-        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
-            // Give back the memory a burst needed.
-            self.buf = BytesMut::with_capacity(INITIAL_BUFFER);
+        if self.buf.is_empty() {
+            // Between bursts the buffer is given back, so an idle
+            // connection holds no write memory; the next burst allocates
+            // once, sized like this one.
+            self.hint = self.peak.clamp(INITIAL_BUFFER, MAX_WRITE_HINT);
+            self.peak = 0;
+            self.buf = BytesMut::new();
         }
         Ok(())
     }

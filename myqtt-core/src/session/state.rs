@@ -221,7 +221,7 @@ impl<V> IdOrderMap<V> {
         self.order.values().copied()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (PacketId, &V)> + '_ {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (PacketId, &V)> + '_ {
         self.order
             .values()
             .filter_map(|id| self.by_id.get(id).map(|(_, v)| (*id, v)))
@@ -300,8 +300,9 @@ impl SessionState {
         self.outgoing.is_empty() && self.incoming.is_empty() && self.queue.is_empty()
     }
 
-    /// Outgoing QoS 1/2 flows in flight, in send order.
-    pub fn outgoing(&self) -> impl Iterator<Item = &Outgoing> + '_ {
+    /// Outgoing QoS 1/2 flows in flight, in send order (`.rev()` starts
+    /// with the latest).
+    pub fn outgoing(&self) -> impl DoubleEndedIterator<Item = &Outgoing> + '_ {
         self.outgoing.iter().map(|(_, o)| o)
     }
 

@@ -127,3 +127,32 @@ __all__ = [
     "qos1",
     "qos2",
 ]
+
+# ----- listener side ---------------------------------------------------------
+from myqtt._myqtt import (
+    ACL_DELIVER,
+    ACL_PUBLISH,
+    ACL_SUBSCRIBE,
+    Listener,
+    ListenerConn,
+    ListenerEvent,
+    ListenerMsg,
+    create_listener,
+    topic_matches_sub,
+    unlock_listeners,
+    wait_listeners,
+)
+
+__all__ += [
+    "ACL_DELIVER",
+    "ACL_PUBLISH",
+    "ACL_SUBSCRIBE",
+    "Listener",
+    "ListenerConn",
+    "ListenerEvent",
+    "ListenerMsg",
+    "create_listener",
+    "topic_matches_sub",
+    "unlock_listeners",
+    "wait_listeners",
+]
