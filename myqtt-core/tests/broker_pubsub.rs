@@ -616,6 +616,24 @@ fn retain_handling_decides_whether_retained_messages_come_at_subscribe() {
     with_default_broker(|_, addr| async move {
         let mut p = Raw::connect(addr, V5, "p", true).await;
         p.publish("rh", b"kept", QoS::AtMostOnce, true).await;
+        // Wait until the broker has stored it: a QoS 0 publish can still be
+        // in flight when another connection subscribes. Each probe is a fresh
+        // subscription, so only the stored copy can reach it.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let mut probe = Raw::connect(addr, V5, "probe", true).await;
+            probe.subscribe("rh", QoS::AtMostOnce).await;
+            // A live copy (retain 0) means the probe subscribed first: retry.
+            if let Some(Packet::Publish(m)) = probe.recv_within(QUIET).await
+                && m.retain
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the retained message was never stored"
+            );
+        }
         let mut s = Raw::connect(addr, V5, "s", true).await;
         let with = |rh| SubscriptionOptions {
             retain_handling: rh,
