@@ -497,6 +497,21 @@ impl Conn {
             Err(e) => complete::ready::<T>(self.protocol, Err(e), callback, convert),
         }
     }
+
+    /// `close` / `shutdown` without blocking. A connection that never came
+    /// up is closed already, so the callback gets success at once instead
+    /// of `spawn_async`'s "not connected" error.
+    fn end_async<F>(&self, callback: Py<PyAny>, op: impl FnOnce(&client::Conn) -> F)
+    where
+        F: std::future::Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
+        let convert: complete::Convert<()> = Box::new(|py, ()| Ok(py.None()));
+        if self.core.is_none() {
+            complete::ready(self.protocol, Ok(()), callback, convert);
+        } else {
+            self.spawn_async(callback, |c| op(&c), convert);
+        }
+    }
 }
 
 #[pymethods]
@@ -1235,30 +1250,12 @@ impl Conn {
 
     /// `close` without blocking: `callback(exc, None)` once closed.
     fn close_async(&self, callback: Py<PyAny>) {
-        if self.core.is_none() {
-            complete::ready(
-                self.protocol,
-                Ok(()),
-                callback,
-                Box::new(|py, ()| Ok(py.None())),
-            );
-            return;
-        }
-        self.spawn_async(callback, |c| c.close(), Box::new(|py, ()| Ok(py.None())));
+        self.end_async(callback, client::Conn::close);
     }
 
     /// `shutdown` without blocking: `callback(exc, None)` once done.
     fn shutdown_async(&self, callback: Py<PyAny>) {
-        if self.core.is_none() {
-            complete::ready(
-                self.protocol,
-                Ok(()),
-                callback,
-                Box::new(|py, ()| Ok(py.None())),
-            );
-            return;
-        }
-        self.spawn_async(callback, |c| c.shutdown(), Box::new(|py, ()| Ok(py.None())));
+        self.end_async(callback, client::Conn::shutdown);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -223,3 +223,19 @@ def test_shutdown_publishes_the_will_and_close_does_not(mosquitto, topic):
             return msg.topic, msg.payload
 
     assert run(main()) == (topic + "/a", b"a gone")
+
+
+def test_shutdown_drops_the_link_so_the_will_is_published(mosquitto, topic):
+    # shutdown() sends no DISCONNECT: the server publishes the will
+    # [MQTT-3.1.2-8]; close() (tested above) sends one, and no will goes out.
+    async def main():
+        async with myqtt.aio.connect(HOST, mosquitto.port) as watcher:
+            await watcher.subscribe(topic, qos=1)
+            c = await myqtt.aio.connect(
+                HOST, mosquitto.port, will=myqtt.Will(topic, "gone", qos=1)
+            )
+            await c.shutdown()
+            msg = await watcher.get_message(timeout=10)
+            return None if msg is None else msg.content
+
+    assert run(main()) == "gone"
