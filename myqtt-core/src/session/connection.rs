@@ -94,6 +94,10 @@ pub(crate) struct ConnectionState {
     pub(crate) pending_requests: HashMap<PacketId, PendingRequest>,
     /// Client: the Clean Start flag of the CONNECT sent.
     pub(crate) clean_start: bool,
+    /// Flows in flight from an earlier connection whose PUBLISH is not
+    /// resent yet, in order: the peer's Receive Maximum on this connection
+    /// is smaller than the number of flows [MQTT-3.3.4-9].
+    pub(crate) held_resends: VecDeque<PacketId>,
 }
 
 impl ConnectionState {
@@ -111,6 +115,7 @@ impl ConnectionState {
             pending_qos1: 0,
             pending_requests: HashMap::new(),
             clean_start: false,
+            held_resends: VecDeque::new(),
         }
     }
 }
