@@ -876,6 +876,19 @@ where
                 }
                 Wake::Timer => {
                     armed = None;
+                    if self.writer.pending() >= high_water {
+                        // Reading is paused (the peer is slow to read what
+                        // it is owed), so its PINGREQs may be waiting in the
+                        // socket: take what has arrived before judging the
+                        // keep alive [MQTT-3.1.2-24]. At most one read per
+                        // keep-alive period, so memory stays bounded.
+                        use futures_util::FutureExt as _;
+                        if let Some(r) = self.reader.fill().now_or_never() {
+                            if let Err(ending) = self.on_read(r).await {
+                                return ending;
+                            }
+                        }
+                    }
                     if let Err(e) = self.session.handle_timeout(Instant::now()) {
                         tracing::info!(error = %e, "keep-alive expired");
                         return Self::violation(&e);
