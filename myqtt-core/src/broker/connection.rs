@@ -1961,6 +1961,20 @@ where
             let _ = self.submit(Batch::new()).await;
         }
         let now = Instant::now();
+        if self.session_expiry > 0 && !self.backlog.is_empty() {
+            // Retained QoS 1/2 messages still owed to new subscriptions are
+            // messages pending transmission, part of the session state that
+            // outlives the connection (MQTT 5.0 §4.1, 3.1.1 §4.1): the
+            // session queues them for the next connection. QoS 0 ones go.
+            let owed: Vec<Delivery> = self
+                .backlog
+                .drain(..)
+                .filter(|d| d.qos > QoS::AtMostOnce)
+                .collect();
+            for d in owed {
+                self.deliver(now, d).await;
+            }
+        }
         if let Some((code, why)) = ending.server_disconnect() {
             let reason_string = why.map(|w| {
                 // Keep the string small; it is informative only.
