@@ -883,10 +883,10 @@ where
                         // keep alive [MQTT-3.1.2-24]. At most one read per
                         // keep-alive period, so memory stays bounded.
                         use futures_util::FutureExt as _;
-                        if let Some(r) = self.reader.fill().now_or_never() {
-                            if let Err(ending) = self.on_read(r).await {
-                                return ending;
-                            }
+                        if let Some(r) = self.reader.fill().now_or_never()
+                            && let Err(ending) = self.on_read(r).await
+                        {
+                            return ending;
                         }
                     }
                     if let Err(e) = self.session.handle_timeout(Instant::now()) {
