@@ -54,6 +54,7 @@ pub struct BrokerConfig {
     pub(crate) maximum_qos: QoS,
     pub(crate) retain_available: bool,
     pub(crate) write_high_water: usize,
+    pub(crate) wills_on_shutdown: bool,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
     pub(crate) storage: Option<StoreConfig>,
 }
@@ -79,6 +80,7 @@ impl Default for BrokerConfig {
             maximum_qos: QoS::ExactlyOnce,
             retain_available: true,
             write_high_water: 64 * 1024,
+            wills_on_shutdown: true,
             hooks: Vec::new(),
             storage: None,
         }
@@ -106,6 +108,7 @@ impl fmt::Debug for BrokerConfig {
             .field("maximum_qos", &self.maximum_qos)
             .field("retain_available", &self.retain_available)
             .field("write_high_water", &self.write_high_water)
+            .field("wills_on_shutdown", &self.wills_on_shutdown)
             .field("hooks", &self.hooks.len())
             .field("storage", &self.storage)
             .finish()
@@ -322,6 +325,20 @@ impl BrokerConfigBuilder {
     /// from it until the buffer drains. Default 64 KiB; `0` is invalid.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
+        self
+    }
+
+    /// Whether the wills of clients still connected are published when the
+    /// listener shuts down. The server then closes their connections
+    /// without a DISCONNECT 0x00 from them, one of the cases in which a will
+    /// is published ([MQTT-3.1.2-8], MQTT 5.0 §3.1.2.5): retained wills are
+    /// kept (in the store, if there is one) and queued for persistent
+    /// sessions. A will with a delay is kept for after a restart when there
+    /// is a store (its session outlives the process), and published at once
+    /// when there is none (the session ends with the process). Default
+    /// true; false drops them, as mosquitto does.
+    pub fn wills_on_shutdown(mut self, yes: bool) -> Self {
+        self.config.wills_on_shutdown = yes;
         self
     }
 

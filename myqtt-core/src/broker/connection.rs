@@ -97,13 +97,13 @@ impl Ending {
     /// Whether the will is published: on any close but a DISCONNECT with
     /// reason 0x00 [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0): only
     /// 0x00 deletes it [MQTT-3.14.4-3], so 0x04 and every error reason a
-    /// client sends publish it; not on a kick without will nor at the
-    /// broker's own shutdown.
-    fn publishes_will(&self) -> bool {
+    /// client sends publish it; not on a kick without will; at the broker's
+    /// own shutdown as configured (`wills_on_shutdown`).
+    fn publishes_will(&self, on_shutdown: bool) -> bool {
         match self {
             Self::Disconnect(r) => *r != ReasonCode::Success,
             Self::Kicked { with_will } => *with_will,
-            Self::Shutdown => false,
+            Self::Shutdown => on_shutdown,
             Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
         }
     }
@@ -2024,7 +2024,10 @@ where
             session: &handle,
             conn: &shared,
             state,
-            will: will.filter(|_| ending.publishes_will()).map(|w| *w),
+            will: will
+                .filter(|_| ending.publishes_will(broker.config().wills_on_shutdown))
+                .map(|w| *w),
+            shutdown: ending == Ending::Shutdown,
             session_expiry,
             taken_over,
             track: persistent.then(|| track.into_inner()),
