@@ -974,9 +974,9 @@ impl Session {
             return;
         }
         let window = self.send_window();
-        if !self.conn.held_resends.is_empty() {
+        if self.conn.held_resends.is_some() {
             self.pump_held_resends(now, window);
-            if !self.conn.held_resends.is_empty() {
+            if self.conn.held_resends.is_some() {
                 // New messages, QoS 0 too, wait behind the resends
                 // [MQTT-4.6.0-1], [MQTT-4.6.0-6].
                 return;
@@ -1068,22 +1068,23 @@ impl Session {
     /// message ([`Self::pump`]).
     fn resend_inflight(&mut self, now: Instant) {
         let window = self.send_window();
-        self.conn.held_resends.clear();
         let ids: Vec<PacketId> = self.state.outgoing.ids().collect();
+        let mut held = VecDeque::new();
         let mut active = 0usize;
         for id in ids {
             let is_release = matches!(self.state.outgoing.get(id), Some(Outgoing::Release { .. }));
             if is_release {
                 active += 1;
                 self.send(now, Packet::PubRel(PubAck::new(id)));
-            } else if active < window && self.conn.held_resends.is_empty() {
+            } else if active < window && held.is_empty() {
                 if self.resend_publish(now, id) {
                     active += 1;
                 }
             } else {
-                self.conn.held_resends.push_back(id);
+                held.push_back(id);
             }
         }
+        self.conn.held_resends = (!held.is_empty()).then(|| Box::new(held));
     }
 
     /// Resends the PUBLISH of the flow `id` with DUP; false when it is no
@@ -1111,18 +1112,20 @@ impl Session {
 
     /// Resends held-back flows while the window has room.
     fn pump_held_resends(&mut self, now: Instant, window: usize) {
-        while let Some(&id) = self.conn.held_resends.front() {
-            if !self.state.outgoing.contains(id) {
-                // Acknowledged (or ended) before its resend.
-                self.conn.held_resends.pop_front();
-                continue;
+        let Some(mut held) = self.conn.held_resends.take() else {
+            return;
+        };
+        // Flows acknowledged (or ended) before their resend are skipped.
+        held.retain(|&id| self.state.outgoing.contains(id));
+        while let Some(&id) = held.front() {
+            if self.state.outgoing.len() - held.len() >= window {
+                break;
             }
-            let active = self.state.outgoing.len() - self.conn.held_resends.len();
-            if active >= window {
-                return;
-            }
-            self.conn.held_resends.pop_front();
+            held.pop_front();
             self.resend_publish(now, id);
+        }
+        if !held.is_empty() {
+            self.conn.held_resends = Some(held);
         }
     }
 
