@@ -49,6 +49,7 @@ pub struct BrokerConfig {
     pub(crate) duplicate_client_id: DuplicateClientId,
     pub(crate) hook_policy: HookPolicy,
     pub(crate) tick_interval: Duration,
+    pub(crate) sys_interval: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_session_expiry: u32,
     pub(crate) maximum_qos: QoS,
@@ -75,6 +76,7 @@ impl Default for BrokerConfig {
             duplicate_client_id: DuplicateClientId::TakeOver,
             hook_policy: HookPolicy::default(),
             tick_interval: Duration::from_secs(1),
+            sys_interval: Duration::ZERO,
             connect_timeout: Duration::from_secs(10),
             max_session_expiry: u32::MAX,
             maximum_qos: QoS::ExactlyOnce,
@@ -103,6 +105,7 @@ impl fmt::Debug for BrokerConfig {
             .field("duplicate_client_id", &self.duplicate_client_id)
             .field("hook_policy", &self.hook_policy)
             .field("tick_interval", &self.tick_interval)
+            .field("sys_interval", &self.sys_interval)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_session_expiry", &self.max_session_expiry)
             .field("maximum_qos", &self.maximum_qos)
@@ -282,6 +285,18 @@ impl BrokerConfigBuilder {
     /// zero turns the tick off.
     pub fn tick_interval(mut self, interval: Duration) -> Self {
         self.config.tick_interval = interval;
+        self
+    }
+
+    /// How often the broker publishes its figures under `$SYS/broker/`
+    /// (clients connected, sessions, subscriptions, retained messages,
+    /// dropped messages, uptime, version, store commits), as retained QoS 0
+    /// messages, each only when its value changed. `#` and `+` never match
+    /// these topics [MQTT-4.7.2-1]: subscribe to `$SYS/#`. Default zero:
+    /// off (the example listener turns it on every 10 s, as mosquitto
+    /// does).
+    pub fn sys_interval(mut self, interval: Duration) -> Self {
+        self.config.sys_interval = interval;
         self
     }
 

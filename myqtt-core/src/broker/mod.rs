@@ -24,6 +24,7 @@ pub mod hooks;
 mod persist;
 mod registry;
 mod router;
+mod sys;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -250,6 +251,7 @@ impl Broker {
             broker.restore(loaded);
         }
         broker.start_ticker();
+        sys::start(&broker);
         Ok(broker)
     }
 
