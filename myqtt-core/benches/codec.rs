@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use myqtt_core::codec::{
-    Decoder, Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, encode,
+    Decoder, Packet, PacketId, ProtocolVersion, Publish, PublishProps, QoS, encode,
 };
 use myqtt_core::topic::TopicName;
 
@@ -24,7 +24,7 @@ fn publish(payload_len: usize) -> Packet {
         retain: false,
         topic: TopicName::new("sensors/building-7/floor-3/temperature").unwrap(),
         packet_id: PacketId::new(4242),
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::from(vec![0x5A; payload_len]),
     })
 }
