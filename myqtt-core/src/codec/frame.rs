@@ -160,9 +160,7 @@ impl Decoder {
         let frame = buf.split_to(size).freeze();
         if let (PacketType::Publish, Some(v)) = (packet_type, version) {
             // The payload takes the rest of the packet: nothing can trail.
-            return Ok(Some(Packet::Publish(Publish::decode(
-                frame, header_len, first, v,
-            )?)));
+            return Publish::decode(frame, header_len, first, v);
         }
         self.decode_body(first, packet_type, frame, header_len)
             .map(Some)
@@ -197,12 +195,7 @@ impl Decoder {
             // Not reached (`decode` takes PUBLISH itself); kept so that the
             // match stays exhaustive without a panic.
             (PacketType::Publish, Some(v)) => {
-                return Ok(Packet::Publish(Publish::decode(
-                    r.into_rest(),
-                    0,
-                    first,
-                    v,
-                )?));
+                return Publish::decode(r.into_rest(), 0, first, v)?.ok_or(DecodeError::Truncated);
             }
             (PacketType::ConnAck, Some(v)) => {
                 Packet::ConnAck(Box::new(ConnAck::decode(&mut r, v)?))

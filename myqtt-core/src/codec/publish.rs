@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes};
 use super::error::{DecodeError, EncodeError};
 use super::properties::{AckProperties, PropertyList, PublishProperties, PublishProps};
 use super::wire::{Reader, Sink};
-use super::{PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
+use super::{Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
 use crate::bytestr::ByteStr;
 use crate::topic::{TopicError, TopicName};
 
@@ -57,7 +57,8 @@ impl PubAck {
 
 impl Publish {
     /// Decodes a whole PUBLISH packet, `frame`, whose fixed header
-    /// (`header_len` bytes, first byte `first`) has been checked.
+    /// (`header_len` bytes, first byte `first`) has been checked, into what
+    /// [`Decoder::decode`](super::Decoder::decode) returns.
     ///
     // Design: this is the hot path of every connection (doc/benchmarks.md,
     // "Codec"). The variable header is read straight from the frame's bytes,
@@ -73,7 +74,7 @@ impl Publish {
         header_len: usize,
         first: u8,
         version: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<Option<Packet>, DecodeError> {
         let flags = publish_flags(first)?;
         let (dup, qos, retain) = flags;
         let bytes: &[u8] = &frame;
@@ -86,59 +87,56 @@ impl Publish {
         if topic_end > bytes.len() {
             return Err(DecodeError::Truncated);
         }
-        // [MQTT-1.5.3-1]; U+0000 and wildcards are `topic_name`'s.
-        let topic = ByteStr::from_utf8(frame.slice(topic_start..topic_end))
-            .map_err(|_| DecodeError::InvalidUtf8)?;
-        let mut pos = topic_end;
-        let packet_id = if qos == QoS::AtMostOnce {
-            None
-        } else {
-            let Some(&[hi, lo]) = bytes.get(pos..).and_then(<[u8]>::first_chunk) else {
-                return Err(DecodeError::Truncated);
-            };
-            pos += 2;
-            // [MQTT-2.3.1-1]
-            Some(
-                PacketId::new(u16::from_be_bytes([hi, lo])).ok_or(DecodeError::ZeroPacketId {
-                    packet_type: PacketType::Publish,
-                })?,
-            )
-        };
-        if version.is_v5() {
-            match bytes.get(pos) {
-                // The common MQTT 5 case: an empty property list. Without
-                // properties there is no Topic Alias to stand for an empty
-                // topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
-                Some(0) if topic.is_empty() => return Err(DecodeError::EmptyTopicWithoutAlias),
-                Some(0) => pos += 1,
-                Some(_) => {
-                    return Self::decode_with_properties(frame, pos, flags, topic, packet_id);
-                }
-                None => return Err(DecodeError::Truncated),
+        let topic = frame.slice(topic_start..topic_end);
+        let (packet_id, pos) = match variable_header_end(bytes, topic_end, qos, version) {
+            Ok(Some(end)) => end,
+            Ok(None) => {
+                let topic = utf8(topic)?;
+                let publish = Self::decode_with_properties(frame, topic_end, flags, topic)?;
+                return Ok(Some(Packet::Publish(publish)));
             }
+            // The topic's own error comes first, as the fields are in
+            // this order.
+            Err(e) => return Err(utf8(topic).err().unwrap_or(e)),
+        };
+        // Design: the payload is taken before the topic is validated, so
+        // that the frame's handle is no longer being written when it is
+        // moved into the packet (a store-forwarding stall otherwise).
+        let payload = rest(frame, pos);
+        let topic = utf8(topic)?;
+        // Without properties there is no Topic Alias to stand for an empty
+        // topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
+        if version.is_v5() && topic.is_empty() {
+            return Err(DecodeError::EmptyTopicWithoutAlias);
         }
-        Ok(Self {
+        let topic = topic_name(topic)?;
+        Ok(Some(Packet::Publish(Self {
             dup,
             qos,
             retain,
-            topic: topic_name(topic)?,
+            topic,
             packet_id,
             properties: PublishProps::new(),
-            payload: rest(frame, pos),
-        })
+            payload,
+        })))
     }
 
     /// The end of [`Publish::decode`] for an MQTT 5 PUBLISH with a
-    /// non-empty property list, which starts at `frame[pos]`.
+    /// non-empty property list: `frame[topic_end..]` holds the packet id
+    /// (QoS 1 and 2), the properties and the payload.
     #[inline(never)]
     fn decode_with_properties(
         frame: Bytes,
-        pos: usize,
+        topic_end: usize,
         (dup, qos, retain): (bool, QoS, bool),
         topic: ByteStr,
-        packet_id: Option<PacketId>,
     ) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(frame, pos);
+        let mut r = Reader::new(frame, topic_end);
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(r.packet_id(PacketType::Publish)?)
+        };
         let properties = PublishProperties::decode(&mut r)?;
         let topic = if topic.is_empty() {
             if properties.topic_alias.is_none() {
@@ -211,6 +209,52 @@ fn publish_flags(first: u8) -> Result<(bool, QoS, bool), DecodeError> {
     Ok((first & 0x08 != 0, qos, first & 0x01 != 0))
 }
 
+/// Reads what follows the topic name in a PUBLISH whose frame is `bytes`:
+/// the packet id (QoS 1 and 2) and, at MQTT 5, an empty property list.
+/// Gives the packet id and where the payload starts, or `None` when an MQTT
+/// 5 property list is not empty.
+#[inline(always)]
+#[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
+fn variable_header_end(
+    bytes: &[u8],
+    topic_end: usize,
+    qos: QoS,
+    version: ProtocolVersion,
+) -> Result<Option<(Option<PacketId>, usize)>, DecodeError> {
+    let mut pos = topic_end;
+    let packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        let Some(&[hi, lo]) = bytes.get(pos..).and_then(<[u8]>::first_chunk) else {
+            return Err(DecodeError::Truncated);
+        };
+        pos += 2;
+        // [MQTT-2.3.1-1]
+        Some(
+            PacketId::new(u16::from_be_bytes([hi, lo])).ok_or(DecodeError::ZeroPacketId {
+                packet_type: PacketType::Publish,
+            })?,
+        )
+    };
+    if version.is_v5() {
+        match bytes.get(pos) {
+            // The common MQTT 5 case: an empty property list.
+            Some(0) => pos += 1,
+            Some(_) => return Ok(None),
+            None => return Err(DecodeError::Truncated),
+        }
+    }
+    Ok(Some((packet_id, pos)))
+}
+
+/// `bytes` as a string, if they are UTF-8 [MQTT-1.5.3-1] (U+0000 and
+/// wildcards are `topic_name`'s to refuse).
+#[inline(always)]
+#[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
+fn utf8(bytes: Bytes) -> Result<ByteStr, DecodeError> {
+    ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
+}
+
 /// The payload: `frame` from `pos` on (no new handle, no reference count).
 /// `pos` is within the frame: every field before it was bounds-checked.
 #[inline(always)]
@@ -222,7 +266,8 @@ fn rest(mut frame: Bytes, pos: usize) -> Bytes {
 
 /// Checks a PUBLISH topic name: [MQTT-3.3.2-2] no wildcards;
 /// [MQTT-4.7.3-1] not empty; [MQTT-1.5.3-2] no U+0000.
-#[inline]
+#[inline(always)]
+#[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
 fn topic_name(topic: ByteStr) -> Result<TopicName, DecodeError> {
     TopicName::from_byte_str(topic).map_err(|e| match e {
         TopicError::NullCharacter => DecodeError::NullCharacter,
