@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use myqtt_core::codec::{Publish, PublishProperties, QoS};
+use myqtt_core::codec::{Publish, PublishProps, QoS};
 use myqtt_core::store::{
     Batch, MemoryStore, OpOutcome, SessionKey, Store, StoreConfig, StoreWriter, StoredMessage,
     Timestamp,
@@ -71,7 +71,7 @@ fn run(store: Arc<dyn Store>, producers: usize, messages: usize) -> Run {
                             retain: false,
                             topic: topic.clone(),
                             packet_id: None,
-                            properties: PublishProperties::default(),
+                            properties: PublishProps::new(),
                             payload: payload.clone(),
                         };
                         let id = writer.new_message_id();

@@ -31,6 +31,7 @@ impl ByteStr {
     }
 
     /// Wraps `bytes` after checking that they are valid UTF-8.
+    #[inline]
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
         ByteString::try_from(bytes).map(Self)
     }

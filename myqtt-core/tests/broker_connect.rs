@@ -223,7 +223,7 @@ fn a_duplicate_client_id_takes_the_session_over_and_closes_the_old_connection() 
                 payload: bytes::Bytes::from_static(b"after"),
                 qos: QoS::AtLeastOnce,
                 retain: false,
-                properties: myqtt_core::codec::PublishProperties::default(),
+                properties: myqtt_core::codec::PublishProps::new(),
             })
             .unwrap();
         assert_eq!(new.recv_publish().await.payload.as_ref(), b"after");
@@ -256,7 +256,7 @@ fn a_takeover_ends_a_session_that_lasts_only_as_long_as_its_connection() {
                     payload: bytes::Bytes::from_static(b"nobody"),
                     qos: QoS::AtLeastOnce,
                     retain: false,
-                    properties: myqtt_core::codec::PublishProperties::default(),
+                    properties: myqtt_core::codec::PublishProps::new(),
                 })
                 .unwrap();
             assert_eq!(matched, 0, "{version:?}: the old subscription is gone");

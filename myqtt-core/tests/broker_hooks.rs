@@ -149,7 +149,7 @@ fn acl_decisions_are_enforced_on_publish_subscribe_delivery_retained_and_will_pa
                 payload: Bytes::from_static(b"x"),
                 qos: QoS::AtMostOnce,
                 retain: false,
-                properties: myqtt_core::codec::PublishProperties::default(),
+                properties: myqtt_core::codec::PublishProps::new(),
             })
             .unwrap();
         assert_eq!(
@@ -326,7 +326,7 @@ impl Hook for Recorder {
                         payload: Bytes::copy_from_slice(c.client_id.as_bytes()),
                         qos: QoS::AtMostOnce,
                         retain: false,
-                        properties: myqtt_core::codec::PublishProperties::default(),
+                        properties: myqtt_core::codec::PublishProps::new(),
                     })
                     .unwrap();
                 }

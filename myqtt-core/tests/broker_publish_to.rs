@@ -8,7 +8,7 @@ use broker_util::*;
 use bytes::Bytes;
 use myqtt_core::broker::BrokerError;
 use myqtt_core::broker::hooks::Message;
-use myqtt_core::codec::{ProtocolVersion, PublishProperties, QoS};
+use myqtt_core::codec::{ProtocolVersion, PublishProps, QoS};
 use myqtt_core::topic::TopicName;
 
 fn message(t: &str, qos: QoS) -> Message {
@@ -17,7 +17,7 @@ fn message(t: &str, qos: QoS) -> Message {
         payload: Bytes::from_static(b"just for you"),
         qos,
         retain: true,
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
     }
 }
 

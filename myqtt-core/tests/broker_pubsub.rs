@@ -11,8 +11,8 @@ use bytes::Bytes;
 use myqtt_core::broker::BrokerConfig;
 use myqtt_core::broker::hooks::Message;
 use myqtt_core::codec::{
-    Packet, ProtocolVersion, PubAck, PublishProperties, QoS, ReasonCode, RetainHandling,
-    SubscribeProperties, SubscriptionOptions,
+    Packet, ProtocolVersion, PubAck, PublishProperties, PublishProps, QoS, ReasonCode,
+    RetainHandling, SubscribeProperties, SubscriptionOptions,
 };
 
 const V311: ProtocolVersion = ProtocolVersion::V311;
@@ -104,7 +104,7 @@ fn a_multi_level_wildcard_does_not_receive_dollar_topics() {
                 payload: Bytes::from_static(b"42"),
                 qos: QoS::AtMostOnce,
                 retain: false,
-                properties: PublishProperties::default(),
+                properties: PublishProps::new(),
             })
             .unwrap();
         assert_eq!(
@@ -488,7 +488,8 @@ fn mqtt5_properties_are_forwarded_unchanged_and_expiry_counts_down() {
             user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
             content_type: Some("text/plain".into()),
             ..PublishProperties::default()
-        };
+        }
+        .into();
         p.publish_packet(m.clone()).await;
         let got = s.recv_publish().await;
         let want = m.properties;
@@ -513,7 +514,7 @@ fn an_expired_message_is_not_delivered_to_a_returning_session() {
         s.disconnect().await;
         let mut p = Raw::connect(addr, V5, "p", true).await;
         let mut m = publish("exp", b"short", QoS::AtLeastOnce, false, 1);
-        m.properties.message_expiry_interval = Some(1);
+        m.properties.make_mut().message_expiry_interval = Some(1);
         p.publish_packet(m).await;
         p.publish("exp", b"long", QoS::AtLeastOnce, false).await;
         tokio::time::sleep(Duration::from_millis(1100)).await; // let it expire
@@ -534,11 +535,11 @@ fn topic_aliases_from_a_client_are_resolved_before_routing() {
         let (mut p, ack) = Raw::connect_with(addr, connect_packet(V5, "p", true, 0)).await;
         assert_eq!(ack.properties.topic_alias_maximum, Some(10));
         let mut first = publish("long/topic/name", b"1", QoS::AtMostOnce, false, 0);
-        first.properties.topic_alias = Some(3);
+        first.properties.make_mut().topic_alias = Some(3);
         p.send(Packet::Publish(first)).await;
         let mut second = publish("long/topic/name", b"2", QoS::AtMostOnce, false, 0);
         second.topic = myqtt_core::topic::TopicName::empty_for_alias();
-        second.properties.topic_alias = Some(3);
+        second.properties.make_mut().topic_alias = Some(3);
         p.send(Packet::Publish(second)).await;
         for want in [b"1", b"2"] {
             let got = s.recv_publish().await;

@@ -79,7 +79,7 @@ fn a_filter_starting_with_a_wildcard_does_not_return_dollar_topics() {
                 payload: bytes::Bytes::from_static(b"1"),
                 qos: QoS::AtMostOnce,
                 retain: true,
-                properties: myqtt_core::codec::PublishProperties::default(),
+                properties: myqtt_core::codec::PublishProps::new(),
             })
             .unwrap();
         let mut s = Raw::connect(addr, V311, "s", true).await;
@@ -130,7 +130,7 @@ fn an_expired_retained_message_is_not_delivered() {
     with_default_broker(|ctx, addr| async move {
         let mut p = Raw::connect(addr, V5, "p", true).await;
         let mut m = publish("exp", b"soon gone", QoS::AtMostOnce, true, 0);
-        m.properties.message_expiry_interval = Some(1);
+        m.properties.make_mut().message_expiry_interval = Some(1);
         p.publish_packet(m).await;
         eventually("retained", || ctx.broker().retained_count() == 1).await;
         let mut s = Raw::connect(addr, V5, "s", true).await;

@@ -40,11 +40,11 @@ fn ack_in_one_write(listener: &TcpListener, done: &mpsc::Receiver<()>) {
             match p {
                 Packet::Connect(_) => {
                     let mut out = BytesMut::new();
-                    let connack = Packet::ConnAck(ConnAck {
+                    let connack = Packet::ConnAck(Box::new(ConnAck {
                         session_present: false,
                         reason_code: ReasonCode::Success,
                         properties: ConnAckProperties::default(),
-                    });
+                    }));
                     encode(&connack, ProtocolVersion::V311, &mut out).expect("encode");
                     sock.write_all(&out).expect("write CONNACK");
                 }

@@ -20,7 +20,8 @@ fn publish(payload_len: usize) -> Packet {
         properties: PublishProperties {
             message_expiry_interval: Some(9),
             ..Default::default()
-        },
+        }
+        .into(),
         payload: Bytes::from(vec![0xA5; payload_len]),
     })
 }

@@ -292,11 +292,11 @@ fn connack(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             connack_properties(),
         )
             .prop_map(|(sp, reason_code, properties)| {
-                Packet::ConnAck(ConnAck {
+                Packet::ConnAck(Box::new(ConnAck {
                     session_present: sp && reason_code.is_success(),
                     reason_code,
                     properties,
-                })
+                }))
             })
             .boxed()
     } else {
@@ -310,11 +310,11 @@ fn connack(v: ProtocolVersion) -> BoxedStrategy<Packet> {
         ]);
         (any::<bool>(), codes)
             .prop_map(move |(sp, reason_code)| {
-                Packet::ConnAck(ConnAck {
+                Packet::ConnAck(Box::new(ConnAck {
                     session_present: sp && reason_code.is_success() && v != ProtocolVersion::V31,
                     reason_code,
                     properties: ConnAckProperties::default(),
-                })
+                }))
             })
             .boxed()
     }
@@ -351,7 +351,7 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     retain,
                     topic,
                     packet_id: at_least_once.then_some(id),
-                    properties,
+                    properties: properties.into(),
                     payload,
                 })
             },
@@ -559,10 +559,10 @@ fn auth() -> impl Strategy<Value = Packet> {
         });
     (reason_for(myqtt_core::codec::PacketType::Auth), props).prop_map(
         |(reason_code, properties)| {
-            Packet::Auth(Auth {
+            Packet::Auth(Box::new(Auth {
                 reason_code,
                 properties,
-            })
+            }))
         },
     )
 }

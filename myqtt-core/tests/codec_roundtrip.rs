@@ -165,12 +165,12 @@ fn connack_round_trips_at_every_level() {
     ];
     for v in ALL {
         for rc in canonical {
-            let packet = Packet::ConnAck(ConnAck {
+            let packet = Packet::ConnAck(Box::new(ConnAck {
                 // MQTT 3.1 has no Session Present flag.
                 session_present: rc.is_success() && v != ProtocolVersion::V31,
                 reason_code: rc,
                 properties: ConnAckProperties::default(),
-            });
+            }));
             assert_round_trip(&packet, v);
         }
     }
@@ -178,7 +178,7 @@ fn connack_round_trips_at_every_level() {
 
 #[test]
 fn mqtt5_connack_round_trips_with_every_property() {
-    let packet = Packet::ConnAck(ConnAck {
+    let packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: true,
         reason_code: ReasonCode::Success,
         properties: ConnAckProperties {
@@ -200,17 +200,17 @@ fn mqtt5_connack_round_trips_with_every_property() {
             authentication_method: Some(s("SCRAM-SHA-256")),
             authentication_data: Some(Bytes::from_static(b"server-final")),
         },
-    });
+    }));
     assert_round_trip(&packet, ProtocolVersion::V5);
 }
 
 #[test]
 fn mqtt5_connack_keeps_failure_codes_that_311_cannot_express() {
-    let packet = Packet::ConnAck(ConnAck {
+    let packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
         reason_code: ReasonCode::QuotaExceeded,
         properties: ConnAckProperties::default(),
-    });
+    }));
     assert_round_trip(&packet, ProtocolVersion::V5);
 }
 
@@ -221,7 +221,7 @@ fn publish(qos: QoS, properties: PublishProperties) -> Publish {
         retain: true,
         topic: TopicName::new("sensors/kitchen/temp").unwrap(),
         packet_id: (qos != QoS::AtMostOnce).then(|| id(513)),
-        properties,
+        properties: properties.into(),
         payload: Bytes::from_static(b"21.5"),
     }
 }
@@ -514,11 +514,11 @@ fn mqtt5_disconnect_round_trips_with_reason_and_properties() {
 #[test]
 fn auth_round_trips_at_mqtt5() {
     let packets = [
-        Packet::Auth(Auth {
+        Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::Success,
             properties: AuthProperties::default(),
-        }),
-        Packet::Auth(Auth {
+        })),
+        Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::ContinueAuthentication,
             properties: AuthProperties {
                 authentication_method: Some(s("SCRAM-SHA-256")),
@@ -526,11 +526,11 @@ fn auth_round_trips_at_mqtt5() {
                 reason_string: Some(s("step 2")),
                 user_properties: users(),
             },
-        }),
-        Packet::Auth(Auth {
+        })),
+        Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::ReAuthenticate,
             properties: AuthProperties::default(),
-        }),
+        })),
     ];
     for p in &packets {
         assert_round_trip(p, ProtocolVersion::V5);
@@ -567,11 +567,11 @@ fn connack_failures_map_to_the_closest_311_return_code() {
         (ReasonCode::BadAuthenticationMethod, 0x04),
         (ReasonCode::UnsupportedProtocolVersion, 0x01),
     ] {
-        let packet = Packet::ConnAck(ConnAck {
+        let packet = Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code: rc,
             properties: ConnAckProperties::default(),
-        });
+        }));
         let mut buf = BytesMut::new();
         encode(&packet, ProtocolVersion::V311, &mut buf).unwrap();
         assert_eq!(&buf[..], &[0x20, 0x02, 0x00, code], "{rc:?}");

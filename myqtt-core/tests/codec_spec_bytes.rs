@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use myqtt_core::codec::{
     ConnAck, DecodeError, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, PubAck, Publish,
-    PublishProperties, QoS, ReasonCode, SubscriptionOptions, encode, encoded_len,
+    PublishProps, QoS, ReasonCode, SubscriptionOptions, encode, encoded_len,
 };
 use myqtt_core::topic::TopicName;
 
@@ -106,11 +106,11 @@ fn connack_structure_of_311_section_3_2() {
     };
     assert_eq!(
         ack,
-        ConnAck {
+        Box::new(ConnAck {
             session_present: true,
             reason_code: ReasonCode::Success,
             properties: myqtt_core::codec::ConnAckProperties::default()
-        }
+        })
     );
     let Packet::ConnAck(refused) =
         decode_one(Some(ProtocolVersion::V311), &[0x20, 0x02, 0x00, 0x05])
@@ -148,7 +148,7 @@ fn publish_with_packet_identifier_example_of_311_section_3_3_2_3() {
             retain: false,
             topic: TopicName::new("a/b").unwrap(),
             packet_id: PacketId::new(10),
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
             payload: Bytes::from_static(b"hi"),
         })
     );
@@ -380,7 +380,7 @@ fn publish_with_remaining_length(remaining: usize) -> Packet {
         retain: false,
         topic: TopicName::new("t").unwrap(),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::from(vec![0u8; remaining - 3]),
     })
 }

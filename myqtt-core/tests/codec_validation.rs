@@ -7,7 +7,7 @@ use myqtt_core::ByteStr;
 use myqtt_core::codec::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
     DecodeError, Decoder, EncodeError, Packet, PacketId, PacketType, ProtocolVersion, PubAck,
-    Publish, PublishProperties, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties,
+    Publish, PublishProps, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties,
     SubscriptionOptions, Unsubscribe, UnsubscribeProperties, encode,
 };
 use myqtt_core::topic::{TopicError, TopicFilter, TopicName};
@@ -897,10 +897,10 @@ fn pid(n: u16) -> PacketId {
 
 #[test]
 fn auth_cannot_be_encoded_before_mqtt5() {
-    let auth = Packet::Auth(Auth {
+    let auth = Packet::Auth(Box::new(Auth {
         reason_code: ReasonCode::Success,
         properties: AuthProperties::default(),
-    });
+    }));
     assert_eq!(
         encode_err(&auth, ProtocolVersion::V311),
         EncodeError::NotAvailable {
@@ -916,11 +916,11 @@ fn strings_longer_than_65535_bytes_cannot_be_encoded() {
         reason_string: Some(ByteStr::from("r".repeat(65_536))),
         ..ConnAckProperties::default()
     };
-    let packet = Packet::ConnAck(ConnAck {
+    let packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
         reason_code: ReasonCode::Success,
         properties: props,
-    });
+    }));
     assert_eq!(
         encode_err(&packet, ProtocolVersion::V5),
         EncodeError::FieldTooLong {
@@ -937,7 +937,7 @@ fn qos1_publish() -> Publish {
         retain: false,
         topic: TopicName::new("t").unwrap(),
         packet_id: Some(pid(1)),
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::new(),
     }
 }
@@ -961,20 +961,20 @@ fn publish_encoding_enforces_packet_id_dup_and_topic_rules() {
 
     let mut alias_only = qos1_publish();
     alias_only.topic = TopicName::empty_for_alias();
-    alias_only.properties.topic_alias = Some(1);
+    alias_only.properties.make_mut().topic_alias = Some(1);
     // No topic aliases before MQTT 5.
     assert_eq!(
         encode_err(&Packet::Publish(alias_only.clone()), ProtocolVersion::V311),
         EncodeError::EmptyTopic
     );
-    alias_only.properties.topic_alias = None;
+    alias_only.properties.make_mut().topic_alias = None;
     assert_eq!(
         encode_err(&Packet::Publish(alias_only), ProtocolVersion::V5),
         EncodeError::EmptyTopic
     );
 
     let mut alias0 = qos1_publish();
-    alias0.properties.topic_alias = Some(0);
+    alias0.properties.make_mut().topic_alias = Some(0);
     assert_eq!(
         encode_err(&Packet::Publish(alias0), ProtocolVersion::V5),
         EncodeError::InvalidPropertyValue { id: 0x23, value: 0 }
@@ -1070,11 +1070,11 @@ fn reason_codes_a_packet_cannot_carry_are_refused() {
 
 #[test]
 fn refusing_connack_with_session_present_cannot_be_encoded() {
-    let c = Packet::ConnAck(ConnAck {
+    let c = Packet::ConnAck(Box::new(ConnAck {
         session_present: true,
         reason_code: ReasonCode::NotAuthorized,
         properties: ConnAckProperties::default(),
-    });
+    }));
     assert_eq!(
         encode_err(&c, ProtocolVersion::V311),
         EncodeError::SessionPresentWithError

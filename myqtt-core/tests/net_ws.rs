@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use myqtt_core::codec::{Packet, ProtocolVersion, Publish, PublishProperties, QoS};
+use myqtt_core::codec::{Packet, ProtocolVersion, Publish, PublishProps, QoS};
 use myqtt_core::net::{self, ws};
 use myqtt_core::topic::TopicName;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +22,7 @@ fn publish(topic: &str, payload: impl Into<Bytes>) -> Packet {
         retain: false,
         topic: TopicName::new(topic).unwrap(),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: payload.into(),
     })
 }

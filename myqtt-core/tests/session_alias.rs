@@ -126,7 +126,7 @@ fn aliases_are_per_connection_and_the_inflight_copy_keeps_the_real_topic() {
 fn aliased(topic: Option<&str>, alias: u16) -> Packet {
     let mut p = message("placeholder", QoS::AtMostOnce, "x");
     p.topic = topic.map_or_else(TopicName::empty_for_alias, |t| TopicName::new(t).unwrap());
-    p.properties.topic_alias = Some(alias);
+    p.properties.make_mut().topic_alias = Some(alias);
     Packet::Publish(p)
 }
 

@@ -48,7 +48,7 @@ fn dropped(events: &[Event]) -> Vec<(String, DropReason)> {
 
 fn expiring(topic: &str, payload: &'static str, secs: u32) -> Publish {
     let mut p = message(topic, QoS::AtLeastOnce, payload);
-    p.properties.message_expiry_interval = Some(secs);
+    p.properties.make_mut().message_expiry_interval = Some(secs);
     p
 }
 

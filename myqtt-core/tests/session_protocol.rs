@@ -90,7 +90,7 @@ fn the_first_packet_from_a_server_must_be_connack_and_only_one_comes() {
     );
 
     let mut pair = Pair::connected(V5);
-    pair.inject_to_client(&Packet::ConnAck(success(false)));
+    pair.inject_to_client(&Packet::ConnAck(Box::new(success(false))));
     assert_eq!(pair.client_errors, [SessionError::SecondConnAck]);
 }
 
@@ -303,7 +303,7 @@ fn a_session_present_after_clean_start_is_refused_by_the_client() {
     let mut client = Session::client(SessionConfig::default(), SessionState::default(), now);
     client.connect(now, pair.connect_packet(true)).unwrap();
     let err = client
-        .handle_packet(now, Packet::ConnAck(success(true)))
+        .handle_packet(now, Packet::ConnAck(Box::new(success(true))))
         .unwrap_err();
     assert_eq!(err, SessionError::UnexpectedSessionPresent);
 }

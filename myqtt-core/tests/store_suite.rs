@@ -424,7 +424,8 @@ fn message_properties_and_received_time_survive_so_expiry_keeps_counting(s: &dyn
         ],
         subscription_identifiers: vec![7],
         content_type: Some(ByteStr::from("application/json")),
-    };
+    }
+    .into();
     let m = StoredMessage::new(p, T0);
     apply(s, vec![Op::PutRetained(m.clone())]);
     let got = s.retained().expect("read").pop().expect("one");
@@ -436,7 +437,7 @@ fn message_properties_and_received_time_survive_so_expiry_keeps_counting(s: &dyn
 
 fn a_topic_alias_is_not_stored(s: &dyn Store) {
     let mut m = message("alias/t", b"x");
-    m.publish.properties.topic_alias = Some(3);
+    m.publish.properties.make_mut().topic_alias = Some(3);
     apply(s, vec![Op::PutRetained(m)]);
     let got = s.retained().expect("read").pop().expect("one");
     assert_eq!(got.publish.properties.topic_alias, None);
@@ -606,7 +607,7 @@ fn malformed_ops_are_refused_without_failing_the_transaction(s: &dyn Store) {
     let unknown = s.new_message_id();
     let mut aliased = message("x", b"x");
     aliased.publish.topic = TopicName::empty_for_alias();
-    aliased.publish.properties.topic_alias = Some(1);
+    aliased.publish.properties.make_mut().topic_alias = Some(1);
     let out = apply(
         s,
         vec![

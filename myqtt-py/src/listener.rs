@@ -365,7 +365,7 @@ pub(crate) fn broker_publish(
         payload: payload_bytes(payload)?,
         qos: qos_from(qos)?,
         retain,
-        properties: user_properties(properties)?,
+        properties: user_properties(properties)?.into(),
     };
     let broker = broker(ctx)?;
     let r = match client_id {

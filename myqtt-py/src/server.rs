@@ -8,7 +8,7 @@ use bytes::Bytes;
 use myqtt_core::ByteStr;
 use myqtt_core::broker::WeakBroker;
 use myqtt_core::broker::hooks::{ClientInfo, ConnectVerdict, Message};
-use myqtt_core::codec::{PublishProperties, QoS, ReasonCode};
+use myqtt_core::codec::{PublishProps, QoS, ReasonCode};
 use myqtt_core::topic::TopicName;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -243,7 +243,7 @@ impl ListenerConn {
             payload: payload_bytes(msg)?,
             qos: qos_from(qos)?,
             retain,
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
         };
         let Some(broker) = &self.broker else {
             return Ok(false);
@@ -293,7 +293,7 @@ pub(crate) struct ListenerMsg {
     payload: Bytes,
     qos: QoS,
     retain: bool,
-    properties: PublishProperties,
+    properties: PublishProps,
     modified: bool,
 }
 

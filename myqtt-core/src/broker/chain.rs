@@ -185,7 +185,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::codec::{PublishProperties, QoS};
+    use crate::codec::{PublishProps, QoS};
     use crate::topic::TopicName;
 
     struct Fixed(PublishVerdict);
@@ -221,7 +221,7 @@ mod tests {
             payload: bytes::Bytes::from_static(b"x"),
             qos: QoS::AtMostOnce,
             retain: false,
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
         }
     }
 

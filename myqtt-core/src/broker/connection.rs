@@ -388,11 +388,11 @@ where
                 } else {
                     ProtocolVersion::V311
                 };
-                let connack = Packet::ConnAck(ConnAck {
+                let connack = Packet::ConnAck(Box::new(ConnAck {
                     session_present: false,
                     reason_code: ReasonCode::UnsupportedProtocolVersion,
                     properties: ConnAckProperties::default(),
-                });
+                }));
                 if writer.queue(&connack, version).is_ok() {
                     let _ = tokio::time::timeout(CLOSE_FLUSH, writer.shutdown()).await;
                 }
@@ -1891,12 +1891,15 @@ where
         let properties = if self.version.is_v5() {
             let mut p = m.properties.clone();
             // The remaining lifetime [MQTT-3.3.2-6]; every matching
-            // subscription's identifier [MQTT-3.3.4-3].
-            p.message_expiry_interval = expiry;
-            p.subscription_identifiers = d.sub_ids;
+            // subscription's identifier [MQTT-3.3.4-3]. A message without
+            // properties stays without an allocation.
+            p.update(|p| {
+                p.message_expiry_interval = expiry;
+                p.subscription_identifiers = d.sub_ids;
+            });
             p
         } else {
-            crate::codec::PublishProperties::default()
+            crate::codec::PublishProps::new()
         };
         let publish = Publish {
             dup: false,

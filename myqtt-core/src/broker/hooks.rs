@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use crate::ByteStr;
 use crate::codec::{
-    ConnectProperties, LastWill, ProtocolVersion, PublishProperties, QoS, ReasonCode,
+    ConnectProperties, LastWill, ProtocolVersion, PublishProps, QoS, ReasonCode,
     SubscriptionOptions,
 };
 use crate::topic::{TopicFilter, TopicName};
@@ -198,7 +198,7 @@ pub struct Message {
     pub retain: bool,
     /// MQTT 5 properties (forwarded to subscribers unchanged, except the
     /// message expiry, which counts down, and subscription identifiers).
-    pub properties: PublishProperties,
+    pub properties: PublishProps,
 }
 
 /// A hook's decision on an incoming PUBLISH (PyMyQtt's `PUBLISH_OK`,

@@ -45,7 +45,7 @@ use self::registry::{
 };
 use self::router::{Router, Scratch};
 use crate::ByteStr;
-use crate::codec::{LastWill, PublishProperties, SubscriptionOptions};
+use crate::codec::{LastWill, PublishProperties, PublishProps, SubscriptionOptions};
 use crate::session::{AckMode, SessionConfig};
 use crate::topic::TopicFilter;
 
@@ -864,9 +864,12 @@ fn session_config(config: &BrokerConfig) -> SessionConfig {
 /// Properties a forwarded message must not carry from its publisher: the
 /// topic alias is per connection (MQTT 5.0 §3.3.2.3.4), and subscription
 /// identifiers are the receiver's own [MQTT-3.3.4-3].
-fn clean_properties(p: &mut PublishProperties) {
-    p.topic_alias = None;
-    p.subscription_identifiers.clear();
+fn clean_properties(p: &mut PublishProps) {
+    if p.topic_alias.is_some() || !p.subscription_identifiers.is_empty() {
+        let p = p.make_mut();
+        p.topic_alias = None;
+        p.subscription_identifiers.clear();
+    }
 }
 
 /// Values shorter than this are copied out of the read buffer before the
@@ -903,7 +906,9 @@ fn own_small_topic(t: &crate::topic::TopicName) -> crate::topic::TopicName {
 pub(crate) fn own_small_parts(m: &mut Message) {
     m.payload = own_small(&m.payload);
     m.topic = own_small_topic(&m.topic);
-    let p = &mut m.properties;
+    let Some(p) = m.properties.get_mut() else {
+        return;
+    };
     if let Some(t) = &p.response_topic {
         p.response_topic = Some(own_small_topic(t));
     }
@@ -943,7 +948,8 @@ fn will_message(will: LastWill) -> Message {
             user_properties: wp.user_properties,
             subscription_identifiers: Vec::new(),
             content_type: wp.content_type,
-        },
+        }
+        .into(),
     }
 }
 
@@ -979,9 +985,9 @@ mod tests {
             payload: chunk.slice(3..4),
             qos: crate::codec::QoS::AtMostOnce,
             retain: true,
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
         };
-        msg.properties.user_properties.push((
+        msg.properties.make_mut().user_properties.push((
             ByteStr::from_utf8(chunk.slice(4..8)).unwrap(),
             ByteStr::from_utf8(chunk.slice(8..9)).unwrap(),
         ));

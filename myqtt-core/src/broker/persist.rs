@@ -412,7 +412,9 @@ impl Broker {
                         };
                         publish.packet_id = Some(f.packet_id);
                         publish.retain = false;
-                        publish.properties.topic_alias = None;
+                        if publish.properties.topic_alias.is_some() {
+                            publish.properties.make_mut().topic_alias = None;
+                        }
                         outgoing.push(Outgoing::Publish {
                             ticket: Ticket::new(ticket),
                             publish,

@@ -350,7 +350,8 @@ mod tests {
                 properties: PublishProperties {
                     message_expiry_interval: expiry,
                     ..PublishProperties::default()
-                },
+                }
+                .into(),
             },
             created: Instant::now(),
         })

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use crate::codec::{
-    AckProperties, PacketId, Publish, PublishProperties, QoS, ReasonCode, RetainHandling,
-    SubscriptionOptions,
+    AckProperties, PacketId, Publish, PublishProperties, PublishProps, QoS, ReasonCode,
+    RetainHandling, SubscriptionOptions,
 };
 use crate::topic::{TopicFilter, TopicName};
 
@@ -80,7 +80,7 @@ pub struct PublishMessage {
     pub(crate) payload: Bytes,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
-    pub(crate) properties: PublishProperties,
+    pub(crate) properties: PublishProps,
 }
 
 impl PublishMessage {
@@ -98,7 +98,7 @@ impl PublishMessage {
             payload: payload.into(),
             qos: QoS::AtMostOnce,
             retain: false,
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
         }
     }
 
@@ -117,7 +117,7 @@ impl PublishMessage {
     /// MQTT 5 properties (ignored before MQTT 5). Default none. A topic
     /// alias set here is ignored: the session assigns aliases itself.
     pub fn properties(mut self, properties: PublishProperties) -> Self {
-        self.properties = properties;
+        self.properties = properties.into();
         self
     }
 

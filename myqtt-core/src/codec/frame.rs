@@ -1,12 +1,12 @@
 //! The fixed header (MQTT 3.1.1 §2.2, MQTT 5.0 §2.1): the incremental
 //! [`Decoder`], and [`encode`] / [`encoded_len`] for whole packets.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
 use super::wire::{MAX_VARINT, Reader, Sink, measure, parse_varint, varint_len};
 use super::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, ProtocolVersion, PubAck, Publish, QoS,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, ProtocolVersion, PubAck, Publish,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
@@ -157,13 +157,13 @@ impl Decoder {
             buf.reserve(size - buf.len());
             return Ok(None);
         }
-        let r = Reader::new(buf.split_to(size).freeze(), header_len);
+        let frame = buf.split_to(size).freeze();
         if let (PacketType::Publish, Some(v)) = (packet_type, version) {
             // The payload takes the rest of the packet: nothing can trail.
-            let publish = Publish::decode(r, v, publish_flags(first)?)?;
-            return Ok(Some(Packet::Publish(publish)));
+            return Publish::decode(frame, header_len, first, v);
         }
-        self.decode_body(first, packet_type, r).map(Some)
+        self.decode_body(first, packet_type, frame, header_len)
+            .map(Some)
     }
 
     /// Decodes the body of any packet but a PUBLISH at a known level.
@@ -175,8 +175,10 @@ impl Decoder {
         &mut self,
         first: u8,
         packet_type: PacketType,
-        mut r: Reader,
+        frame: Bytes,
+        header_len: usize,
     ) -> Result<Packet, DecodeError> {
+        let mut r = Reader::new(frame, header_len);
         let packet = match (packet_type, self.version) {
             (PacketType::Connect, _) => {
                 let connect = Connect::decode(&mut r)?;
@@ -193,13 +195,11 @@ impl Decoder {
             // Not reached (`decode` takes PUBLISH itself); kept so that the
             // match stays exhaustive without a panic.
             (PacketType::Publish, Some(v)) => {
-                return Ok(Packet::Publish(Publish::decode(
-                    r,
-                    v,
-                    publish_flags(first)?,
-                )?));
+                return Publish::decode(r.into_rest(), 0, first, v)?.ok_or(DecodeError::Truncated);
             }
-            (PacketType::ConnAck, Some(v)) => Packet::ConnAck(ConnAck::decode(&mut r, v)?),
+            (PacketType::ConnAck, Some(v)) => {
+                Packet::ConnAck(Box::new(ConnAck::decode(&mut r, v)?))
+            }
             (PacketType::PubAck, Some(v)) => {
                 Packet::PubAck(PubAck::decode(&mut r, v, packet_type)?)
             }
@@ -221,7 +221,7 @@ impl Decoder {
             (PacketType::PingReq, Some(_)) => Packet::PingReq,
             (PacketType::PingResp, Some(_)) => Packet::PingResp,
             (PacketType::Disconnect, Some(v)) => Packet::Disconnect(Disconnect::decode(&mut r, v)?),
-            (PacketType::Auth, Some(_)) => Packet::Auth(Auth::decode(&mut r)?),
+            (PacketType::Auth, Some(_)) => Packet::Auth(Box::new(Auth::decode(&mut r)?)),
         };
         r.finish()?;
         Ok(packet)
@@ -280,14 +280,6 @@ impl Decoder {
         }
         Ok((packet_type, self.version))
     }
-}
-
-/// DUP, QoS and RETAIN of a PUBLISH first byte that `check_first_byte`
-/// accepted (so the QoS is 0, 1 or 2 [MQTT-3.3.1-4]).
-#[inline]
-fn publish_flags(first: u8) -> Result<(bool, QoS, bool), DecodeError> {
-    let qos = QoS::try_from((first >> 1) & 0x03).map_err(|_| DecodeError::InvalidQoS)?;
-    Ok((first & 0x08 != 0, qos, first & 0x01 != 0))
 }
 
 /// The level a packet is written at: a CONNECT always at its own.

@@ -25,7 +25,8 @@ pub use error::{DecodeError, EncodeError};
 pub use frame::{Decoder, encode, encoded_len};
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties, WillProperties,
+    PublishProperties, PublishProps, SubscribeProperties, UnsubscribeProperties, UserProperties,
+    WillProperties,
 };
 pub use publish::{PubAck, Publish};
 pub use reason::ReasonCode;
@@ -153,11 +154,15 @@ pub enum PacketType {
 }
 
 /// An MQTT control packet.
+///
+/// The packets a connection sees once (CONNECT, CONNACK) or rarely (AUTH)
+/// are boxed, so that a `Packet` is no bigger than a PUBLISH needs and
+/// moves cheaply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)] // each variant is the packet of the same name
 pub enum Packet {
     Connect(Box<Connect>),
-    ConnAck(ConnAck),
+    ConnAck(Box<ConnAck>),
     Publish(Publish),
     PubAck(PubAck),
     PubRec(PubAck),
@@ -170,7 +175,7 @@ pub enum Packet {
     PingReq,
     PingResp,
     Disconnect(Disconnect),
-    Auth(Auth),
+    Auth(Box<Auth>),
 }
 
 impl Packet {

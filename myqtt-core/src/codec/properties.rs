@@ -1,6 +1,8 @@
 //! MQTT 5.0 properties (§2.2.2), one struct per packet family so that a
 //! property can only be set where the specification allows it.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::error::{DecodeError, EncodeError};
@@ -78,6 +80,139 @@ pub struct PublishProperties {
     /// Each in 1..=268,435,455; only server-to-client [MQTT-3.3.4-6].
     pub subscription_identifiers: Vec<u32>,
     pub content_type: Option<ByteStr>,
+}
+
+/// The properties of a [`Publish`](super::Publish), behind a shared
+/// pointer: the common empty set is one null pointer and allocates nothing,
+/// and a clone (one per subscriber when the broker fans a message out) is a
+/// reference count.
+///
+/// Reads go through `Deref`: `publish.properties.topic_alias` works whether
+/// or not anything is set (an empty set reads as
+/// [`PublishProperties::default`]). Writes go through
+/// [`make_mut`](Self::make_mut), which allocates on first use and copies a
+/// set shared with a clone (as [`Arc::make_mut`] does), through
+/// [`update`](Self::update), which allocates only if the result is not
+/// empty, or through [`get_mut`](Self::get_mut), which never allocates for
+/// an empty set. Equality compares the properties, not the pointers.
+///
+/// ```
+/// use myqtt_core::codec::{PublishProperties, PublishProps};
+///
+/// let mut props = PublishProps::default();
+/// assert!(props.is_empty() && props.topic_alias.is_none());
+/// props.update(|p| p.topic_alias = None); // still nothing allocated
+/// assert!(props.get_mut().is_none());
+/// props.make_mut().topic_alias = Some(7);
+/// assert_eq!(props.topic_alias, Some(7));
+/// let expected = PublishProperties { topic_alias: Some(7), ..Default::default() };
+/// assert_eq!(props, PublishProps::from(expected));
+/// ```
+///
+// Design: a `Publish` moves by value through the decoder, the session and
+// the broker. With its 160 bytes of properties inline it was 232 bytes (and
+// `Packet` 264): every move a `memcpy`, every drop a walk over eight empty
+// fields. Behind a pointer it is 80 bytes and an empty set drops with one
+// test (doc/benchmarks.md, "Codec").
+#[derive(Clone, Default)]
+pub struct PublishProps(Option<Arc<PublishProperties>>);
+
+/// What an unallocated [`PublishProps`] reads as.
+static NO_PUBLISH_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+};
+
+impl PublishProps {
+    /// No properties (allocates nothing).
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(PublishProperties::is_empty)
+    }
+
+    /// The properties, for writing: allocates an empty set first if there
+    /// is none, and copies a set shared with a clone.
+    pub fn make_mut(&mut self) -> &mut PublishProperties {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
+    }
+
+    /// The properties for writing if there are any (copied first if shared
+    /// with a clone); `None`, allocating nothing, for an empty set.
+    pub fn get_mut(&mut self) -> Option<&mut PublishProperties> {
+        self.0.as_mut().map(Arc::make_mut)
+    }
+
+    /// Runs `f` on the properties, allocating only when there were none
+    /// and `f` leaves some: clearing a property of an empty set is free.
+    pub fn update(&mut self, f: impl FnOnce(&mut PublishProperties)) {
+        if let Some(p) = self.get_mut() {
+            f(p);
+        } else {
+            let mut p = PublishProperties::default();
+            f(&mut p);
+            *self = p.into();
+        }
+    }
+
+    /// Takes the properties out, leaving an empty set.
+    pub fn take(&mut self) -> PublishProperties {
+        self.0.take().map(Arc::unwrap_or_clone).unwrap_or_default()
+    }
+
+    /// The properties by value (copied if shared with a clone).
+    pub fn into_inner(self) -> PublishProperties {
+        self.0.map(Arc::unwrap_or_clone).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for PublishProps {
+    type Target = PublishProperties;
+
+    #[inline]
+    fn deref(&self) -> &PublishProperties {
+        self.0.as_deref().unwrap_or(&NO_PUBLISH_PROPERTIES)
+    }
+}
+
+impl From<PublishProperties> for PublishProps {
+    /// Allocates for `p`, unless it is empty.
+    fn from(p: PublishProperties) -> Self {
+        if p.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Arc::new(p)))
+        }
+    }
+}
+
+impl From<PublishProps> for PublishProperties {
+    fn from(p: PublishProps) -> Self {
+        p.into_inner()
+    }
+}
+
+impl PartialEq for PublishProps {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for PublishProps {}
+
+impl std::fmt::Debug for PublishProps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK
@@ -660,9 +795,16 @@ impl PropertyList for ConnAckProperties {
 }
 
 impl PublishProperties {
-    /// True when no property is set (the common case, kept cheap).
-    pub(crate) fn is_empty(&self) -> bool {
-        self == &Self::default()
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
     }
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {

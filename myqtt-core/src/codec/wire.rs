@@ -163,17 +163,6 @@ impl Reader {
         rest
     }
 
-    /// Consumes a property length of 0 (an empty MQTT 5 property list) if
-    /// that is what comes next; true if it did.
-    #[inline]
-    pub(crate) fn skip_empty_properties(&mut self) -> bool {
-        let empty = self.pos < self.end && self.buf.get(self.pos) == Some(&0);
-        if empty {
-            self.pos += 1;
-        }
-        empty
-    }
-
     /// Binary Data: a two-byte length and that many bytes.
     ///
     // Design: one bounds check for the length prefix and one for the data,
@@ -205,15 +194,6 @@ impl Reader {
         if b.contains(&0) {
             return Err(DecodeError::NullCharacter);
         }
-        ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
-    }
-
-    /// A string checked for UTF-8 only: for topic names, which
-    /// `TopicName::new` scans for U+0000 itself.
-    #[inline(always)]
-    #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
-    pub(crate) fn utf8(&mut self) -> Result<ByteStr, DecodeError> {
-        let b = self.binary()?;
         ByteStr::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
     }
 

@@ -30,7 +30,11 @@ impl InboundAliases {
     /// alias sets the mapping, an alias alone is replaced by its topic. The
     /// alias property is removed either way.
     pub(crate) fn resolve(&mut self, publish: &mut Publish) -> Result<(), SessionError> {
-        let Some(alias) = publish.properties.topic_alias.take() else {
+        let alias = publish
+            .properties
+            .get_mut()
+            .and_then(|p| p.topic_alias.take());
+        let Some(alias) = alias else {
             if publish.topic.is_empty() {
                 return Err(SessionError::EmptyTopicWithoutAlias);
             }
@@ -110,12 +114,12 @@ impl OutboundAliases {
     /// Rewrites `wire` (a copy about to be sent) according to `plan`.
     pub(crate) fn apply(plan: AliasPlan, wire: &mut Publish) {
         match plan {
-            AliasPlan::None => wire.properties.topic_alias = None,
+            AliasPlan::None => wire.properties.update(|p| p.topic_alias = None),
             AliasPlan::Use(alias) => {
-                wire.properties.topic_alias = Some(alias);
+                wire.properties.make_mut().topic_alias = Some(alias);
                 wire.topic = TopicName::empty_for_alias();
             }
-            AliasPlan::Assign(alias) => wire.properties.topic_alias = Some(alias),
+            AliasPlan::Assign(alias) => wire.properties.make_mut().topic_alias = Some(alias),
         }
     }
 
@@ -149,7 +153,8 @@ mod tests {
             properties: PublishProperties {
                 topic_alias: alias,
                 ..PublishProperties::default()
-            },
+            }
+            .into(),
             payload: Bytes::new(),
         }
     }

@@ -447,7 +447,7 @@ impl Session {
         }
         self.start_connection(now);
         let session_present = connack.session_present;
-        self.send(now, Packet::ConnAck(connack));
+        self.send(now, Packet::ConnAck(Box::new(connack)));
         self.attach(now, session_present);
         while let Some(packet) = self.held.pop_front() {
             if self.phase != Phase::Connected {
@@ -476,7 +476,7 @@ impl Session {
         }
         connack.session_present = false;
         self.held.clear();
-        self.send(now, Packet::ConnAck(connack));
+        self.send(now, Packet::ConnAck(Box::new(connack)));
         self.phase = Phase::Closed;
         Ok(())
     }
@@ -586,7 +586,7 @@ impl Session {
         if !self.version.is_v5() {
             return Err(SessionError::InvalidPhase("AUTH exists in MQTT 5 only"));
         }
-        self.send(now, Packet::Auth(auth));
+        self.send(now, Packet::Auth(Box::new(auth)));
         Ok(())
     }
 
@@ -620,7 +620,7 @@ impl Session {
             (Phase::Idle, p) => Err(SessionError::FirstPacketNotConnect(p.packet_type())),
             (_, Packet::Connect(_)) => Err(SessionError::SecondConnect),
             (Phase::Connecting, Packet::Auth(auth)) if self.version.is_v5() => {
-                self.events.push_back(Event::Auth(auth));
+                self.events.push_back(Event::Auth(*auth));
                 Ok(())
             }
             (Phase::Connecting, p) => {
@@ -637,9 +637,9 @@ impl Session {
                 packet: p.packet_type(),
                 from: Role::Server,
             }),
-            (Phase::Connecting, Packet::ConnAck(connack)) => self.on_connack(now, connack),
+            (Phase::Connecting, Packet::ConnAck(connack)) => self.on_connack(now, *connack),
             (Phase::Connecting, Packet::Auth(auth)) if self.version.is_v5() => {
-                self.events.push_back(Event::Auth(auth));
+                self.events.push_back(Event::Auth(*auth));
                 Ok(())
             }
             (Phase::Connecting, p) => Err(SessionError::FirstPacketNotConnAck(p.packet_type())),
@@ -720,7 +720,7 @@ impl Session {
                 self.phase = Phase::Closed;
                 self.events.push_back(Event::Disconnected(d));
             }
-            Packet::Auth(auth) if self.version.is_v5() => self.events.push_back(Event::Auth(auth)),
+            Packet::Auth(auth) if self.version.is_v5() => self.events.push_back(Event::Auth(*auth)),
             p => {
                 return Err(SessionError::UnexpectedPacket {
                     packet: p.packet_type(),
@@ -1022,7 +1022,13 @@ impl Session {
         } = message;
         if self.role == Role::Client {
             // Only a server sends Subscription Identifiers [MQTT-3.3.4-6].
-            publish.properties.subscription_identifiers.clear();
+            if !publish.properties.subscription_identifiers.is_empty() {
+                publish
+                    .properties
+                    .make_mut()
+                    .subscription_identifiers
+                    .clear();
+            }
             if publish.qos > self.conn.peer.maximum_qos {
                 return self.drop_message(ticket, publish, DropReason::QoSNotSupported);
             }
@@ -1367,7 +1373,8 @@ fn wire_publish(
         let waited =
             u32::try_from(now.saturating_duration_since(queued_at).as_secs()).unwrap_or(u32::MAX);
         // At least 1: a flow already started is never expired [MQTT-4.3.3-7].
-        wire.properties.message_expiry_interval = Some(secs.saturating_sub(waited).max(1));
+        wire.properties.make_mut().message_expiry_interval =
+            Some(secs.saturating_sub(waited).max(1));
     }
     let plan = conn.outbound_aliases.plan(&stored.topic);
     OutboundAliases::apply(plan, &mut wire);

@@ -367,7 +367,9 @@ impl SessionState {
         publish.dup = false;
         // Aliases belong to one connection; the session assigns its own
         // [MQTT-3.3.2-7].
-        publish.properties.topic_alias = None;
+        if publish.properties.topic_alias.is_some() {
+            publish.properties.make_mut().topic_alias = None;
+        }
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         Ok(QueuedMessage {
@@ -503,7 +505,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::PublishProperties;
+    use crate::codec::PublishProps;
     use crate::topic::TopicName;
 
     fn id(n: u16) -> PacketId {
@@ -517,7 +519,7 @@ mod tests {
             retain: false,
             topic: TopicName::new(topic).unwrap(),
             packet_id: None,
-            properties: PublishProperties::default(),
+            properties: PublishProps::new(),
             payload: Bytes::from_static(b"x"),
         }
     }
@@ -591,7 +593,7 @@ mod tests {
         let mut p = message("a", QoS::ExactlyOnce);
         p.dup = true;
         p.packet_id = Some(id(9));
-        p.properties.topic_alias = Some(4);
+        p.properties.make_mut().topic_alias = Some(4);
         s.enqueue(now, p).unwrap();
         let q = s.queued().next().unwrap();
         assert!(!q.publish.dup);
@@ -604,7 +606,7 @@ mod tests {
         // [MQTT-3.3.2-5]
         let now = Instant::now();
         let mut p = message("a", QoS::AtMostOnce);
-        p.properties.message_expiry_interval = Some(10);
+        p.properties.make_mut().message_expiry_interval = Some(10);
         let q = QueuedMessage {
             ticket: Ticket(0),
             publish: p,

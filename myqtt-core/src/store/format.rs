@@ -365,7 +365,9 @@ pub(crate) fn check_message(m: &StoredMessage) -> Result<(), &'static str> {
 pub(crate) fn encode_message(m: &StoredMessage) -> Result<Vec<u8>, EncodeError> {
     let mut publish = m.publish.clone();
     publish.dup = false;
-    publish.properties.topic_alias = None;
+    if publish.properties.topic_alias.is_some() {
+        publish.properties.make_mut().topic_alias = None;
+    }
     publish.packet_id = (publish.qos != QoS::AtMostOnce)
         .then_some(PacketId::new(1))
         .flatten();

@@ -75,7 +75,7 @@ struct Counters {
 ///
 /// ```
 /// use myqtt_core::store::{Batch, MemoryStore, SessionKey, StoreWriter, StoredMessage, Timestamp};
-/// use myqtt_core::codec::{Publish, PublishProperties, QoS};
+/// use myqtt_core::codec::{Publish, PublishProps, QoS};
 /// use myqtt_core::topic::TopicName;
 /// use std::sync::Arc;
 ///
@@ -84,7 +84,7 @@ struct Counters {
 /// let publish = Publish {
 ///     dup: false, qos: QoS::AtLeastOnce, retain: false,
 ///     topic: TopicName::new("a/b").unwrap(), packet_id: None,
-///     properties: PublishProperties::default(), payload: "hi".into(),
+///     properties: PublishProps::new(), payload: "hi".into(),
 /// };
 /// let mut batch = Batch::new();
 /// batch.put_message(id, StoredMessage::new(publish, Timestamp::now()))

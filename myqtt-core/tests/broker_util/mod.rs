@@ -12,7 +12,7 @@ use myqtt_core::Ctx;
 use myqtt_core::broker::BrokerConfig;
 use myqtt_core::codec::{
     AckProperties, ConnAck, Connect, ConnectProperties, Disconnect, LastWill, Packet, PacketId,
-    ProtocolVersion, PubAck, Publish, PublishProperties, QoS, ReasonCode, Subscribe,
+    ProtocolVersion, PubAck, Publish, PublishProps, QoS, ReasonCode, Subscribe,
     SubscribeProperties, SubscriptionOptions, Unsubscribe, UnsubscribeProperties, encode,
 };
 use myqtt_core::net::PacketReader;
@@ -122,7 +122,7 @@ pub fn publish(topic_name: &str, payload: &[u8], qos: QoS, retain: bool, id: u16
         } else {
             Some(pid(id))
         },
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::copy_from_slice(payload),
     }
 }
@@ -156,7 +156,7 @@ impl Raw {
         let mut raw = Self::open(addr, connect.protocol).await;
         raw.send(Packet::Connect(Box::new(connect))).await;
         match raw.recv().await {
-            Packet::ConnAck(c) => (raw, c),
+            Packet::ConnAck(c) => (raw, *c),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

@@ -16,8 +16,7 @@ use bytes::{Bytes, BytesMut};
 use myqtt_core::ByteStr;
 use myqtt_core::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Decoder, Packet,
-    PacketType, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, SubAck, UnsubAck,
-    encode,
+    PacketType, ProtocolVersion, Publish, PublishProps, QoS, ReasonCode, SubAck, UnsubAck, encode,
 };
 use myqtt_core::session::{Event, Session, SessionConfig, SessionError, SessionState};
 use myqtt_core::topic::TopicName;
@@ -371,7 +370,7 @@ pub fn message(topic: &str, qos: QoS, payload: &'static str) -> Publish {
         retain: false,
         topic: TopicName::new(topic).expect("valid topic"),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::from_static(payload.as_bytes()),
     }
 }

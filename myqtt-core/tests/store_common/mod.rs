@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
-use myqtt_core::codec::{Publish, PublishProperties, QoS};
+use myqtt_core::codec::{Publish, PublishProps, QoS};
 use myqtt_core::store::{
     MemoryStore, MessageId, Op, OpOutcome, RedbStore, Store, StoredMessage, Timestamp,
 };
@@ -52,7 +52,7 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS) -> Publish {
         retain: false,
         topic: TopicName::new(topic).expect("valid topic"),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: PublishProps::new(),
         payload: Bytes::copy_from_slice(payload),
     }
 }
