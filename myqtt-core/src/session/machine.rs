@@ -1345,6 +1345,7 @@ fn wire_publish(
 
 /// [`wire_publish`] for a message that is not kept (QoS 0): it becomes the
 /// packet; given back unchanged but for DUP and the expiry when too large.
+#[allow(clippy::result_large_err)] // `Ok` is as large: boxing `Err` would only add an allocation
 fn wire_publish_owned(
     conn: &mut ConnectionState,
     version: ProtocolVersion,
