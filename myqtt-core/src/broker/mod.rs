@@ -903,6 +903,21 @@ thread_local! {
         std::cell::RefCell::new(bytes::BytesMut::new());
 }
 
+/// A copy of `parts`, one after the other, taken from this thread's copy
+/// chunk (at most [`CHUNKED_BELOW`] bytes in all).
+fn chunk_copy(parts: &[&[u8]]) -> bytes::BytesMut {
+    let n = parts.iter().map(|p| p.len()).sum();
+    COPIES.with_borrow_mut(|chunk| {
+        if chunk.capacity() - chunk.len() < n {
+            *chunk = bytes::BytesMut::with_capacity(CHUNK.max(n));
+        }
+        for p in parts {
+            chunk.extend_from_slice(p);
+        }
+        chunk.split_to(n)
+    })
+}
+
 /// Copies a small topic and a small payload out of the read buffer; false
 /// (nothing done) when either is large.
 ///
@@ -919,16 +934,10 @@ fn own_topic_and_payload(m: &mut Message) -> bool {
     if topic.len() >= COPY_BELOW || m.payload.len() >= COPY_BELOW {
         return false;
     }
+
     let n = topic.len() + m.payload.len();
     let mut both = if !m.retain && n <= CHUNKED_BELOW {
-        COPIES.with_borrow_mut(|chunk| {
-            if chunk.capacity() - chunk.len() < n {
-                *chunk = bytes::BytesMut::with_capacity(CHUNK);
-            }
-            chunk.extend_from_slice(topic);
-            chunk.extend_from_slice(&m.payload);
-            chunk.split_to(n)
-        })
+        chunk_copy(&[topic, &m.payload])
     } else {
         let mut buf = bytes::BytesMut::with_capacity(n);
         buf.extend_from_slice(topic);
@@ -955,6 +964,25 @@ pub(crate) fn own_small_parts(m: &mut Message) {
         m.payload = own_small(&m.payload);
         m.topic = own_small_topic(&m.topic);
     }
+    own_small_properties(m);
+}
+
+/// [`own_small_parts`] for a message whose topic is replaced by `topic`,
+/// an own copy of the same name (the route cache's): only the payload and
+/// the properties are copied.
+pub(crate) fn own_small_parts_but_topic(m: &mut Message, topic: crate::topic::TopicName) {
+    m.topic = topic;
+    let n = m.payload.len();
+    if !m.retain && n <= CHUNKED_BELOW {
+        m.payload = chunk_copy(&[&m.payload]).freeze();
+    } else {
+        m.payload = own_small(&m.payload);
+    }
+    own_small_properties(m);
+}
+
+/// The properties' part of [`own_small_parts`].
+fn own_small_properties(m: &mut Message) {
     let p = &mut m.properties;
     if let Some(t) = &p.response_topic {
         p.response_topic = Some(own_small_topic(t));
