@@ -33,6 +33,10 @@ load:
   --drain SECS           after publishing, longest wait with no new delivery
                          for the outstanding ones (default 5)
   --inflight N           QoS 1/2 messages in flight per publisher (default 256)
+  --engine raw|client    raw: MQTT over plain sockets from one thread, batched
+                         writes (QoS 0/1 at full speed); client: the myqtt
+                         client (default: raw at full speed with QoS 0/1,
+                         client otherwise)
   --window N             at full speed, messages published and not yet
                          received by a subscriber, at most, per subscriber
                          (NtoN: shared among the publishers): a closed loop,
@@ -75,6 +79,27 @@ impl Shape {
             Self::OneToOne => "1to1",
             Self::ManyToMany => "NtoN",
             Self::OneToMany => "1toN",
+        }
+    }
+}
+
+/// What drives the load's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// MQTT over plain sockets, every connection on one thread, PUBLISH
+    /// packets written in batches: a generator that costs far less per
+    /// message than a broker (full speed, QoS 0 and 1).
+    Raw,
+    /// The myqtt client (`Conn`): any QoS, fixed rates.
+    Client,
+}
+
+impl Engine {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Client => "client",
         }
     }
 }
@@ -129,6 +154,8 @@ pub struct Args {
     /// Messages published at full speed and not yet received by a
     /// subscriber, at most, per subscriber; 0: no limit (open loop).
     pub window: u64,
+    /// What drives the connections.
+    pub engine: Engine,
     /// Load or idle connections.
     pub mode: Mode,
     /// Keep alive of idle connections, in seconds.
@@ -199,6 +226,7 @@ impl Args {
             drain: Duration::from_secs(5),
             inflight: 256,
             window: 1000,
+            engine: Engine::Raw,
             mode: Mode::Load,
             keep_alive: 3600,
             connect_parallel: 64,
@@ -209,6 +237,7 @@ impl Args {
         };
         let mut subscribers = None;
         let mut publishers = None;
+        let mut engine = None;
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             let it = &mut it;
@@ -250,6 +279,14 @@ impl Args {
                 "--drain" => a.drain = seconds(it, &flag)?,
                 "--inflight" => a.inflight = value(it, &flag)?,
                 "--window" => a.window = value(it, &flag)?,
+                "--engine" => {
+                    let v: String = value(it, &flag)?;
+                    engine = Some(match v.as_str() {
+                        "raw" => Engine::Raw,
+                        "client" => Engine::Client,
+                        _ => return Err(invalid(format!("--engine {v}: raw or client"))),
+                    });
+                }
                 "--idle" => a.mode = Mode::Idle(value(it, &flag)?),
                 "--keep-alive" => a.keep_alive = value(it, &flag)?,
                 "--connect-parallel" => a.connect_parallel = value(it, &flag)?,
@@ -262,8 +299,26 @@ impl Args {
             }
         }
         a.resolve_counts(publishers, subscribers)?;
+        a.resolve_engine(engine)?;
         a.check()?;
         Ok(a)
+    }
+
+    /// The engine asked for, or the default: raw where it fits.
+    fn resolve_engine(&mut self, engine: Option<Engine>) -> Result<(), ArgsError> {
+        // The raw engine publishes at full speed, at QoS 0 or 1.
+        let raw_fits = self.rate == 0.0 && self.qos != QoS::ExactlyOnce;
+        self.engine = match engine {
+            Some(Engine::Raw) if !raw_fits => {
+                return Err(invalid(
+                    "--engine raw runs at full speed (--rate 0) with QoS 0 or 1",
+                ));
+            }
+            Some(e) => e,
+            None if raw_fits => Engine::Raw,
+            None => Engine::Client,
+        };
+        Ok(())
     }
 
     fn resolve_counts(
@@ -370,6 +425,18 @@ mod tests {
         );
         assert_eq!(a.stop, Stop::Duration(Duration::from_secs(10)));
         assert_eq!(a.mode, Mode::Load);
+        assert_eq!(a.engine, Engine::Raw);
+    }
+
+    #[test]
+    fn the_raw_engine_is_the_default_at_full_speed_with_qos_0_or_1_only() {
+        assert_eq!(parse("--qos 1").unwrap().engine, Engine::Raw);
+        assert_eq!(parse("--rate 1000").unwrap().engine, Engine::Client);
+        assert_eq!(parse("--qos 2").unwrap().engine, Engine::Client);
+        assert_eq!(parse("--engine client").unwrap().engine, Engine::Client);
+        assert!(parse("--engine raw --qos 2").is_err());
+        assert!(parse("--engine raw --rate 10").is_err());
+        assert!(parse("--engine fast").is_err());
     }
 
     #[test]

@@ -27,13 +27,15 @@ use myqtt_core::codec::QoS;
 use myqtt_core::topic::TopicName;
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::args::{Args, Shape, Stop};
+use crate::args::{Args, Engine, MIN_SIZE, Shape, Stop};
 use crate::error::BenchError;
 use crate::histogram::Histogram;
 use crate::sys;
 
+mod raw;
+
 /// How long a setup step (connect, subscribe) or a single publish may wait.
-const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Messages a full-speed publisher sends before letting the runtime's other
 /// tasks (the connection tasks, the subscribers) run.
 const YIELD_EVERY: u32 = 32;
@@ -113,7 +115,7 @@ fn rate(n: u64, secs: f64) -> f64 {
 
 /// The timing plan every publisher and subscriber shares.
 #[derive(Debug)]
-struct Plan {
+pub(crate) struct Plan {
     base: Instant,
     /// Messages stamped at or after this count.
     measure_start: u64,
@@ -139,11 +141,16 @@ impl Plan {
     fn instant(&self, stamp: u64) -> Instant {
         self.base + Duration::from_nanos(stamp)
     }
+
+    /// Seconds from the end of the warm-up to `stamp`.
+    fn secs(&self, stamp: u64) -> f64 {
+        Duration::from_nanos(stamp.saturating_sub(self.measure_start)).as_secs_f64()
+    }
 }
 
 /// Counters the subscribers update and the run watches.
 #[derive(Debug)]
-struct Progress {
+pub(crate) struct Progress {
     /// Measured deliveries (stamped after the warm-up).
     deliveries: AtomicU64,
     /// Stamp of the last measured delivery.
@@ -174,7 +181,7 @@ impl Progress {
 /// to `NOBODY` and notifies. `notify_one` keeps a permit when the publisher
 /// is not yet waiting, so no wake-up is lost between the two.
 #[derive(Debug)]
-struct Window {
+pub(crate) struct Window {
     delivered: Vec<AtomicU64>,
     wake_at: AtomicU64,
     notify: Notify,
@@ -219,12 +226,21 @@ impl Window {
 
 /// The payload: stamp, publisher index, sequence number, zero padding.
 fn payload(size: usize, stamp: u64, publisher: u32, seq: u64) -> Bytes {
-    let mut b = BytesMut::with_capacity(size);
-    b.put_u64_le(stamp);
-    b.put_u32_le(publisher);
-    b.put_u64_le(seq);
-    b.resize(size, 0);
+    let mut b = BytesMut::zeroed(size.max(MIN_SIZE));
+    write_stamp(&mut b, stamp, publisher, seq);
+    b.truncate(size);
     b.freeze()
+}
+
+/// Writes the stamp, publisher index and sequence number at the start of
+/// a payload (at least [`MIN_SIZE`] bytes; a shorter one is left as is).
+fn write_stamp(p: &mut [u8], stamp: u64, publisher: u32, seq: u64) {
+    let Some(mut dst) = p.get_mut(..MIN_SIZE) else {
+        return;
+    };
+    dst.put_u64_le(stamp);
+    dst.put_u32_le(publisher);
+    dst.put_u64_le(seq);
 }
 
 /// The stamp, publisher index and sequence number of a payload.
@@ -235,20 +251,19 @@ fn read_payload(p: &[u8]) -> Option<(u64, u32, u64)> {
     Some((stamp, publisher, seq))
 }
 
-/// One publishing connection and what it has done.
-struct Publisher {
-    conn: Conn,
-    topic: TopicName,
+/// What one publisher has done, whatever drives its connection (the
+/// client engine or the raw one): its sequence, its end-to-end window and
+/// its errors.
+#[derive(Debug)]
+pub(crate) struct Flow {
     index: u32,
     seq: u64,
     measured: u64,
-    /// QoS 1/2 publishes not yet acknowledged, oldest first.
-    handles: VecDeque<PublishHandle>,
     errors: u64,
     first_error: Option<String>,
     /// Stamp of the last publish.
     last: u64,
-    stopped: bool,
+    pub(crate) stopped: bool,
     /// Deliveries given up on after a stall: they no longer hold the
     /// window.
     written_off: u64,
@@ -258,7 +273,7 @@ struct Publisher {
 
 /// What a publisher did, once finished.
 #[derive(Debug)]
-struct Published {
+pub(crate) struct Published {
     measured: u64,
     errors: u64,
     first_error: Option<String>,
@@ -266,15 +281,12 @@ struct Published {
     stalls: u64,
 }
 
-impl Publisher {
-    fn new(conn: Conn, topic: TopicName, index: u32) -> Self {
+impl Flow {
+    pub(crate) fn new(index: u32) -> Self {
         Self {
-            conn,
-            topic,
             index,
             seq: 0,
             measured: 0,
-            handles: VecDeque::new(),
             errors: 0,
             first_error: None,
             last: 0,
@@ -282,6 +294,21 @@ impl Publisher {
             written_off: 0,
             stalls: 0,
         }
+    }
+
+    /// The publisher's index (in every payload it sends).
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Messages that may be published now without the window overflowing
+    /// (`u64::MAX` without a window).
+    pub(crate) fn room(&self, plan: &Plan, w: &Window) -> u64 {
+        if plan.window == 0 {
+            return u64::MAX;
+        }
+        let owed = self.seq.saturating_sub(self.written_off);
+        plan.window.saturating_sub(owed.saturating_sub(w.slowest()))
     }
 
     /// Waits while the window is full: until its slowest subscriber has
@@ -293,7 +320,7 @@ impl Publisher {
     /// writing off would only let a starved subscriber fall further behind
     /// (past a broker's queue limit): the publisher waits, and gives up
     /// with an error only after `--drain` without any delivery.
-    async fn wait_for_window(&mut self, plan: &Plan, w: &Window) {
+    pub(crate) async fn wait_for_window(&mut self, plan: &Plan, w: &Window) {
         if plan.window == 0 {
             return;
         }
@@ -348,28 +375,65 @@ impl Publisher {
     }
 
     /// True once this publisher has published all it should.
-    fn done(&self, plan: &Plan, now: u64) -> bool {
+    pub(crate) fn done(&self, plan: &Plan, now: u64) -> bool {
         self.stopped
             || plan.end.is_some_and(|end| now >= end)
             || plan.count.is_some_and(|n| self.measured >= n)
     }
 
-    /// The next message, stamped `now`.
-    fn message(&mut self, plan: &Plan, now: u64) -> PublishMessage {
-        let p = payload(plan.size, now, self.index, self.seq);
+    /// Counts the next message, stamped `now`; its sequence number.
+    pub(crate) fn next(&mut self, plan: &Plan, now: u64) -> u64 {
+        let seq = self.seq;
         self.seq += 1;
         if now >= plan.measure_start {
             self.measured += 1;
         }
         self.last = now;
-        PublishMessage::with_topic(self.topic.clone(), p).qos(plan.qos)
+        seq
     }
 
-    fn error(&mut self, e: impl std::fmt::Display) {
+    pub(crate) fn error(&mut self, e: impl std::fmt::Display) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e.to_string());
         }
+    }
+
+    pub(crate) fn published(self) -> Published {
+        Published {
+            measured: self.measured,
+            errors: self.errors,
+            first_error: self.first_error,
+            last: self.last,
+            stalls: self.stalls,
+        }
+    }
+}
+
+/// One publishing client connection and what it has done.
+struct Publisher {
+    conn: Conn,
+    topic: TopicName,
+    /// QoS 1/2 publishes not yet acknowledged, oldest first.
+    handles: VecDeque<PublishHandle>,
+    flow: Flow,
+}
+
+impl Publisher {
+    fn new(conn: Conn, topic: TopicName, index: u32) -> Self {
+        Self {
+            conn,
+            topic,
+            handles: VecDeque::new(),
+            flow: Flow::new(index),
+        }
+    }
+
+    /// The next message, stamped `now`.
+    fn message(&mut self, plan: &Plan, now: u64) -> PublishMessage {
+        let seq = self.flow.next(plan, now);
+        let p = payload(plan.size, now, self.flow.index, seq);
+        PublishMessage::with_topic(self.topic.clone(), p).qos(plan.qos)
     }
 
     /// Records the outcome of a publish call.
@@ -382,8 +446,8 @@ impl Publisher {
             Ok(_) => {}
             Err(e) => {
                 // The connection is gone: nothing more can be published.
-                self.error(format!("publish: {e}"));
-                self.stopped = true;
+                self.flow.error(format!("publish: {e}"));
+                self.flow.stopped = true;
             }
         }
     }
@@ -400,8 +464,10 @@ impl Publisher {
         match r {
             // Below 0x80, "no matching subscribers" (0x10) included.
             Ok(o) if o.reason_code.is_success() => {}
-            Ok(o) => self.error(format!("acknowledged with {:?}", o.reason_code)),
-            Err(e) => self.error(format!("acknowledgement: {e}")),
+            Ok(o) => self
+                .flow
+                .error(format!("acknowledged with {:?}", o.reason_code)),
+            Err(e) => self.flow.error(format!("acknowledgement: {e}")),
         }
     }
 
@@ -413,7 +479,7 @@ impl Publisher {
             let r = h.wait_async(left).await;
             self.outcome(r);
         }
-        self.published()
+        self.flow.published()
     }
 
     /// [`finish`](Self::finish), blocking this (non-runtime) thread.
@@ -423,30 +489,20 @@ impl Publisher {
             let r = h.wait(deadline.saturating_duration_since(Instant::now()));
             self.outcome(r);
         }
-        self.published()
-    }
-
-    fn published(self) -> Published {
-        Published {
-            measured: self.measured,
-            errors: self.errors,
-            first_error: self.first_error,
-            last: self.last,
-            stalls: self.stalls,
-        }
+        self.flow.published()
     }
 }
 
 /// A full-speed publisher: a task on the runtime.
 async fn publish_flat_out(mut p: Publisher, plan: Arc<Plan>, progress: Arc<Progress>) -> Published {
     let mut n = 0u32;
-    let window = progress.publishers.get(p.index as usize);
+    let window = progress.publishers.get(p.flow.index as usize);
     loop {
         if let Some(w) = window {
-            p.wait_for_window(&plan, w).await;
+            p.flow.wait_for_window(&plan, w).await;
         }
         let now = plan.now();
-        if p.done(&plan, now) {
+        if p.flow.done(&plan, now) {
             break;
         }
         let msg = p.message(&plan, now);
@@ -483,18 +539,18 @@ fn publish_paced(mut pubs: Vec<Publisher>, plan: &Plan, rate: f64) -> Vec<Publis
             break;
         };
         k += 1;
-        if p.stopped {
+        if p.flow.stopped {
             continue;
         }
-        if p.done(plan, now) {
-            p.stopped = true;
+        if p.flow.done(plan, now) {
+            p.flow.stopped = true;
             active -= 1;
             continue;
         }
         let msg = p.message(plan, now);
         let r = p.conn.publish_blocking(msg, STEP_TIMEOUT);
         p.sent(r);
-        if p.stopped {
+        if p.flow.stopped {
             active -= 1;
         }
     }
@@ -505,13 +561,63 @@ fn publish_paced(mut pubs: Vec<Publisher>, plan: &Plan, rate: f64) -> Vec<Publis
 
 /// What a subscriber received.
 #[derive(Debug)]
-struct Received {
+pub(crate) struct Received {
     latency: Histogram,
     deliveries: u64,
     duplicates: u64,
     out_of_order: u64,
     holes: u64,
     malformed: u64,
+    /// Per publisher: the highest sequence number seen, plus one (0: none).
+    next_seq: Vec<u64>,
+    /// Its counter in the windows of the publishers it hears.
+    slot: usize,
+}
+
+impl Received {
+    pub(crate) fn new(slot: usize, publishers: usize) -> Self {
+        Self {
+            latency: Histogram::new(),
+            deliveries: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            holes: 0,
+            malformed: 0,
+            next_seq: vec![0; publishers],
+            slot,
+        }
+    }
+
+    /// Accounts for one delivered payload, received at `now`.
+    pub(crate) fn take(&mut self, payload: &[u8], now: u64, plan: &Plan, progress: &Progress) {
+        let Some((stamp, publisher, seq)) = read_payload(payload) else {
+            self.malformed += 1;
+            return;
+        };
+        let i = publisher as usize;
+        let measured = stamp >= plan.measure_start;
+        let (Some(next), Some(w)) = (self.next_seq.get_mut(i), progress.publishers.get(i)) else {
+            self.malformed += 1;
+            return;
+        };
+        w.delivered(self.slot);
+        if seq + 1 == *next {
+            self.duplicates += u64::from(measured);
+        } else if seq < *next {
+            self.out_of_order += u64::from(measured);
+        } else {
+            if *next > 0 && measured {
+                self.holes += seq - *next;
+            }
+            *next = seq + 1;
+        }
+        if measured {
+            self.deliveries += 1;
+            self.latency.record(now.saturating_sub(stamp));
+            progress.deliveries.fetch_add(1, Ordering::Relaxed);
+            progress.last_delivery.fetch_max(now, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One subscriber: takes messages until told to stop.
@@ -523,16 +629,7 @@ async fn subscribe_loop(
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) -> Received {
-    let mut r = Received {
-        latency: Histogram::new(),
-        deliveries: 0,
-        duplicates: 0,
-        out_of_order: 0,
-        holes: 0,
-        malformed: 0,
-    };
-    // Per publisher: the highest sequence number seen, plus one (0: none).
-    let mut next_seq = vec![0u64; publishers];
+    let mut r = Received::new(slot, publishers);
     loop {
         let first = tokio::select! {
             biased;
@@ -543,36 +640,7 @@ async fn subscribe_loop(
         let mut msg = Some(first);
         let mut taken = 0;
         while let Some(m) = msg {
-            let now = plan.now();
-            match read_payload(m.payload()) {
-                None => r.malformed += 1,
-                Some((stamp, publisher, seq)) => {
-                    let i = publisher as usize;
-                    let measured = stamp >= plan.measure_start;
-                    match (next_seq.get_mut(i), progress.publishers.get(i)) {
-                        (Some(next), Some(w)) => {
-                            w.delivered(slot);
-                            if seq + 1 == *next {
-                                r.duplicates += u64::from(measured);
-                            } else if seq < *next {
-                                r.out_of_order += u64::from(measured);
-                            } else {
-                                if *next > 0 && measured {
-                                    r.holes += seq - *next;
-                                }
-                                *next = seq + 1;
-                            }
-                            if measured {
-                                r.deliveries += 1;
-                                r.latency.record(now.saturating_sub(stamp));
-                                progress.deliveries.fetch_add(1, Ordering::Relaxed);
-                                progress.last_delivery.fetch_max(now, Ordering::Relaxed);
-                            }
-                        }
-                        _ => r.malformed += 1,
-                    }
-                }
-            }
+            r.take(m.payload(), plan.now(), &plan, &progress);
             taken += 1;
             msg = if taken < TAKE_BATCH {
                 conn.try_next().ok().flatten()
@@ -627,14 +695,14 @@ fn topic(prefix: &str, name: &str) -> Result<TopicName, BenchError> {
 }
 
 /// CPU seconds of this process and of the broker, and when they were read.
-struct CpuSample {
+pub(crate) struct CpuSample {
     at: Instant,
     me: Option<f64>,
     broker: Option<f64>,
 }
 
 impl CpuSample {
-    fn take(broker: Option<u32>) -> Self {
+    pub(crate) fn take(broker: Option<u32>) -> Self {
         Self {
             at: Instant::now(),
             me: sys::cpu_seconds(std::process::id()),
@@ -653,8 +721,17 @@ impl CpuSample {
     }
 }
 
-/// Runs the load described by `args` against the broker.
+/// Runs the load described by `args` against the broker, with the engine
+/// it names.
 pub fn run(args: &Args) -> Result<LoadReport, BenchError> {
+    match args.engine {
+        Engine::Raw => raw::run(args),
+        Engine::Client => run_client(args),
+    }
+}
+
+/// [`run`] with the myqtt client engine.
+fn run_client(args: &Args) -> Result<LoadReport, BenchError> {
     let ctx = Ctx::builder()
         .worker_threads(args.threads)
         .shutdown_grace(Duration::from_secs(2))
@@ -664,34 +741,158 @@ pub fn run(args: &Args) -> Result<LoadReport, BenchError> {
     r
 }
 
+/// What both engines share before connecting: the topics, the subscribers
+/// of each publisher's topic and each publisher's window.
+pub(crate) struct Layout {
+    /// Topic of publisher `i` (one shared topic unless 1to1).
+    pub(crate) topics: Vec<TopicName>,
+    /// Subscribers of each publisher's topic (its window's counters).
+    pub(crate) fan_out: usize,
+    /// Messages per publisher published and not yet delivered, at most.
+    pub(crate) window: u64,
+}
+
+impl Layout {
+    pub(crate) fn new(args: &Args) -> Result<Self, BenchError> {
+        let prefix = format!("myqtt-bench/{}", std::process::id());
+        let topics: Vec<TopicName> = match args.shape {
+            Shape::OneToOne => (0..args.publishers)
+                .map(|i| topic(&prefix, &i.to_string()))
+                .collect::<Result<_, _>>()?,
+            Shape::ManyToMany | Shape::OneToMany => vec![topic(&prefix, "all")?],
+        };
+        // Every subscriber receives each message of the topics it is on.
+        let fan_out = match args.shape {
+            Shape::OneToOne => 1,
+            Shape::ManyToMany | Shape::OneToMany => args.subscribers,
+        };
+        // `--window` bounds how far each subscriber lags in all: a
+        // subscriber of every publisher (NtoN) gives each publisher a share
+        // of it.
+        let window = match (args.window, args.shape) {
+            (0, _) => 0,
+            (w, Shape::ManyToMany) => (w / args.publishers as u64).max(1),
+            (w, Shape::OneToOne | Shape::OneToMany) => w,
+        };
+        Ok(Self {
+            topics,
+            fan_out,
+            window,
+        })
+    }
+
+    /// The topic subscriber or publisher `i` uses.
+    pub(crate) fn topic(&self, i: usize) -> Option<&TopicName> {
+        self.topics.get(i).or(self.topics.first())
+    }
+
+    /// Subscriber `j`'s counter in the windows of the publishers it hears.
+    pub(crate) fn slot(args: &Args, j: usize) -> usize {
+        if args.shape == Shape::OneToOne { 0 } else { j }
+    }
+
+    /// The timing plan, starting now (once every connection is made).
+    pub(crate) fn plan(&self, args: &Args) -> Plan {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let measure_start = ns(args.warmup);
+        let (end, count) = match args.stop {
+            Stop::Duration(d) => (Some(measure_start + ns(d)), None),
+            Stop::Count(n) => (None, Some(n)),
+        };
+        Plan {
+            base: Instant::now(),
+            measure_start,
+            end,
+            count,
+            qos: args.qos,
+            size: args.size,
+            drain: args.drain,
+            window: self.window,
+        }
+    }
+}
+
+/// The publishing half of a measurement, the same for both engines: waits
+/// for the warm-up to end, for the publishers (`published`), then for the
+/// expected deliveries while they keep coming (`--drain`). The subscribers
+/// are still running when it returns; [`complete`] takes their counts.
+pub(crate) async fn measure(
+    args: &Args,
+    plan: &Plan,
+    progress: &Progress,
+    fan_out: usize,
+    published: impl std::future::Future<Output = Option<Vec<Published>>>,
+) -> Result<(LoadReport, CpuSample), BenchError> {
+    // The measurement starts when the warm-up ends.
+    tokio::time::sleep_until(plan.instant(plan.measure_start).into()).await;
+    let cpu_start = CpuSample::take(args.broker_pid);
+    let published = published
+        .await
+        .ok_or_else(|| BenchError::Setup("a publisher task failed".into()))?;
+    let mut report = LoadReport::default();
+    for p in &published {
+        report.published += p.measured;
+        report.publish_errors += p.errors;
+        report.window_stalls += p.stalls;
+        if report.first_error.is_none() {
+            report.first_error.clone_from(&p.first_error);
+        }
+    }
+    let last_publish = published
+        .iter()
+        .map(|p| p.last)
+        .max()
+        .unwrap_or(plan.measure_start);
+    report.expected = report.published * fan_out as u64;
+    report.publish_secs = plan.secs(last_publish);
+
+    // Drain: wait for the expected deliveries while they keep coming.
+    let mut seen = progress.deliveries.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while seen < report.expected && last_change.elapsed() < args.drain {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let now_seen = progress.deliveries.load(Ordering::Relaxed);
+        if now_seen != seen {
+            seen = now_seen;
+            last_change = Instant::now();
+        }
+    }
+    Ok((report, cpu_start))
+}
+
+/// Ends a measurement: the CPU times since `cpu_start` (read before the
+/// subscribers stop) and what the subscribers counted.
+pub(crate) fn complete(
+    report: &mut LoadReport,
+    received: impl IntoIterator<Item = Received>,
+    plan: &Plan,
+    progress: &Progress,
+    cpu: (&CpuSample, &CpuSample),
+) {
+    for r in received {
+        report.deliveries += r.deliveries;
+        report.duplicates += r.duplicates;
+        report.out_of_order += r.out_of_order;
+        report.holes += r.holes;
+        report.malformed += r.malformed;
+        report.latency.merge(&r.latency);
+    }
+    report.lost = report
+        .expected
+        .saturating_sub(report.deliveries - report.duplicates);
+    report.delivery_secs = plan.secs(progress.last_delivery.load(Ordering::Relaxed));
+    (report.bench_cpu, report.broker_cpu) = cpu.0.percent(cpu.1);
+}
+
 #[allow(clippy::too_many_lines)] // one run, in order: connect, subscribe, publish, drain, count
 async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
     let pid = std::process::id();
-    let prefix = format!("myqtt-bench/{pid}");
-    let topics: Vec<TopicName> = match args.shape {
-        Shape::OneToOne => (0..args.publishers)
-            .map(|i| topic(&prefix, &i.to_string()))
-            .collect::<Result<_, _>>()?,
-        Shape::ManyToMany | Shape::OneToMany => vec![topic(&prefix, "all")?],
-    };
-    // Every subscriber receives each message of the topics it is on.
-    let fan_out_slots = match args.shape {
-        Shape::OneToOne => 1,
-        Shape::ManyToMany | Shape::OneToMany => args.subscribers,
-    };
-    let fan_out = fan_out_slots as u64;
-    // `--window` bounds how far each subscriber lags in all: a subscriber
-    // of every publisher (NtoN) gives each publisher a share of it.
-    let per_publisher_window = match (args.window, args.shape) {
-        (0, _) => 0,
-        (w, Shape::ManyToMany) => (w / args.publishers as u64).max(1),
-        (w, Shape::OneToOne | Shape::OneToMany) => w,
-    };
+    let layout = Layout::new(args)?;
 
     let subs = connect_all(ctx, args, &format!("mqb-{pid}-s"), args.subscribers).await?;
     let mut subacks = Vec::with_capacity(subs.len());
     for (i, s) in subs.iter().enumerate() {
-        let t = topics.get(i).or(topics.first()).map_or("", |t| t.as_str());
+        let t = layout.topic(i).map_or("", |t| t.as_str());
         subacks.push((t.to_string(), s.subscribe(t, args.qos)));
     }
     for (t, p) in subacks {
@@ -709,24 +910,8 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
     }
     let pub_conns = connect_all(ctx, args, &format!("mqb-{pid}-p"), args.publishers).await?;
 
-    let base = Instant::now();
-    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let measure_start = ns(args.warmup);
-    let (end, count) = match args.stop {
-        Stop::Duration(d) => (Some(measure_start + ns(d)), None),
-        Stop::Count(n) => (None, Some(n)),
-    };
-    let plan = Arc::new(Plan {
-        base,
-        measure_start,
-        end,
-        count,
-        qos: args.qos,
-        size: args.size,
-        drain: args.drain,
-        window: per_publisher_window,
-    });
-    let progress = Arc::new(Progress::new(args.publishers, fan_out_slots));
+    let plan = Arc::new(layout.plan(args));
+    let progress = Arc::new(Progress::new(args.publishers, layout.fan_out));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sub_tasks: Vec<_> = subs
@@ -735,8 +920,7 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         .map(|(j, c)| {
             ctx.spawn(subscribe_loop(
                 c.clone(),
-                // Its counter in the windows of the publishers it hears.
-                if args.shape == Shape::OneToOne { 0 } else { j },
+                Layout::slot(args, j),
                 args.publishers,
                 Arc::clone(&plan),
                 Arc::clone(&progress),
@@ -748,7 +932,7 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let t = topics.get(i).or(topics.first()).cloned();
+            let t = layout.topic(i).cloned();
             (c.clone(), t, u32::try_from(i).unwrap_or(u32::MAX))
         })
         .filter_map(|(c, t, i)| t.map(|t| Publisher::new(c, t, i)))
@@ -786,59 +970,26 @@ async fn run_on(ctx: &Ctx, args: &Args) -> Result<LoadReport, BenchError> {
         });
     }
 
-    // The measurement starts when the warm-up ends.
-    tokio::time::sleep_until(plan.instant(measure_start).into()).await;
-    let cpu_start = CpuSample::take(args.broker_pid);
-    let published = done_rx
-        .await
-        .map_err(|_| BenchError::Setup("a publisher task failed".into()))?;
-    let mut report = LoadReport::default();
-    for p in &published {
-        report.published += p.measured;
-        report.publish_errors += p.errors;
-        report.window_stalls += p.stalls;
-        if report.first_error.is_none() {
-            report.first_error.clone_from(&p.first_error);
-        }
-    }
-    let last_publish = published
-        .iter()
-        .map(|p| p.last)
-        .max()
-        .unwrap_or(measure_start);
-    report.expected = report.published * fan_out;
-
-    // Drain: wait for the expected deliveries while they keep coming.
-    let mut seen = progress.deliveries.load(Ordering::Relaxed);
-    let mut last_change = Instant::now();
-    while seen < report.expected && last_change.elapsed() < args.drain {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let now_seen = progress.deliveries.load(Ordering::Relaxed);
-        if now_seen != seen {
-            seen = now_seen;
-            last_change = Instant::now();
-        }
-    }
+    let (mut report, cpu_start) = measure(args, &plan, &progress, layout.fan_out, async {
+        done_rx.await.ok()
+    })
+    .await?;
     let cpu_end = CpuSample::take(args.broker_pid);
     let _ = stop_tx.send(true);
+    let mut received = Vec::with_capacity(sub_tasks.len());
     for t in sub_tasks {
         if let Ok(r) = t.await {
-            report.deliveries += r.deliveries;
-            report.duplicates += r.duplicates;
-            report.out_of_order += r.out_of_order;
-            report.holes += r.holes;
-            report.malformed += r.malformed;
-            report.latency.merge(&r.latency);
+            received.push(r);
         }
     }
+    complete(
+        &mut report,
+        received,
+        &plan,
+        &progress,
+        (&cpu_start, &cpu_end),
+    );
     report.client_dropped = subs.iter().map(Conn::dropped_messages).sum();
-    report.lost = report
-        .expected
-        .saturating_sub(report.deliveries - report.duplicates);
-    let secs = |stamp: u64| Duration::from_nanos(stamp.saturating_sub(measure_start)).as_secs_f64();
-    report.publish_secs = secs(last_publish);
-    report.delivery_secs = secs(progress.last_delivery.load(Ordering::Relaxed));
-    (report.bench_cpu, report.broker_cpu) = cpu_start.percent(&cpu_end);
 
     let closing: Vec<_> = subs.iter().chain(&pub_conns).map(Conn::close).collect();
     for c in closing {

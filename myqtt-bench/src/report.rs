@@ -93,7 +93,7 @@ pub fn load_human(args: &Args, r: &LoadReport) -> String {
     let p50 = r.latency.quantile(0.5).map_or(0.0, us);
     let p99 = r.latency.quantile(0.99).map_or(0.0, us);
     let mut s = format!(
-        "{shape} {pubs}->{subs} qos{qos} {size}B mqtt {proto}: published {published} ({prate:.0}/s), \
+        "{shape} {pubs}->{subs} qos{qos} {size}B mqtt {proto} ({engine} engine): published {published} ({prate:.0}/s), \
          delivered {deliveries} ({drate:.0}/s), latency p50 {p50:.0} us p99 {p99:.0} us max {max:.0} us, \
          lost {lost} of {expected}",
         shape = args.shape.name(),
@@ -102,6 +102,7 @@ pub fn load_human(args: &Args, r: &LoadReport) -> String {
         qos = args.qos.as_u8(),
         size = args.size,
         proto = protocol(args),
+        engine = args.engine.name(),
         published = r.published,
         prate = r.publish_rate(),
         deliveries = r.deliveries,
@@ -143,6 +144,7 @@ pub fn load_json(args: &Args, r: &LoadReport) -> String {
         .int("qos", args.qos.as_u8())
         .int("size", args.size)
         .str("shape", args.shape.name())
+        .str("engine", args.engine.name())
         .int("publishers", args.publishers)
         .int("subscribers", args.subscribers)
         .num("rate_target", args.rate)

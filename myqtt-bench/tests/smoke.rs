@@ -144,13 +144,29 @@ fn number(json: &str, key: &str) -> f64 {
 }
 
 #[test]
-fn qos1_messages_flow_one_to_one_and_none_is_lost() {
-    let broker = Mosquitto::start("q1");
+fn qos1_messages_flow_one_to_one_and_none_is_lost_with_either_engine() {
+    for engine in ["raw", "client"] {
+        qos1_one_to_one(engine);
+    }
+}
+
+fn qos1_one_to_one(engine: &str) {
+    let broker = Mosquitto::start(&format!("q1-{engine}"));
     let (ok, json) = bench(
         &broker,
-        &["--qos", "1", "--duration", "1", "--warmup", "0.2"],
+        &[
+            "--qos",
+            "1",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--engine",
+            engine,
+        ],
     );
     assert!(ok, "{json}");
+    assert_eq!(raw(&json, "engine"), format!("\"{engine}\""), "{json}");
     assert!(count(&json, "deliveries") > 0, "{json}");
     assert!(number(&json, "delivery_rate") > 0.0, "{json}");
     // QoS 1: every published message arrives [MQTT-4.3.2-1].

@@ -1567,8 +1567,12 @@ where
     fn route(&mut self, now: Instant, mut msg: Message) -> ReasonCode {
         clean_properties(&mut msg.properties);
         // It may be retained or queued for long: small parts get their own
-        // allocation instead of pinning the read buffer.
-        super::own_small_parts(&mut msg);
+        // allocation instead of pinning the read buffer. The topic of the
+        // previous message, already copied, is shared when it is the same.
+        match self.scratch.known_topic(&msg.topic) {
+            Some(topic) => super::own_small_parts_but_topic(&mut msg, topic.clone()),
+            None => super::own_small_parts(&mut msg),
+        }
         let routed = Arc::new(Routed {
             message: msg,
             created: now,

@@ -900,12 +900,99 @@ fn own_small_topic(t: &crate::topic::TopicName) -> crate::topic::TopicName {
     crate::topic::TopicName::new(own_small_str(t.as_byte_str())).unwrap_or_else(|_| t.clone())
 }
 
+/// Messages whose topic and payload take at most this many bytes are
+/// copied into the current thread's copy chunk (see
+/// [`own_topic_and_payload`]).
+const CHUNKED_BELOW: usize = 256;
+/// The size of a copy chunk.
+const CHUNK: usize = 4096;
+
+thread_local! {
+    /// The unused rest of this thread's copy chunk.
+    static COPIES: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// A copy of `parts`, one after the other, taken from this thread's copy
+/// chunk (at most [`CHUNKED_BELOW`] bytes in all).
+fn chunk_copy(parts: &[&[u8]]) -> bytes::BytesMut {
+    let n = parts.iter().map(|p| p.len()).sum();
+    COPIES.with_borrow_mut(|chunk| {
+        if chunk.capacity() - chunk.len() < n {
+            *chunk = bytes::BytesMut::with_capacity(CHUNK.max(n));
+        }
+        for p in parts {
+            chunk.extend_from_slice(p);
+        }
+        chunk.split_to(n)
+    })
+}
+
+/// Copies a small topic and a small payload out of the read buffer; false
+/// (nothing done) when either is large.
+///
+/// Design: this runs for every message routed. Two separate copies would
+/// cost two allocations, and two more at their first clone (a `Bytes` made
+/// from a `Vec` allocates its shared header when first cloned, and every
+/// delivery clones both). A message that is not retained, the common case,
+/// goes into the thread's copy chunk (4 KiB, shared by the messages copied
+/// into it): no allocation per message, and clones allocate nothing. A
+/// chunk lives while any of its messages does, so a retained message, which
+/// may live for ever, gets one exact allocation for both parts instead.
+fn own_topic_and_payload(m: &mut Message) -> bool {
+    let topic = m.topic.as_str().as_bytes();
+    if topic.len() >= COPY_BELOW || m.payload.len() >= COPY_BELOW {
+        return false;
+    }
+
+    let n = topic.len() + m.payload.len();
+    let mut both = if !m.retain && n <= CHUNKED_BELOW {
+        chunk_copy(&[topic, &m.payload])
+    } else {
+        let mut buf = bytes::BytesMut::with_capacity(n);
+        buf.extend_from_slice(topic);
+        buf.extend_from_slice(&m.payload);
+        buf
+    };
+    let payload = both.split_off(topic.len()).freeze();
+    let Ok(topic) = ByteStr::from_utf8(both.freeze()) else {
+        return false;
+    };
+    let Ok(topic) = crate::topic::TopicName::new(topic) else {
+        return false;
+    };
+    m.topic = topic;
+    m.payload = payload;
+    true
+}
+
 /// Copies the small parts of a message the broker may keep for long
 /// (retained, queued for an offline session) out of the connection's read
 /// buffer, so they do not pin it.
 pub(crate) fn own_small_parts(m: &mut Message) {
-    m.payload = own_small(&m.payload);
-    m.topic = own_small_topic(&m.topic);
+    if !own_topic_and_payload(m) {
+        m.payload = own_small(&m.payload);
+        m.topic = own_small_topic(&m.topic);
+    }
+    own_small_properties(m);
+}
+
+/// [`own_small_parts`] for a message whose topic is replaced by `topic`,
+/// an own copy of the same name (the route cache's): only the payload and
+/// the properties are copied.
+pub(crate) fn own_small_parts_but_topic(m: &mut Message, topic: crate::topic::TopicName) {
+    m.topic = topic;
+    let n = m.payload.len();
+    if !m.retain && n <= CHUNKED_BELOW {
+        m.payload = chunk_copy(&[&m.payload]).freeze();
+    } else {
+        m.payload = own_small(&m.payload);
+    }
+    own_small_properties(m);
+}
+
+/// The properties' part of [`own_small_parts`].
+fn own_small_properties(m: &mut Message) {
     let Some(p) = m.properties.get_mut() else {
         return;
     };
@@ -1006,6 +1093,33 @@ mod tests {
         assert!(inside(&big.payload, &chunk));
         let filter = TopicFilter::new(ByteStr::from_utf8(chunk.slice(0..3)).unwrap()).unwrap();
         assert!(!inside(own_filter(&filter).as_str().as_bytes(), &chunk));
+    }
+
+    #[test]
+    fn small_messages_in_transit_share_a_copy_chunk_and_retained_ones_do_not() {
+        let read = bytes::Bytes::from_static(b"t/1xyz");
+        let message = |retain| Message {
+            topic: crate::topic::TopicName::new(ByteStr::from_utf8(read.slice(0..3)).unwrap())
+                .unwrap(),
+            payload: read.slice(3..),
+            qos: crate::codec::QoS::AtMostOnce,
+            retain,
+            properties: PublishProperties::default().into(),
+        };
+        let (mut a, mut b, mut r) = (message(false), message(false), message(true));
+        own_small_parts(&mut a);
+        own_small_parts(&mut b);
+        own_small_parts(&mut r);
+        for m in [&a, &b, &r] {
+            assert_eq!((m.topic.as_str(), m.payload.as_ref()), ("t/1", &b"xyz"[..]));
+            assert!(!inside(&m.payload, &read));
+        }
+        // In transit: copied one after the other into the same chunk.
+        let end_of_a = a.payload.as_ptr() as usize + a.payload.len();
+        assert_eq!(b.topic.as_str().as_ptr() as usize, end_of_a);
+        // Retained: its own allocation, not the chunk's next bytes.
+        let end_of_b = b.payload.as_ptr() as usize + b.payload.len();
+        assert_ne!(r.topic.as_str().as_ptr() as usize, end_of_b);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 // subscribe and unsubscribe take the write lock for one insert or remove.
 // Nothing awaits while a lock is held.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -58,6 +58,123 @@ pub(crate) struct Scratch {
     pub(crate) deferred: Vec<(Arc<SessionHandle>, Delivery)>,
     /// Refused deliveries, reported once the trie lock is released.
     drops: Vec<(Arc<SessionHandle>, super::hooks::DropReason)>,
+    /// What the last topic routed through this scratch matched.
+    cache: Option<Box<RouteCache>>,
+}
+
+/// One plain (not shared) subscription a topic matched, as [`RouteCache`]
+/// keeps it.
+#[derive(Debug)]
+struct Cached {
+    key: u64,
+    session: Arc<SessionHandle>,
+    /// The granted QoS.
+    qos: QoS,
+    retain_as_published: bool,
+    id: Option<u32>,
+}
+
+/// The subscriptions the last topic routed by a connection matched, in
+/// client order: its next message to the same topic skips the trie walk
+/// while no subscription changed anywhere.
+///
+// Design: publishers mostly publish to the same topics again and again, and
+// the walk (a hashed lookup per level) was the largest cost of routing a
+// message to one subscriber. The trie's generation, bumped under its write
+// lock by every change, says when the matches may have changed; a topic
+// with a shared-subscription match is not cached (each message picks a
+// member anew). The kept topic is an own copy, so the cache never pins a
+// read buffer; the kept session handles stay alive until the next miss.
+#[derive(Debug)]
+struct RouteCache {
+    topic: TopicName,
+    origin: Option<u64>,
+    generation: u64,
+    subs: Vec<Cached>,
+}
+
+impl Scratch {
+    /// The own copy of `topic` kept from the last message routed, if it is
+    /// the same topic.
+    pub(crate) fn known_topic(&self, topic: &TopicName) -> Option<&TopicName> {
+        self.cache
+            .as_deref()
+            .map(|c| &c.topic)
+            .filter(|t| *t == topic)
+    }
+}
+
+impl RouteCache {
+    fn new(topic: &TopicName) -> Self {
+        Self {
+            topic: own_topic(topic),
+            origin: None,
+            generation: 0,
+            subs: Vec::new(),
+        }
+    }
+
+    /// True if it holds what `topic` matches for a publisher `origin` while
+    /// the trie is at `generation`.
+    fn hits(&self, topic: &TopicName, origin: Option<u64>, generation: u64) -> bool {
+        self.generation == generation && self.origin == origin && self.topic == *topic
+    }
+
+    /// Keeps the plain subscriptions of `targets` (sorted by client).
+    fn refill(
+        &mut self,
+        topic: &TopicName,
+        origin: Option<u64>,
+        generation: u64,
+        targets: &[Target<'_>],
+    ) {
+        if self.topic != *topic {
+            self.topic = own_topic(topic);
+        }
+        self.origin = origin;
+        self.generation = generation;
+        self.subs.clear();
+        self.subs.extend(targets.iter().map(|t| Cached {
+            key: t.key,
+            session: Arc::clone(&t.entry.session),
+            qos: t.entry.options.qos,
+            retain_as_published: t.entry.options.retain_as_published,
+            id: t.entry.id,
+        }));
+    }
+
+    /// [`Router::route`]'s deliveries, from the kept matches: one per
+    /// client, at the highest QoS of its subscriptions, with all their
+    /// identifiers.
+    fn deliver(
+        &self,
+        msg: &Arc<Routed>,
+        defer: bool,
+        scratch: &mut Scratch,
+        stats: &mut RouteStats,
+    ) {
+        let m = &msg.message;
+        for group in self.subs.chunk_by(|a, b| a.key == b.key) {
+            let Some(first) = group.first() else {
+                continue;
+            };
+            let qos = group
+                .iter()
+                .map(|t| m.qos.min(t.qos))
+                .max()
+                .unwrap_or(m.qos);
+            // [MQTT-3.3.1-12] (5.0) / [MQTT-3.3.1-9], as in the walk.
+            let retain = group.iter().any(|t| m.retain && t.retain_as_published);
+            scratch.ids.clear();
+            scratch.ids.extend(group.iter().filter_map(|t| t.id));
+            deliver(msg, &first.session, qos, retain, defer, scratch, stats);
+        }
+    }
+}
+
+/// An own copy of `topic`, which may point into a read buffer.
+fn own_topic(topic: &TopicName) -> TopicName {
+    TopicName::new(crate::ByteStr::from(topic.as_str())).unwrap_or_else(|_| topic.clone())
 }
 
 /// Reuses the allocation of an emptied vector for another lifetime.
@@ -91,6 +208,9 @@ pub(crate) struct Router {
     /// `retained` write lock): the periodic sweep has nothing to do, and
     /// takes no lock, while it is 0.
     expiring: AtomicUsize,
+    /// Bumped under the `subs` write lock by every change to the
+    /// subscriptions (see [`RouteCache`]).
+    generation: AtomicU64,
 }
 
 /// True if the message has a Message Expiry Interval.
@@ -113,14 +233,16 @@ impl Router {
             options,
             id,
         };
-        write(&self.subs)
-            .insert(filter, session.key, entry)
-            .is_some()
+        let mut subs = write(&self.subs);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        subs.insert(filter, session.key, entry).is_some()
     }
 
     /// Removes the subscription; true if it existed.
     pub(crate) fn unsubscribe(&self, filter: &TopicFilter, key: u64) -> bool {
-        write(&self.subs).remove(filter, key).is_some()
+        let mut subs = write(&self.subs);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        subs.remove(filter, key).is_some()
     }
 
     /// Removes several subscriptions of one session under one lock.
@@ -130,6 +252,7 @@ impl Router {
         key: u64,
     ) {
         let mut subs = write(&self.subs);
+        self.generation.fetch_add(1, Ordering::Relaxed);
         for f in filters {
             subs.remove(f, key);
         }
@@ -234,7 +357,23 @@ impl Router {
     ) -> RouteStats {
         let m = &msg.message;
         let trie = read(&self.subs);
+        // Stable while the read lock is held: writers bump it under theirs.
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut stats = RouteStats::default();
+        let mut cache = scratch.cache.take();
+        if let Some(c) = cache.as_deref()
+            && c.hits(&m.topic, origin, generation)
+        {
+            c.deliver(msg, defer, scratch, &mut stats);
+            scratch.cache = cache;
+            drop(trie);
+            for (session, why) in scratch.drops.drain(..) {
+                on_drop(&session, why);
+            }
+            return stats;
+        }
         let mut targets: Vec<Target<'_>> = recycle(std::mem::take(&mut scratch.targets));
+        let mut any_shared = false;
         trie.for_each_match(&m.topic, |found| match found {
             Match::Subscriber { key, value, .. } => {
                 if value.options.no_local && Some(key) == origin {
@@ -251,6 +390,7 @@ impl Router {
                 });
             }
             Match::Shared { group, .. } => {
+                any_shared = true;
                 // In turn: the first member with a live connection and room
                 // in its mailbox, else the first with room (its session
                 // queues it), else the first (which drops it). A full member
@@ -285,7 +425,6 @@ impl Router {
         if targets.len() > 1 {
             targets.sort_unstable_by_key(|t| (t.key, t.shared));
         }
-        let mut stats = RouteStats::default();
         // One delivery per client and plain subscriptions (merged), one per
         // shared-subscription pick.
         for group in targets.chunk_by(|a, b| a.key == b.key && !a.shared && !b.shared) {
@@ -296,33 +435,21 @@ impl Router {
             let retain = group.iter().any(|t| t.retain);
             scratch.ids.clear();
             scratch.ids.extend(group.iter().filter_map(|t| t.entry.id));
-            let delivery = Delivery {
-                msg: Arc::clone(msg),
+            deliver(
+                msg,
+                &first.entry.session,
                 qos,
                 retain,
-                sub_ids: if scratch.ids.is_empty() {
-                    Vec::new()
-                } else {
-                    scratch.ids.clone()
-                },
-                stored: None,
-            };
-            stats.matched += 1;
-            if defer && qos != QoS::AtMostOnce && first.entry.session.is_persistent() {
-                stats.delivered += 1;
-                scratch
-                    .deferred
-                    .push((Arc::clone(&first.entry.session), delivery));
-                continue;
-            }
-            match first.entry.session.push(delivery) {
-                Ok(()) => stats.delivered += 1,
-                Err(Refused::Skipped) => {}
-                Err(Refused::Dropped(why)) => {
-                    stats.dropped += 1;
-                    scratch.drops.push((Arc::clone(&first.entry.session), why));
-                }
-            }
+                defer,
+                scratch,
+                &mut stats,
+            );
+        }
+        if !any_shared {
+            cache
+                .get_or_insert_with(|| Box::new(RouteCache::new(&m.topic)))
+                .refill(&m.topic, origin, generation, &targets);
+            scratch.cache = cache;
         }
         scratch.targets = recycle(targets);
         drop(trie);
@@ -330,6 +457,45 @@ impl Router {
             on_drop(&session, why);
         }
         stats
+    }
+}
+
+/// Queues one delivery of `msg` for `session` (deferred for a persistent
+/// session when `defer`), with the subscription identifiers in
+/// `scratch.ids`; counts it in `stats`.
+fn deliver(
+    msg: &Arc<Routed>,
+    session: &Arc<SessionHandle>,
+    qos: QoS,
+    retain: bool,
+    defer: bool,
+    scratch: &mut Scratch,
+    stats: &mut RouteStats,
+) {
+    let delivery = Delivery {
+        msg: Arc::clone(msg),
+        qos,
+        retain,
+        sub_ids: if scratch.ids.is_empty() {
+            Vec::new()
+        } else {
+            scratch.ids.clone()
+        },
+        stored: None,
+    };
+    stats.matched += 1;
+    if defer && qos != QoS::AtMostOnce && session.is_persistent() {
+        stats.delivered += 1;
+        scratch.deferred.push((Arc::clone(session), delivery));
+        return;
+    }
+    match session.push(delivery) {
+        Ok(()) => stats.delivered += 1,
+        Err(Refused::Skipped) => {}
+        Err(Refused::Dropped(why)) => {
+            stats.dropped += 1;
+            scratch.drops.push((Arc::clone(session), why));
+        }
     }
 }
 
@@ -371,6 +537,114 @@ mod tests {
         drop(guard);
         t.join().unwrap();
         done
+    }
+
+    /// A QoS 1 message to `topic` (queued even for offline sessions).
+    fn qos1(topic: &str) -> Arc<Routed> {
+        Arc::new(Routed {
+            message: Message {
+                topic: TopicName::new(topic).unwrap(),
+                payload: bytes::Bytes::from_static(b"x"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PublishProperties::default().into(),
+            },
+            created: Instant::now(),
+        })
+    }
+
+    fn session(key: u64) -> Arc<SessionHandle> {
+        Arc::new(SessionHandle::new(key, format!("c{key}").into(), 100))
+    }
+
+    fn options(qos: QoS) -> SubscriptionOptions {
+        SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        }
+    }
+
+    fn queued(s: &SessionHandle) -> usize {
+        crate::broker::registry::lock(&s.mailbox).queue.len()
+    }
+
+    #[test]
+    fn repeated_topics_see_every_subscription_change_made_between_them() {
+        let router = Router::default();
+        let mut scratch = Scratch::default();
+        let (a, b) = (session(1), session(2));
+        let route = |scratch: &mut Scratch| {
+            router
+                .route(&qos1("s/1"), Some(9), scratch, false, |_, _| {})
+                .delivered
+        };
+        router.subscribe(
+            &TopicFilter::new("s/+").unwrap(),
+            &a,
+            options(QoS::AtLeastOnce),
+            None,
+        );
+        assert_eq!(route(&mut scratch), 1);
+        // From the cache, which must still hold the same matches.
+        assert_eq!(route(&mut scratch), 1);
+        router.subscribe(
+            &TopicFilter::new("s/1").unwrap(),
+            &b,
+            options(QoS::AtLeastOnce),
+            None,
+        );
+        assert_eq!(route(&mut scratch), 2);
+        router.unsubscribe(&TopicFilter::new("s/+").unwrap(), a.key);
+        assert_eq!(route(&mut scratch), 1);
+        assert_eq!((queued(&a), queued(&b)), (3, 2));
+        // A second subscription of the same client still makes one delivery
+        // [MQTT-3.3.4-2] (5.0), at the highest QoS, cache or not.
+        router.subscribe(
+            &TopicFilter::new("#").unwrap(),
+            &b,
+            options(QoS::AtMostOnce),
+            None,
+        );
+        assert_eq!(route(&mut scratch), 1);
+        assert_eq!(route(&mut scratch), 1);
+        let mb = crate::broker::registry::lock(&b.mailbox);
+        assert!(mb.queue.iter().all(|d| d.qos == QoS::AtLeastOnce));
+    }
+
+    #[test]
+    fn the_cached_topic_is_an_own_copy_of_the_read_buffer() {
+        let router = Router::default();
+        let mut scratch = Scratch::default();
+        let a = session(1);
+        router.subscribe(
+            &TopicFilter::new("t").unwrap(),
+            &a,
+            options(QoS::AtLeastOnce),
+            None,
+        );
+        let read = bytes::Bytes::from_static(b"t...");
+        let topic = TopicName::new(crate::ByteStr::from_utf8(read.slice(0..1)).unwrap()).unwrap();
+        let mut msg = qos1("t");
+        Arc::get_mut(&mut msg).unwrap().message.topic = topic.clone();
+        router.route(&msg, None, &mut scratch, false, |_, _| {});
+        let kept = scratch.known_topic(&topic).unwrap();
+        assert!(!read.as_ptr_range().contains(&kept.as_str().as_ptr()));
+        assert!(scratch.known_topic(&TopicName::new("u").unwrap()).is_none());
+    }
+
+    #[test]
+    fn shared_subscriptions_keep_taking_turns_when_a_topic_repeats() {
+        // MQTT 5.0 §4.8.2: each message goes to one member of the group.
+        let router = Router::default();
+        let mut scratch = Scratch::default();
+        let (a, b) = (session(1), session(2));
+        let shared = TopicFilter::new("$share/g/s").unwrap();
+        router.subscribe(&shared, &a, options(QoS::AtLeastOnce), None);
+        router.subscribe(&shared, &b, options(QoS::AtLeastOnce), None);
+        for _ in 0..4 {
+            router.route(&qos1("s"), None, &mut scratch, false, |_, _| {});
+        }
+        assert_eq!((queued(&a), queued(&b)), (2, 2));
     }
 
     #[test]

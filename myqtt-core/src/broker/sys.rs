@@ -88,7 +88,7 @@ pub(super) fn start(broker: &Broker) {
                     payload: Bytes::from(value.clone().into_bytes()),
                     qos: QoS::AtMostOnce,
                     retain: true,
-                    properties: PublishProperties::default(),
+                    properties: PublishProperties::default().into(),
                 };
                 if let Err(e) = broker.publish(message) {
                     tracing::error!(topic, error = %e, "cannot publish a $SYS figure");

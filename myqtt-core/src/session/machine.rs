@@ -12,7 +12,7 @@ use crate::codec::{
 };
 use crate::topic::TopicFilter;
 
-use super::alias::{InboundAliases, OutboundAliases};
+use super::alias::{AliasPlan, InboundAliases, OutboundAliases};
 use super::connection::{ConnectionState, PendingAck, PendingRequest};
 use super::size::packet_size;
 use super::state::{IncomingQos2, Outgoing, QueuedMessage};
@@ -525,6 +525,24 @@ impl Session {
             && self.state.queue.is_empty()
             && (message.publish.qos == QoS::AtMostOnce
                 || self.state.outgoing.len() < self.send_window());
+        if goes_now && !message.is_expired(now) {
+            // Nothing queued before it and room in the window: straight to
+            // the wire, as `pump` would send it, without a trip through the
+            // queue.
+            let packet_id = if message.publish.qos == QoS::AtMostOnce {
+                Some(None)
+            } else {
+                let pending = &self.conn.pending_requests;
+                self.state
+                    .free_packet_id(|id| pending.contains_key(&id))
+                    .map(Some)
+            };
+            if let Some(packet_id) = packet_id {
+                let ticket = message.ticket;
+                self.send_new(now, message, packet_id);
+                return Ok(ticket);
+            }
+        }
         let ticket = self.state.push_queued(message, goes_now)?;
         self.pump(now);
         Ok(ticket)
@@ -1037,6 +1055,16 @@ impl Session {
             }
         }
         publish.packet_id = packet_id;
+        if packet_id.is_none() {
+            // QoS 0: nothing stays in flight, so the message itself goes on
+            // the wire, uncopied.
+            match wire_publish_owned(&mut self.conn, self.version, now, publish, queued_at, false) {
+                Ok(packet) => self.send(now, packet),
+                // Discarded as if sent [MQTT-3.1.2-25] (5.0).
+                Err(publish) => self.drop_message(ticket, publish, DropReason::PacketTooLarge),
+            }
+            return;
+        }
         let Some(packet) = wire_publish(
             &mut self.conn,
             self.version,
@@ -1367,7 +1395,20 @@ fn wire_publish(
     queued_at: Instant,
     dup: bool,
 ) -> Option<Packet> {
-    let mut wire = stored.clone();
+    wire_publish_owned(conn, version, now, stored.clone(), queued_at, dup).ok()
+}
+
+/// [`wire_publish`] for a message that is not kept (QoS 0): it becomes the
+/// packet; given back unchanged but for DUP and the expiry when too large.
+#[allow(clippy::result_large_err)] // `Ok` is as large: boxing `Err` would only add an allocation
+fn wire_publish_owned(
+    conn: &mut ConnectionState,
+    version: ProtocolVersion,
+    now: Instant,
+    mut wire: Publish,
+    queued_at: Instant,
+    dup: bool,
+) -> Result<Packet, Publish> {
     wire.dup = dup;
     if let Some(secs) = wire.properties.message_expiry_interval {
         let waited =
@@ -1376,14 +1417,28 @@ fn wire_publish(
         wire.properties.make_mut().message_expiry_interval =
             Some(secs.saturating_sub(waited).max(1));
     }
-    let plan = conn.outbound_aliases.plan(&stored.topic);
+    let plan = conn.outbound_aliases.plan(&wire.topic);
+    // An alias in use replaces the topic on the wire: kept to give the
+    // message back whole, or to commit a new alias.
+    let topic = (plan != AliasPlan::None).then(|| wire.topic.clone());
     OutboundAliases::apply(plan, &mut wire);
     let packet = Packet::Publish(wire);
-    if exceeds(conn.peer.maximum_packet_size, &packet, version) {
-        return None;
+    let too_large = exceeds(conn.peer.maximum_packet_size, &packet, version);
+    match packet {
+        Packet::Publish(mut wire) if too_large => {
+            if let Some(topic) = topic {
+                wire.topic = topic;
+            }
+            wire.properties.update(|p| p.topic_alias = None);
+            Err(wire)
+        }
+        packet => {
+            if let Some(topic) = &topic {
+                conn.outbound_aliases.commit(plan, topic);
+            }
+            Ok(packet)
+        }
     }
-    conn.outbound_aliases.commit(plan, &stored.topic);
-    Some(packet)
 }
 
 /// True when `packet` is larger than `maximum` (when there is one).

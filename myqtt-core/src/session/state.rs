@@ -8,6 +8,7 @@
 //! [`SessionState::restore`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::codec::{PacketId, Publish, QoS};
@@ -158,6 +159,37 @@ pub struct SessionSnapshot {
     pub dropped: u64,
 }
 
+/// Hashes a packet id with one multiplication.
+///
+// Design: the in-flight tables are looked up several times per message;
+// SipHash cost more than the rest of a lookup. Its protection against
+// chosen colliding keys is not needed here: the ids in a table are the ones
+// this side allocated (a peer only looks ids up, it never inserts its own),
+// and there are at most 65,535 of them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u16(u16::from(b));
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        // An odd constant: a bijection on the low bits (the bucket index),
+        // with every bit of the id in the high bits (hashbrown's tag).
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A hash map keyed by packet id, hashed with [`IdHasher`].
+pub(crate) type IdMap<V> = HashMap<PacketId, V, BuildHasherDefault<IdHasher>>;
+
 /// A map keyed by packet id that iterates in insertion order, and can move
 /// an entry to the end.
 // Design: `order` maps an increasing sequence number to the id, `by_id` the
@@ -165,7 +197,7 @@ pub struct SessionSnapshot {
 #[derive(Debug, Clone)]
 pub(crate) struct IdOrderMap<V> {
     next_seq: u64,
-    by_id: HashMap<PacketId, (u64, V)>,
+    by_id: IdMap<(u64, V)>,
     order: BTreeMap<u64, PacketId>,
 }
 
@@ -173,7 +205,7 @@ impl<V> Default for IdOrderMap<V> {
     fn default() -> Self {
         Self {
             next_seq: 0,
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
             order: BTreeMap::new(),
         }
     }
