@@ -339,6 +339,66 @@ pub trait Hook: Send + Sync + 'static {
         Reply::Ready(PublishVerdict::Ok)
     }
 
+    /// Decides on several PUBLISH packets of one client at once: the ones
+    /// the listener had already read from the socket, in the order they
+    /// arrived. Answers one verdict per message, in the same order.
+    ///
+    /// The listener applies the verdicts in order: a rewrite is routed, a
+    /// discard still completes the publisher's QoS 1/2 flow, and a
+    /// [`PublishVerdict::CloseConnection`] closes the connection at its
+    /// message, so the messages after it are not routed (their verdicts
+    /// are ignored). A reply with fewer verdicts than messages gives the
+    /// messages without one the failure policy's answer, and so does a
+    /// failed or late reply (the time limit applies to the whole batch).
+    ///
+    /// Override it when one answer for many messages is cheaper than many
+    /// answers (a hook that crosses to another thread or process per call).
+    /// The default calls [`Hook::on_publish`] for each message in order,
+    /// stopping after an immediate `CloseConnection`, and answers at once
+    /// when every answer is immediate; deferred answers are awaited in
+    /// order, and a failed one ends the reply there.
+    fn on_publish_batch(
+        &self,
+        client: &Arc<ClientInfo>,
+        msgs: &[Message],
+    ) -> Reply<Vec<PublishVerdict>> {
+        let mut replies = Vec::with_capacity(msgs.len());
+        let mut deferred = false;
+        for msg in msgs {
+            let reply = self.on_publish(client, msg);
+            let close = matches!(reply, Reply::Ready(PublishVerdict::CloseConnection));
+            deferred |= matches!(reply, Reply::Later(_));
+            replies.push(reply);
+            if close {
+                break;
+            }
+        }
+        if !deferred {
+            let verdicts = replies
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Ready(v) => Some(v),
+                    Reply::Later(_) => None,
+                })
+                .collect();
+            return Reply::Ready(verdicts);
+        }
+        Reply::later(async move {
+            let mut verdicts = Vec::with_capacity(replies.len());
+            for reply in replies {
+                let verdict = match reply {
+                    Reply::Ready(v) => v,
+                    Reply::Later(fut) => match fut.await {
+                        Ok(v) => v,
+                        Err(_) => break,
+                    },
+                };
+                verdicts.push(verdict);
+            }
+            Ok(verdicts)
+        })
+    }
+
     /// Which events [`Hook::on_event`] should receive, and whether
     /// [`Hook::acl_check`] is asked about deliveries. Default: none.
     fn interests(&self) -> Interests {
