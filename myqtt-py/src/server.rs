@@ -309,6 +309,19 @@ impl ListenerMsg {
         }
     }
 
+    /// [`Self::new`] for a message the caller gives away (no copy of its
+    /// properties).
+    pub(crate) fn from_message(msg: Message) -> Self {
+        Self {
+            topic: msg.topic.as_str().to_owned(),
+            payload: msg.payload,
+            qos: msg.qos,
+            retain: msg.retain,
+            properties: msg.properties,
+            modified: false,
+        }
+    }
+
     /// The rewritten message, if the handler changed something.
     pub(crate) fn rewrite(&self) -> Option<Result<Message, String>> {
         if !self.modified {

@@ -142,6 +142,77 @@ def test_publish_conn_close_closes_the_publisher(broker: Broker) -> None:
     wait_for(c.disconnected.is_set, what="the close")
 
 
+def _mqtt_string(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet: fixed header (remaining length < 128 here) and body."""
+    assert len(body) < 128
+    return bytes([first, len(body)]) + body
+
+
+def _raw_publish(topic: str, qos: int, packet_id: int) -> bytes:
+    body = _mqtt_string(topic)
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    return _packet(0x30 | (qos << 1), body + topic.encode())
+
+
+def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its_packet(
+    broker: Broker,
+) -> None:
+    """PUBLISH packets that reach the listener in one read are decided
+    together (one trip to the dispatch thread): the verdicts still apply in
+    packet order, acknowledgements keep that order [MQTT-4.6.0-2], and
+    PUBLISH_CONN_CLOSE ends the connection at its packet: the handler is
+    not called for the packets behind it and none of them is routed."""
+    import socket
+
+    seen: List[str] = []
+
+    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        seen.append(msg.topic)
+        if msg.topic.startswith("d/"):
+            return myqtt.PUBLISH_DISCARD
+        if msg.topic.startswith("c/"):
+            return myqtt.PUBLISH_CONN_CLOSE
+        if msg.topic.startswith("r/"):
+            msg.topic = "new/" + msg.topic[2:]
+        return myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    broker.start()
+    sub = Client(broker.port, "sub")
+    sub.subscribe("#", 1)
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
+    s.sendall(_packet(0x10, connect + _mqtt_string("raw-burst")))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    s.sendall(
+        _raw_publish("ok/1", 1, 1)
+        + _raw_publish("d/2", 1, 2)
+        + _raw_publish("r/3", 0, 0)
+        + _raw_publish("ok/4", 1, 4)
+        + _raw_publish("c/5", 1, 5)
+        + _raw_publish("ok/6", 1, 6)
+    )
+    got = b""
+    while True:
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    # PUBACK 1, 2 (discarded, flow completed) and 4, then the close.
+    assert got == bytes([0x40, 2, 0, 1, 0x40, 2, 0, 2, 0x40, 2, 0, 4])
+    assert seen == ["ok/1", "d/2", "r/3", "ok/4", "c/5"]
+    wait_for(lambda: len(sub.topics()) == 3, what="the routed messages")
+    assert sub.topics() == ["ok/1", "new/3", "ok/4"]
+    sub.close()
+
+
 def test_changes_to_msg_rewrite_the_routed_message(broker: Broker) -> None:
     def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
         if msg.topic == "in":
