@@ -226,6 +226,18 @@ impl ListenerConn {
         !self.is_dead()
     }
 
+    /// The client's socket: its file descriptor (an int; a `SOCKET` on
+    /// Windows) while the connection is open, None after. For logging or
+    /// socket options; the engine owns the stream.
+    #[getter]
+    fn socket(&self) -> Option<i64> {
+        if self.is_dead() {
+            None
+        } else {
+            self.info.socket
+        }
+    }
+
     /// Publishes a message to this client only (no subscription needed):
     /// queued at once, never waits. Returns False if the client is gone.
     #[pyo3(signature = (topic, msg, qos=0, retain=false, wait_publish=0))]

@@ -49,12 +49,29 @@ def test_create_listener_needs_an_initialised_context() -> None:
         myqtt.create_listener(myqtt.Ctx(), "127.0.0.1", 0)
 
 
-def test_storage_path_is_accepted_and_refused_clearly_at_listener_creation(
-    broker: Broker,
+def test_handlers_set_before_storage_set_path_keep_working_with_the_store(
+    broker: Broker, tmp_path: Any
 ) -> None:
-    assert broker.ctx.storage_set_path(".myqtt-test-storage", 4096) is True
-    with pytest.raises(myqtt.MyqttError, match="storage"):
-        myqtt.create_listener(broker.ctx, "127.0.0.1", 0)
+    seen: List[str] = []
+
+    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        seen.append(msg.topic)
+        return myqtt.PUBLISH_DISCARD if msg.topic == "drop" else myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    # The context's idle engine is replaced by one with the store; the
+    # handler's hook moves to it.
+    assert broker.ctx.storage_set_path(str(tmp_path / "store"), 4096) is True
+    broker.start()
+    sub = Client(broker.port, "sub")
+    sub.subscribe("#", 1)
+    pub = Client(broker.port, "pub")
+    pub.publish("drop", b"x", qos=1)
+    pub.publish("keep", b"y", qos=1)
+    wait_for(lambda: sub.topics() == ["keep"], what="the kept message")
+    assert seen == ["drop", "keep"]
+    pub.close()
+    sub.close()
 
 
 def test_on_publish_sees_the_message_and_who_sent_it(broker: Broker) -> None:
@@ -211,6 +228,34 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     wait_for(lambda: len(sub.topics()) == 3, what="the routed messages")
     assert sub.topics() == ["ok/1", "new/3", "ok/4"]
     sub.close()
+
+
+def test_the_listener_conn_gives_the_clients_socket_while_it_is_connected(
+    broker: Broker,
+) -> None:
+    import os
+    import socket
+
+    conns: List[Any] = []
+    fds: List[Any] = []
+
+    def on_connect(ctx: Any, conn: Any, data: Any) -> int:
+        conns.append(conn)
+        fd = conn.socket
+        fds.append(fd)
+        # The descriptor is this client's: its peer is the client's address.
+        with socket.socket(fileno=os.dup(fd)) as s:
+            fds.append(s.getpeername())
+        return myqtt.CONNACK_ACCEPTED
+
+    broker.ctx.set_on_connect(on_connect)
+    broker.start()
+    c = Client(broker.port, "fd-owner")
+    assert isinstance(fds[0], int) and fds[0] >= 0
+    assert fds[1] == c.c.socket().getsockname()
+    c.close()
+    wait_for(lambda: not conns[0].is_ok(), what="the connection to end")
+    assert conns[0].socket is None
 
 
 def test_changes_to_msg_rewrite_the_routed_message(broker: Broker) -> None:

@@ -313,6 +313,7 @@ mod tests {
             keep_alive: 0,
             tls: false,
             transport: super::super::hooks::Transport::Tcp,
+            socket: None,
         })
     }
 

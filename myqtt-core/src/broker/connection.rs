@@ -272,7 +272,7 @@ pub(crate) fn serve<R, W>(
     (read, write): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
-    transport: Transport,
+    (transport, socket): (Transport, Option<i64>),
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -300,7 +300,14 @@ where
         // and short-lived, so an idle connection keeps only the main loop's.
         // Built in their own statements: a temporary lives to the end of
         // its statement, and must not span the await.
-        let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
+        let handshake = boxed(handshake(
+            broker,
+            reader,
+            writer,
+            peer,
+            local,
+            (transport, socket),
+        ));
         let conn = handshake.await;
         drop(pre_connect);
         if let Some(mut conn) = conn {
@@ -357,7 +364,7 @@ async fn handshake<R, W>(
     mut writer: PacketWriter<W>,
     peer: SocketAddr,
     local: SocketAddr,
-    transport: Transport,
+    (transport, socket): (Transport, Option<i64>),
 ) -> Option<Box<Conn<R, W>>>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -516,6 +523,7 @@ where
         keep_alive: keep_alive_in_force,
         tls: false,
         transport,
+        socket,
     });
 
     // The hooks decide.
@@ -2240,7 +2248,7 @@ mod tests {
             tokio::io::split(near),
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
-            Transport::Tcp,
+            (Transport::Tcp, None),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1280, "the connection future is {size} bytes");

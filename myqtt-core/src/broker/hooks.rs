@@ -130,6 +130,30 @@ pub struct ClientInfo {
     pub tls: bool,
     /// TCP or WebSocket.
     pub transport: Transport,
+    /// The connection's socket: its file descriptor on Unix (a `SOCKET`
+    /// on Windows), for logging or socket options; `None` when the
+    /// connection is not on a socket of its own.
+    pub socket: Option<i64>,
+}
+
+/// The number the system knows a TCP socket by (file descriptor on Unix,
+/// `SOCKET` handle on Windows), as [`ClientInfo::socket`] gives it.
+pub fn socket_number(stream: &tokio::net::TcpStream) -> Option<i64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        Some(i64::from(stream.as_raw_fd()))
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawSocket;
+        i64::try_from(stream.as_raw_socket()).ok()
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = stream;
+        None
+    }
 }
 
 /// A CONNECT awaiting a decision.

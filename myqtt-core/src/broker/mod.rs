@@ -1018,6 +1018,7 @@ mod tests {
                 keep_alive: 0,
                 tls: false,
                 transport: hooks::Transport::Tcp,
+                socket: None,
             }),
             control: std::sync::Mutex::new(None),
             notify: Notify::new(),
