@@ -1,4 +1,5 @@
-"""Throughput of a Python listener: QoS 0, 64-byte publishes through a
+"""Throughput of a Python listener: publishes (QoS 0, 64 bytes unless
+`--qos` / `--payload` say otherwise) through a
 listener with no handler, with an `on_publish` that returns PUBLISH_OK,
 and (if installed) amqtt with a plugin.
 
@@ -93,15 +94,17 @@ def serve(code: str, *args: str) -> "tuple[subprocess.Popen[str], int]":
 
 PUBLISH = r"""
 import sys, myqtt
-port, n = sys.argv[1], int(sys.argv[2])
+port, n, qos, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 ctx = myqtt.Ctx(); ctx.init()
 conn = myqtt.Conn(ctx, "127.0.0.1", port, None, True, 60)
 assert conn.is_ok(), conn.error_msg
-payload = b"x" * 64
+payload = b"x" * size
 print("ready", flush=True)
 sys.stdin.readline()
+# wait_publish=0: queued, not waited for (at QoS 1 the send queue bounds
+# what is in flight).
 for _ in range(n):
-    conn.pub("bench", payload, 0, False, 0)
+    conn.pub("bench", payload, qos, False, 0)
 # QoS 1 after the QoS 0 burst: its PUBACK means the listener has taken
 # (and decided on) every message before it on this connection.
 assert conn.pub("bench/done", b"", 1, False, 60)
@@ -110,13 +113,17 @@ conn.close(); ctx.exit()
 """
 
 
+QOS = 0
+PAYLOAD = 64
+
+
 def run_load(port: int, messages: int, publishers: int) -> "tuple[int, float]":
     """Each publisher (a myqtt.Conn in its own process) sends `messages`
     QoS 0 publishes and then one QoS 1 publish; the rate counts from the
     common start to the last PUBACK."""
     pubs = [
         subprocess.Popen(
-            [sys.executable, "-c", PUBLISH, str(port), str(messages)],
+            [sys.executable, "-c", PUBLISH, str(port), str(messages), str(QOS), str(PAYLOAD)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -199,14 +206,19 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=200_000, help="per publisher")
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--qos", type=int, default=0, choices=[0, 1, 2])
+    ap.add_argument("--payload", type=int, default=64, help="payload bytes")
     ap.add_argument("--amqtt", action="store_true", help="also measure amqtt (if installed)")
     ap.add_argument("--myqtt-bench", default=None,
                     help="path of myqtt-bench: publish/subscribe pairs instead (delivered rate)")
     a = ap.parse_args()
-    global BENCH
+    global BENCH, QOS, PAYLOAD
     BENCH = a.myqtt_bench
-    print(f"QoS 0, 64 B payloads, {a.publishers} publisher(s) x {a.messages} messages, "
-          f"no subscriber; {os.cpu_count()} CPUs")
+    QOS, PAYLOAD = a.qos, a.payload
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"QoS {a.qos}, {a.payload} B payloads, {a.publishers} publisher(s) x {a.messages} "
+          f"messages, no subscriber; {os.cpu_count()} CPUs, load average {load}")
     none = measure("myqtt, no handler", SERVE, ["none"], a.messages, a.publishers)
     ok = measure("myqtt, on_publish OK", SERVE, ["ok"], a.messages, a.publishers, True)
     aok = measure("myqtt, async on_publish OK", SERVE, ["ok-async"], a.messages,
