@@ -760,3 +760,73 @@ fn a_subscribe_between_publish_packets_keeps_its_place() {
         p.expect_nothing().await;
     });
 }
+
+/// Remembers the socket number each CONNECT came on.
+#[derive(Default)]
+struct Sockets(Mutex<Vec<Option<i64>>>);
+
+impl Hook for Sockets {
+    fn on_connect(&self, req: &ConnectRequest<'_>) -> Reply<ConnectVerdict> {
+        self.0.lock().unwrap().push(req.client.socket);
+        Reply::Ready(ConnectVerdict::Accept)
+    }
+}
+
+#[test]
+fn a_hook_is_told_the_socket_each_client_connected_on() {
+    let hook = Arc::new(Sockets::default());
+    with_broker(config_with(hook.clone()), |_, addr| async move {
+        let _a = Raw::connect(addr, V311, "a", true).await;
+        let _b = Raw::connect(addr, V5, "b", true).await;
+        let seen = hook.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen.iter().all(|s| s.is_some_and(|n| n >= 0)), "{seen:?}");
+        // Two live connections: two different sockets.
+        assert_ne!(seen[0], seen[1]);
+    });
+}
+
+#[test]
+fn with_a_store_a_batch_is_acknowledged_in_order_after_its_commits() {
+    let dir = std::env::temp_dir().join(format!("myqtt-hook-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hook = Arc::new(BatchByTopic::default());
+    let config = BrokerConfig::builder()
+        .hook(hook.clone())
+        .storage(myqtt_core::store::StoreConfig::new(&dir))
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("#", QoS::AtLeastOnce).await;
+        // A persistent session [MQTT-3.1.2-4]: its PUBLISH packets are
+        // acknowledged once their records are durable, in order
+        // [MQTT-4.6.0-2].
+        let mut p = Raw::connect(addr, V311, "p", false).await;
+        let burst = one_write(
+            V311,
+            &[
+                publish_packet("ok/1", QoS::AtLeastOnce, 1),
+                publish_packet("discard/2", QoS::AtLeastOnce, 2),
+                publish_packet("ok/3", QoS::AtLeastOnce, 3),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        let mut acks = Vec::new();
+        for _ in 0..3 {
+            match p.recv().await {
+                Packet::PubAck(a) => acks.push(a.packet_id.get()),
+                other => panic!("expected PUBACK, got {other:?}"),
+            }
+        }
+        assert_eq!(acks, [1, 2, 3]);
+        let mut routed = Vec::new();
+        for _ in 0..2 {
+            routed.push(s.recv_publish().await.topic.as_str().to_owned());
+        }
+        assert_eq!(routed, ["ok/1", "ok/3"]);
+        let sizes = hook.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 3, "{sizes:?}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
