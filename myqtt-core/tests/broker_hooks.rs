@@ -571,3 +571,262 @@ fn a_drop_event_hook_runs_after_the_subscription_trie_is_unlocked() {
         );
     });
 }
+
+/// [`ByTopic`]'s verdicts, given for a whole batch at once; records the
+/// size of every batch it is asked about.
+#[derive(Default)]
+struct BatchByTopic {
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl Hook for BatchByTopic {
+    fn on_publish_batch(
+        &self,
+        client: &Arc<ClientInfo>,
+        msgs: &[Message],
+    ) -> Reply<Vec<PublishVerdict>> {
+        self.sizes.lock().unwrap().push(msgs.len());
+        let verdicts = msgs
+            .iter()
+            .map(|m| match ByTopic.on_publish(client, m) {
+                Reply::Ready(v) => v,
+                Reply::Later(_) => PublishVerdict::Discard,
+            })
+            .collect();
+        // Deferred, as a hook answering from another thread does.
+        Reply::later(async move { Ok(verdicts) })
+    }
+}
+
+/// Encodes several packets into one buffer, so they reach the listener in
+/// one read.
+fn one_write(version: ProtocolVersion, packets: &[Packet]) -> Vec<u8> {
+    let mut buf = bytes::BytesMut::new();
+    for p in packets {
+        myqtt_core::codec::encode(p, version, &mut buf).unwrap();
+    }
+    buf.to_vec()
+}
+
+fn publish_packet(t: &str, qos: QoS, id: u16) -> Packet {
+    Packet::Publish(publish(t, t.as_bytes(), qos, false, id))
+}
+
+#[test]
+fn publish_packets_read_together_are_decided_in_one_batch_and_applied_in_order() {
+    let hook = Arc::new(BatchByTopic::default());
+    with_broker(config_with(hook.clone()), |_, addr| async move {
+        let mut s = Raw::connect(addr, V5, "s", true).await;
+        s.subscribe("#", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        let burst = one_write(
+            V5,
+            &[
+                publish_packet("ok/1", QoS::AtLeastOnce, 1),
+                publish_packet("discard/2", QoS::AtLeastOnce, 2),
+                publish_packet("rewrite/3", QoS::AtLeastOnce, 3),
+                publish_packet("ok/4", QoS::AtMostOnce, 0),
+                publish_packet("ok/5", QoS::AtLeastOnce, 5),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        // Acknowledged in PUBLISH order [MQTT-4.6.0-2]; the discarded QoS 1
+        // message too, with 0x10.
+        let mut acks = Vec::new();
+        for _ in 0..4 {
+            match p.recv().await {
+                Packet::PubAck(a) => acks.push((a.packet_id.get(), a.reason_code)),
+                other => panic!("expected PUBACK, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            acks,
+            [
+                (1, ReasonCode::Success),
+                (2, ReasonCode::NoMatchingSubscribers),
+                (3, ReasonCode::Success),
+                (5, ReasonCode::Success),
+            ]
+        );
+        let mut routed = Vec::new();
+        for _ in 0..4 {
+            routed.push(s.recv_publish().await.topic.as_str().to_owned());
+        }
+        assert_eq!(routed, ["ok/1", "rewritten", "ok/4", "ok/5"]);
+        s.expect_nothing().await;
+        let sizes = hook.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 5, "{sizes:?}");
+        assert!(sizes.iter().any(|&n| n > 1), "never batched: {sizes:?}");
+    });
+}
+
+#[test]
+fn a_close_verdict_in_a_batch_closes_at_its_packet_and_routes_nothing_after_it() {
+    let hook = Arc::new(BatchByTopic::default());
+    with_broker(config_with(hook), |_, addr| async move {
+        let mut s = Raw::connect(addr, V5, "s", true).await;
+        s.subscribe("#", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        let burst = one_write(
+            V5,
+            &[
+                publish_packet("ok/1", QoS::AtLeastOnce, 1),
+                publish_packet("close/2", QoS::AtLeastOnce, 2),
+                publish_packet("ok/3", QoS::AtLeastOnce, 3),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        let got = p.closed().await;
+        assert!(
+            matches!(
+                got.as_slice(),
+                [Packet::PubAck(a), Packet::Disconnect(d)]
+                    if a.packet_id.get() == 1 && d.reason_code == ReasonCode::NotAuthorized
+            ),
+            "{got:?}"
+        );
+        assert_eq!(s.recv_publish().await.topic.as_str(), "ok/1");
+        s.expect_nothing().await;
+    });
+}
+
+#[test]
+fn a_hook_with_only_on_publish_decides_a_batch_message_by_message() {
+    // ByTopic answers one message at a time: the default batch call.
+    with_broker(config_with(Arc::new(ByTopic)), |_, addr| async move {
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("#", QoS::AtMostOnce).await;
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        let burst = one_write(
+            V311,
+            &[
+                publish_packet("discard/1", QoS::AtMostOnce, 0),
+                publish_packet("ok/2", QoS::AtMostOnce, 0),
+                publish_packet("rewrite/3", QoS::AtMostOnce, 0),
+                publish_packet("ok/4", QoS::AtLeastOnce, 4),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        match p.recv().await {
+            Packet::PubAck(a) => assert_eq!(a.packet_id.get(), 4),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+        let mut routed = Vec::new();
+        for _ in 0..3 {
+            routed.push(s.recv_publish().await.topic.as_str().to_owned());
+        }
+        assert_eq!(routed, ["ok/2", "rewritten", "ok/4"]);
+    });
+}
+
+#[test]
+fn a_subscribe_between_publish_packets_keeps_its_place() {
+    let hook = Arc::new(BatchByTopic::default());
+    with_broker(config_with(hook), |_, addr| async move {
+        let mut p = Raw::connect(addr, V5, "p", true).await;
+        let subscribe = Packet::Subscribe(myqtt_core::codec::Subscribe {
+            packet_id: pid(2),
+            filters: vec![(
+                filter("ok/#"),
+                myqtt_core::codec::SubscriptionOptions::default(),
+            )],
+            properties: myqtt_core::codec::SubscribeProperties::default(),
+        });
+        // The client subscribes to its own messages in the middle of the
+        // burst: only the messages after the SUBSCRIBE come back to it.
+        let burst = one_write(
+            V5,
+            &[
+                publish_packet("ok/1", QoS::AtLeastOnce, 1),
+                subscribe,
+                publish_packet("ok/3", QoS::AtLeastOnce, 3),
+                publish_packet("ok/4", QoS::AtMostOnce, 0),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            seen.push(match p.recv().await {
+                Packet::PubAck(a) => format!("puback {}", a.packet_id.get()),
+                Packet::SubAck(a) => format!("suback {}", a.packet_id.get()),
+                Packet::Publish(m) => format!("publish {}", m.topic.as_str()),
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        assert_eq!(&seen[..2], ["puback 1", "suback 2"]);
+        assert!(seen.contains(&"publish ok/3".to_owned()), "{seen:?}");
+        assert!(seen.contains(&"publish ok/4".to_owned()), "{seen:?}");
+        assert!(!seen.contains(&"publish ok/1".to_owned()), "{seen:?}");
+        p.expect_nothing().await;
+    });
+}
+
+/// Remembers the socket number each CONNECT came on.
+#[derive(Default)]
+struct Sockets(Mutex<Vec<Option<i64>>>);
+
+impl Hook for Sockets {
+    fn on_connect(&self, req: &ConnectRequest<'_>) -> Reply<ConnectVerdict> {
+        self.0.lock().unwrap().push(req.client.socket);
+        Reply::Ready(ConnectVerdict::Accept)
+    }
+}
+
+#[test]
+fn a_hook_is_told_the_socket_each_client_connected_on() {
+    let hook = Arc::new(Sockets::default());
+    with_broker(config_with(hook.clone()), |_, addr| async move {
+        let _a = Raw::connect(addr, V311, "a", true).await;
+        let _b = Raw::connect(addr, V5, "b", true).await;
+        let seen = hook.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen.iter().all(|s| s.is_some_and(|n| n >= 0)), "{seen:?}");
+        // Two live connections: two different sockets.
+        assert_ne!(seen[0], seen[1]);
+    });
+}
+
+#[test]
+fn with_a_store_a_batch_is_acknowledged_in_order_after_its_commits() {
+    let dir = std::env::temp_dir().join(format!("myqtt-hook-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hook = Arc::new(BatchByTopic::default());
+    let config = BrokerConfig::builder()
+        .hook(hook.clone())
+        .storage(myqtt_core::store::StoreConfig::new(&dir))
+        .build()
+        .unwrap();
+    with_broker(config, |_, addr| async move {
+        let mut s = Raw::connect(addr, V311, "s", true).await;
+        s.subscribe("#", QoS::AtLeastOnce).await;
+        // A persistent session [MQTT-3.1.2-4]: its PUBLISH packets are
+        // acknowledged once their records are durable, in order
+        // [MQTT-4.6.0-2].
+        let mut p = Raw::connect(addr, V311, "p", false).await;
+        let burst = one_write(
+            V311,
+            &[
+                publish_packet("ok/1", QoS::AtLeastOnce, 1),
+                publish_packet("discard/2", QoS::AtLeastOnce, 2),
+                publish_packet("ok/3", QoS::AtLeastOnce, 3),
+            ],
+        );
+        p.send_bytes(&burst).await;
+        let mut acks = Vec::new();
+        for _ in 0..3 {
+            match p.recv().await {
+                Packet::PubAck(a) => acks.push(a.packet_id.get()),
+                other => panic!("expected PUBACK, got {other:?}"),
+            }
+        }
+        assert_eq!(acks, [1, 2, 3]);
+        let mut routed = Vec::new();
+        for _ in 0..2 {
+            routed.push(s.recv_publish().await.topic.as_str().to_owned());
+        }
+        assert_eq!(routed, ["ok/1", "ok/3"]);
+        let sizes = hook.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 3, "{sizes:?}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

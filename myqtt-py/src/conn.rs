@@ -201,7 +201,7 @@ fn prepare(
     keep_alive: u16,
     conn_opts: Option<&Bound<'_, ConnOpts>>,
 ) -> PyResult<Prepared> {
-    let engine = ctx.get().engine()?;
+    let engine = ctx.get().engine_in_use()?;
     let port = port_from(port)?;
     let default_opts;
     let opts_obj = if let Some(o) = conn_opts {
@@ -928,12 +928,13 @@ impl Conn {
         "client"
     }
 
-    /// The socket's file descriptor: always None (the engine keeps its
-    /// sockets to itself).
+    /// The socket's file descriptor (an int; a `SOCKET` on Windows) while
+    /// connected, None otherwise. For logging or socket options
+    /// (`socket.socket(fileno=os.dup(fd))`): the engine owns the stream,
+    /// so reading or writing it breaks the connection.
     #[getter]
-    #[allow(clippy::unused_self)] // a Python attribute needs `self`
     fn socket(&self) -> Option<i64> {
-        None
+        self.core.as_ref().and_then(client::Conn::socket)
     }
 
     /// The context the connection was created in.

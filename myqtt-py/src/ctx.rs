@@ -1,5 +1,6 @@
 //! `myqtt.Ctx`: the context, owning the engine's runtime.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
@@ -16,6 +17,9 @@ pub(crate) struct Ctx {
     engine: Mutex<Option<myqtt_core::Ctx>>,
     /// Listener handlers, timers and waits (`listener.rs`).
     pub(crate) listener: crate::listener::ListenerState,
+    /// A connection, listener or timer was made on the current engine, so
+    /// `storage_set_path` can no longer replace it.
+    in_use: AtomicBool,
 }
 
 impl Ctx {
@@ -28,6 +32,78 @@ impl Ctx {
             .ok_or_else(|| {
                 errors::MyqttError::new_err("the context is not initialised: call ctx.init()")
             })
+    }
+
+    /// [`Self::engine`] for something that will run on it (a connection, a
+    /// listener, a timer): from then on `storage_set_path` cannot replace
+    /// the engine.
+    pub(crate) fn engine_in_use(&self) -> PyResult<myqtt_core::Ctx> {
+        let engine = self.engine()?;
+        self.in_use.store(true, Ordering::Release);
+        Ok(engine)
+    }
+
+    /// A new engine, with the store `storage_set_path` configured.
+    fn build_engine(&self) -> PyResult<myqtt_core::Ctx> {
+        let builder = myqtt_core::Ctx::builder();
+        let builder = match self.listener.storage() {
+            Some((path, hash_size)) => builder.storage_path(path, hash_size),
+            None => builder,
+        };
+        builder.build().map_err(|e| errors::ctx_error(&e))
+    }
+
+    /// `ctx.storage_set_path(path, hash_size)`: before `init()` the path is
+    /// kept for it; after, the engine (idle so far) is replaced by one with
+    /// the store, and the installed hooks move to it.
+    fn set_storage(slf: &Bound<'_, Self>, path: String, hash_size: u32) -> PyResult<bool> {
+        let this = slf.get();
+        let py = slf.py();
+        if hash_size == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "hash_size must be above 0",
+            ));
+        }
+        let wanted = Some((path, hash_size));
+        let mut engine = this.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        if engine.is_none() {
+            this.listener.set_storage(wanted);
+            return Ok(true);
+        }
+        if this.listener.storage() == wanted {
+            return Ok(true);
+        }
+        if this.in_use.load(Ordering::Acquire) {
+            return Err(errors::MyqttError::new_err(
+                "ctx.storage_set_path() must be called before any connection, listener or \
+                 event is created from the context (or before ctx.init())",
+            ));
+        }
+        // The idle engine goes first: it may hold the store being opened.
+        // Not waited for under the lock.
+        let old = engine.take();
+        drop(engine);
+        if let Some(old) = old {
+            py.detach(|| old.exit());
+        }
+        let mut engine = this.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = this.listener.storage();
+        this.listener.set_storage(wanted);
+        let built = match this.build_engine() {
+            Ok(e) => e,
+            Err(err) => {
+                // Back to what the context had, and the error.
+                this.listener.set_storage(previous);
+                *engine = Some(this.build_engine()?);
+                drop(engine);
+                this.listener.reinstall(slf);
+                return Err(err);
+            }
+        };
+        *engine = Some(built);
+        drop(engine);
+        this.listener.reinstall(slf);
+        Ok(true)
     }
 
     /// True between `init()` and `exit()`, and while the engine runs.
@@ -52,7 +128,8 @@ impl Ctx {
     fn init(&self) -> PyResult<bool> {
         let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
         if engine.is_none() {
-            *engine = Some(myqtt_core::Ctx::new().map_err(|e| errors::ctx_error(&e))?);
+            *engine = Some(self.build_engine()?);
+            self.in_use.store(false, Ordering::Release);
         }
         Ok(true)
     }
@@ -98,10 +175,14 @@ impl Ctx {
 
     // ----- listener side (listener.rs) -----
 
-    /// Sets the durable storage directory (PyMyQtt's signature).
+    /// Sets the durable storage directory (PyMyQtt's signature): retained
+    /// messages and persistent sessions are kept there and survive a
+    /// restart. Call it before creating connections, listeners or events
+    /// (before or after `init()`). Returns True; raises `MyqttError` if the
+    /// store cannot be opened (another process has it, or it is corrupt).
     #[pyo3(signature = (path, hash_size=4096))]
-    fn storage_set_path(&self, path: String, hash_size: u32) -> bool {
-        crate::listener::storage_set_path(self, path, hash_size)
+    fn storage_set_path(slf: &Bound<'_, Self>, path: String, hash_size: u32) -> PyResult<bool> {
+        Self::set_storage(slf, path, hash_size)
     }
 
     /// `on_publish(ctx, conn, msg, data)` decides every incoming PUBLISH:

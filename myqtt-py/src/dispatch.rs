@@ -104,6 +104,12 @@ pub(crate) enum Job {
         msg: Message,
         reply: oneshot::Sender<PublishVerdict>,
     },
+    /// PUBLISH packets of one connection, decided in order.
+    PublishBatch {
+        client: Arc<ClientInfo>,
+        msgs: Vec<Message>,
+        reply: oneshot::Sender<Vec<PublishVerdict>>,
+    },
     Acl {
         client: Arc<ClientInfo>,
         access: Access,
@@ -287,6 +293,14 @@ impl Local {
             Job::Publish { client, msg, reply } => {
                 let verdict = self.publish(py, shared, &client, &msg);
                 let _ = reply.send(verdict);
+            }
+            Job::PublishBatch {
+                client,
+                msgs,
+                reply,
+            } => {
+                let verdicts = self.publish_batch(py, shared, &client, msgs);
+                let _ = reply.send(verdicts);
             }
             Job::Acl {
                 client,
@@ -506,37 +520,89 @@ impl Local {
         let Some(ctx) = Self::ctx(py, shared) else {
             return PublishVerdict::Discard;
         };
-        let result = (|| -> PyResult<PublishVerdict> {
-            let conn = self.conn(py, shared, client, None)?;
-            let pymsg = Py::new(py, ListenerMsg::new(msg))?;
-            let args = PyTuple::new(
-                py,
-                [
-                    ctx,
-                    conn.into_any(),
-                    pymsg.clone_ref(py).into_any(),
-                    h.data.clone_ref(py),
-                ],
-            )?;
-            let r = self.call(py, &h.func, args)?;
-            let code = if r.is_none() { 1 } else { r.extract::<i64>()? };
-            match code {
-                1 => match pymsg.borrow(py).rewrite() {
-                    None => Ok(PublishVerdict::Ok),
-                    Some(Ok(m)) => Ok(PublishVerdict::Rewrite(Box::new(m))),
-                    Some(Err(e)) => Err(pyo3::exceptions::PyValueError::new_err(e)),
-                },
-                2 => Ok(PublishVerdict::Discard),
-                3 => Ok(PublishVerdict::CloseConnection),
-                other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "on_publish returned {other}: expected PUBLISH_OK, PUBLISH_DISCARD or PUBLISH_CONN_CLOSE"
-                ))),
-            }
-        })();
+        let result = self
+            .conn(py, shared, client, None)
+            .and_then(|conn| self.decide(py, &h, &ctx, &conn, ListenerMsg::new(msg)));
         result.unwrap_or_else(|e| {
             self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
             PublishVerdict::Discard
         })
+    }
+
+    /// The verdicts on PUBLISH packets of one connection, in order: the
+    /// handler, the context and the `conn` are looked up once for them
+    /// all. After a `PUBLISH_CONN_CLOSE` the handler is not called for the
+    /// messages behind it (the engine routes none of them).
+    fn publish_batch(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        client: &Arc<ClientInfo>,
+        msgs: Vec<Message>,
+    ) -> Vec<PublishVerdict> {
+        let n = msgs.len();
+        let Some(h) = get(&shared.handlers.on_publish) else {
+            return vec![PublishVerdict::Ok; n];
+        };
+        let Some(ctx) = Self::ctx(py, shared) else {
+            return vec![PublishVerdict::Discard; n];
+        };
+        let conn = match self.conn(py, shared, client, None) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
+                return vec![PublishVerdict::Discard; n];
+            }
+        };
+        let mut verdicts = Vec::with_capacity(n);
+        for msg in msgs {
+            let msg = ListenerMsg::from_message(msg);
+            let verdict = self.decide(py, &h, &ctx, &conn, msg).unwrap_or_else(|e| {
+                self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
+                PublishVerdict::Discard
+            });
+            let close = verdict == PublishVerdict::CloseConnection;
+            verdicts.push(verdict);
+            if close {
+                break;
+            }
+        }
+        verdicts
+    }
+
+    /// Calls the `on_publish` handler about one message.
+    fn decide(
+        &mut self,
+        py: Python<'_>,
+        h: &Handler,
+        ctx: &Py<PyAny>,
+        conn: &Py<ListenerConn>,
+        msg: ListenerMsg,
+    ) -> PyResult<PublishVerdict> {
+        let pymsg = Py::new(py, msg)?;
+        let args = PyTuple::new(
+            py,
+            [
+                ctx.clone_ref(py),
+                conn.clone_ref(py).into_any(),
+                pymsg.clone_ref(py).into_any(),
+                h.data.clone_ref(py),
+            ],
+        )?;
+        let r = self.call(py, &h.func, args)?;
+        let code = if r.is_none() { 1 } else { r.extract::<i64>()? };
+        match code {
+            1 => match pymsg.borrow(py).rewrite() {
+                None => Ok(PublishVerdict::Ok),
+                Some(Ok(m)) => Ok(PublishVerdict::Rewrite(Box::new(m))),
+                Some(Err(e)) => Err(pyo3::exceptions::PyValueError::new_err(e)),
+            },
+            2 => Ok(PublishVerdict::Discard),
+            3 => Ok(PublishVerdict::CloseConnection),
+            other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "on_publish returned {other}: expected PUBLISH_OK, PUBLISH_DISCARD or PUBLISH_CONN_CLOSE"
+            ))),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -91,6 +91,25 @@ impl Hook for PyHook {
         };
         ask(self.0.shard_of(client), job, rx)
     }
+
+    /// The PUBLISH packets the engine read together: one job, run by the
+    /// dispatch thread under one attachment to the interpreter.
+    fn on_publish_batch(
+        &self,
+        client: &Arc<myqtt_core::broker::hooks::ClientInfo>,
+        msgs: &[Message],
+    ) -> Reply<Vec<PublishVerdict>> {
+        if get(&self.0.handlers.on_publish).is_none() {
+            return Reply::Ready(vec![PublishVerdict::Ok; msgs.len()]);
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job::PublishBatch {
+            client: Arc::clone(client),
+            msgs: msgs.to_vec(),
+            reply,
+        };
+        ask(self.0.shard_of(client), job, rx)
+    }
 }
 
 /// The ACL handler: subscribe, publish and delivery checks.

@@ -101,6 +101,22 @@ impl ListenerState {
         self.unlock_all();
     }
 
+    /// The store `storage_set_path` configured: (path, hash size).
+    pub(crate) fn storage(&self) -> Option<(String, u32)> {
+        lock(&self.storage).clone()
+    }
+
+    /// Sets (or clears) the configured store.
+    pub(crate) fn set_storage(&self, storage: Option<(String, u32)>) {
+        *lock(&self.storage) = storage;
+    }
+
+    /// Installs the hooks of the set handlers again, in a new engine.
+    pub(crate) fn reinstall(&self, ctx: &Bound<'_, Ctx>) {
+        *lock(&self.installed) = Installed::default();
+        self.install(ctx);
+    }
+
     fn unlock_all(&self) {
         *lock(&self.unlock) += 1;
         self.unlocked.notify_all();
@@ -222,12 +238,6 @@ pub(crate) fn set_on_event(
         .set_handler(ctx, |h| &h.on_event, handler, data)
 }
 
-/// `ctx.storage_set_path(path, hash_size=4096)`.
-pub(crate) fn storage_set_path(ctx: &Ctx, path: String, hash_size: u32) -> bool {
-    *lock(&ctx.listener.storage) = Some((path, hash_size));
-    true
-}
-
 /// `ctx.new_event(microseconds, handler, user_data=None, user_data2=None)`.
 pub(crate) fn new_event(
     ctx: &Bound<'_, Ctx>,
@@ -245,7 +255,7 @@ pub(crate) fn new_event(
             "the handler must be callable",
         ));
     }
-    let engine = ctx.get().engine()?;
+    let engine = ctx.get().engine_in_use()?;
     let state = &ctx.get().listener;
     let shared = state.shared(ctx)?;
     let id = state.next_timer.fetch_add(1, Ordering::Relaxed) + 1;
@@ -497,13 +507,7 @@ pub(crate) fn create_listener(
     port: &Bound<'_, PyAny>,
 ) -> PyResult<Listener> {
     let port = port_from(port)?;
-    let engine = ctx.get().engine()?;
-    if let Some((path, _)) = lock(&ctx.get().listener.storage).as_ref() {
-        return Err(errors::MyqttError::new_err(format!(
-            "ctx.storage_set_path({path:?}) was called, but durable storage is not yet \
-             wired into the listener of this build; remove the call to run in memory"
-        )));
-    }
+    let engine = ctx.get().engine_in_use()?;
     ctx.get().listener.install(ctx);
     let requested_host = host.to_owned();
     let host_owned = host.to_owned();

@@ -226,6 +226,18 @@ impl ListenerConn {
         !self.is_dead()
     }
 
+    /// The client's socket: its file descriptor (an int; a `SOCKET` on
+    /// Windows) while the connection is open, None after. For logging or
+    /// socket options; the engine owns the stream.
+    #[getter]
+    fn socket(&self) -> Option<i64> {
+        if self.is_dead() {
+            None
+        } else {
+            self.info.socket
+        }
+    }
+
     /// Publishes a message to this client only (no subscription needed):
     /// queued at once, never waits. Returns False if the client is gone.
     #[pyo3(signature = (topic, msg, qos=0, retain=false, wait_publish=0))]
@@ -305,6 +317,19 @@ impl ListenerMsg {
             qos: msg.qos,
             retain: msg.retain,
             properties: msg.properties.clone(),
+            modified: false,
+        }
+    }
+
+    /// [`Self::new`] for a message the caller gives away (no copy of its
+    /// properties).
+    pub(crate) fn from_message(msg: Message) -> Self {
+        Self {
+            topic: msg.topic.as_str().to_owned(),
+            payload: msg.payload,
+            qos: msg.qos,
+            retain: msg.retain,
+            properties: msg.properties,
             modified: false,
         }
     }

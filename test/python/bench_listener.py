@@ -1,4 +1,5 @@
-"""Throughput of a Python listener: QoS 0, 64-byte publishes through a
+"""Throughput of a Python listener: publishes (QoS 0, 64 bytes unless
+`--qos` / `--payload` say otherwise) through a
 listener with no handler, with an `on_publish` that returns PUBLISH_OK,
 and (if installed) amqtt with a plugin.
 
@@ -30,18 +31,22 @@ SERVE = r"""
 import sys, myqtt
 mode = sys.argv[1]
 ctx = myqtt.Ctx(); ctx.init()
+calls = [0]
 if mode == "ok":
     def on_publish(ctx, conn, msg, data):
+        calls[0] += 1
         return myqtt.PUBLISH_OK
     ctx.set_on_publish(on_publish)
 elif mode == "ok-async":
     async def on_publish(ctx, conn, msg, data):
+        calls[0] += 1
         return myqtt.PUBLISH_OK
     ctx.set_on_publish(on_publish)
 l = myqtt.create_listener(ctx, "127.0.0.1", 0)
 print(l.port, flush=True)
 myqtt.wait_listeners(ctx, unlock_on_signal=True)
 ctx.exit()
+print("calls", calls[0], flush=True)
 """
 
 AMQTT = r"""
@@ -49,9 +54,11 @@ import asyncio, socket, sys
 from amqtt.broker import Broker
 from amqtt.plugins.base import BasePlugin
 
+CALLS = [0]
+
 class Counter(BasePlugin):
     async def on_broker_message_received(self, *, client_id, message):
-        pass
+        CALLS[0] += 1
 
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 config = {
@@ -63,7 +70,12 @@ async def main():
     b = Broker(config)
     await b.start()
     print(port, flush=True)
-    await asyncio.Event().wait()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await b.shutdown()
+    print("calls", CALLS[0], flush=True)
+import signal
 asyncio.run(main())
 """
 
@@ -82,15 +94,17 @@ def serve(code: str, *args: str) -> "tuple[subprocess.Popen[str], int]":
 
 PUBLISH = r"""
 import sys, myqtt
-port, n = sys.argv[1], int(sys.argv[2])
+port, n, qos, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 ctx = myqtt.Ctx(); ctx.init()
 conn = myqtt.Conn(ctx, "127.0.0.1", port, None, True, 60)
 assert conn.is_ok(), conn.error_msg
-payload = b"x" * 64
+payload = b"x" * size
 print("ready", flush=True)
 sys.stdin.readline()
+# wait_publish=0: queued, not waited for (at QoS 1 the send queue bounds
+# what is in flight).
 for _ in range(n):
-    conn.pub("bench", payload, 0, False, 0)
+    conn.pub("bench", payload, qos, False, 0)
 # QoS 1 after the QoS 0 burst: its PUBACK means the listener has taken
 # (and decided on) every message before it on this connection.
 assert conn.pub("bench/done", b"", 1, False, 60)
@@ -99,13 +113,17 @@ conn.close(); ctx.exit()
 """
 
 
+QOS = 0
+PAYLOAD = 64
+
+
 def run_load(port: int, messages: int, publishers: int) -> "tuple[int, float]":
     """Each publisher (a myqtt.Conn in its own process) sends `messages`
     QoS 0 publishes and then one QoS 1 publish; the rate counts from the
     common start to the last PUBACK."""
     pubs = [
         subprocess.Popen(
-            [sys.executable, "-c", PUBLISH, str(port), str(messages)],
+            [sys.executable, "-c", PUBLISH, str(port), str(messages), str(QOS), str(PAYLOAD)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -142,25 +160,45 @@ def run_myqtt_bench(bench: str, port: int, publishers: int) -> "tuple[int, float
 BENCH: Optional[str] = None
 
 
-def measure(name: str, code: str, args: List[str], n: int, p: int) -> Optional[float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, code: str, args: List[str], n: int, p: int,
+            handler: bool = False) -> Optional[float]:
+    """The listener's rate; also its CPU time per message (steadier than
+    the rate on a loaded machine) and, with a handler, a check that the
+    handler was called for every message."""
     try:
         proc, port = serve(code, *args)
     except Exception as e:  # noqa: BLE001 - report and go on
         print(f"{name:<28} unavailable: {e}")
         return None
+    have_proc = os.path.exists(f"/proc/{proc.pid}/stat")
     try:
+        cpu0 = cpu_seconds(proc.pid) if have_proc else 0.0
         if BENCH:
             received, secs = run_myqtt_bench(BENCH, port, p)
             expected = received
         else:
             received, secs = run_load(port, n, p)
             expected = n * p
+        cpu = cpu_seconds(proc.pid) - cpu0 if have_proc else 0.0
     finally:
         proc.terminate()
-        proc.wait(10)
+        out, _ = proc.communicate(timeout=30)
     rate = received / secs
-    print(f"{name:<28} {received:>8} msgs in {secs:6.2f} s = {rate:>10,.0f} msg/s"
+    cpu_note = f", listener CPU {cpu / received * 1e6:5.2f} us/msg" if have_proc else ""
+    print(f"{name:<28} {received:>8} msgs in {secs:6.2f} s = {rate:>10,.0f} msg/s{cpu_note}"
           f"{'' if received == expected else f'  ({expected - received} lost)'}")
+    if handler and not BENCH:
+        calls = [int(line.split()[1]) for line in out.splitlines() if line.startswith("calls ")]
+        # Every QoS 0 message and each publisher's final QoS 1 one.
+        if calls != [n * p + p]:
+            raise SystemExit(f"{name}: the handler ran {calls} times, expected {n * p + p}")
     return rate
 
 
@@ -168,21 +206,28 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=200_000, help="per publisher")
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--qos", type=int, default=0, choices=[0, 1, 2])
+    ap.add_argument("--payload", type=int, default=64, help="payload bytes")
     ap.add_argument("--amqtt", action="store_true", help="also measure amqtt (if installed)")
     ap.add_argument("--myqtt-bench", default=None,
                     help="path of myqtt-bench: publish/subscribe pairs instead (delivered rate)")
     a = ap.parse_args()
-    global BENCH
+    global BENCH, QOS, PAYLOAD
     BENCH = a.myqtt_bench
-    print(f"QoS 0, 64 B payloads, {a.publishers} publisher(s) x {a.messages} messages, "
-          f"no subscriber; {os.cpu_count()} CPUs")
+    QOS, PAYLOAD = a.qos, a.payload
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"QoS {a.qos}, {a.payload} B payloads, {a.publishers} publisher(s) x {a.messages} "
+          f"messages, no subscriber; {os.cpu_count()} CPUs, load average {load}")
     none = measure("myqtt, no handler", SERVE, ["none"], a.messages, a.publishers)
-    ok = measure("myqtt, on_publish OK", SERVE, ["ok"], a.messages, a.publishers)
+    ok = measure("myqtt, on_publish OK", SERVE, ["ok"], a.messages, a.publishers, True)
     aok = measure("myqtt, async on_publish OK", SERVE, ["ok-async"], a.messages,
-                  a.publishers)
+                  a.publishers, True)
     amq = None
     if a.amqtt:
-        amq = measure("amqtt + plugin", AMQTT, [], max(a.messages // 20, 1000), a.publishers)
+        # Fewer messages (amqtt is slow): the rate, not the count, compares.
+        amq = measure("amqtt + plugin", AMQTT, [], max(a.messages // 20, 1000), a.publishers,
+                      True)
     if none and ok:
         print(f"on_publish OK / no handler: {ok / none:.0%}")
     if none and aok:

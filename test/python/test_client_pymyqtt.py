@@ -62,6 +62,21 @@ def test_the_manuals_client_example_runs_with_only_python3_changes(mosquitto, ca
     ctx.exit()
 
 
+def test_socket_is_the_connections_file_descriptor_while_connected(ctx, mosquitto):
+    import os
+    import socket
+
+    conn = connect(ctx, mosquitto, "fd-client")
+    fd = conn.socket
+    assert isinstance(fd, int) and fd >= 0
+    # The descriptor is this connection's: its peer is the server.
+    with socket.socket(fileno=os.dup(fd)) as s:
+        assert s.getpeername()[1] == mosquitto.port
+        assert s.type == socket.SOCK_STREAM
+    assert conn.close() is True
+    assert conn.socket is None
+
+
 def test_port_is_accepted_as_int_or_str_and_attributes_follow_pymyqtt(ctx, mosquitto):
     for port in (mosquitto.port, str(mosquitto.port)):
         conn = myqtt.Conn(ctx, HOST, port, "attr-client", True, 30)
@@ -70,7 +85,7 @@ def test_port_is_accepted_as_int_or_str_and_attributes_follow_pymyqtt(ctx, mosqu
         assert conn.port == str(mosquitto.port), "PyMyQtt's port attribute is a str"
         assert conn.client_id == "attr-client"
         assert conn.role == "client"
-        assert conn.socket is None
+        assert isinstance(conn.socket, int)
         assert conn.ctx is ctx
         assert conn.username is None
         assert conn.last_err == myqtt.CONNACK_ACCEPTED

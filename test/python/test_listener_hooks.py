@@ -49,12 +49,29 @@ def test_create_listener_needs_an_initialised_context() -> None:
         myqtt.create_listener(myqtt.Ctx(), "127.0.0.1", 0)
 
 
-def test_storage_path_is_accepted_and_refused_clearly_at_listener_creation(
-    broker: Broker,
+def test_handlers_set_before_storage_set_path_keep_working_with_the_store(
+    broker: Broker, tmp_path: Any
 ) -> None:
-    assert broker.ctx.storage_set_path(".myqtt-test-storage", 4096) is True
-    with pytest.raises(myqtt.MyqttError, match="storage"):
-        myqtt.create_listener(broker.ctx, "127.0.0.1", 0)
+    seen: List[str] = []
+
+    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        seen.append(msg.topic)
+        return myqtt.PUBLISH_DISCARD if msg.topic == "drop" else myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    # The context's idle engine is replaced by one with the store; the
+    # handler's hook moves to it.
+    assert broker.ctx.storage_set_path(str(tmp_path / "store"), 4096) is True
+    broker.start()
+    sub = Client(broker.port, "sub")
+    sub.subscribe("#", 1)
+    pub = Client(broker.port, "pub")
+    pub.publish("drop", b"x", qos=1)
+    pub.publish("keep", b"y", qos=1)
+    wait_for(lambda: sub.topics() == ["keep"], what="the kept message")
+    assert seen == ["drop", "keep"]
+    pub.close()
+    sub.close()
 
 
 def test_on_publish_sees_the_message_and_who_sent_it(broker: Broker) -> None:
@@ -140,6 +157,105 @@ def test_publish_conn_close_closes_the_publisher(broker: Broker) -> None:
     c = Client(broker.port, "closing")
     c.c.publish("x", b"1", qos=1)
     wait_for(c.disconnected.is_set, what="the close")
+
+
+def _mqtt_string(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet: fixed header (remaining length < 128 here) and body."""
+    assert len(body) < 128
+    return bytes([first, len(body)]) + body
+
+
+def _raw_publish(topic: str, qos: int, packet_id: int) -> bytes:
+    body = _mqtt_string(topic)
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    return _packet(0x30 | (qos << 1), body + topic.encode())
+
+
+def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its_packet(
+    broker: Broker,
+) -> None:
+    """PUBLISH packets that reach the listener in one read are decided
+    together (one trip to the dispatch thread): the verdicts still apply in
+    packet order, acknowledgements keep that order [MQTT-4.6.0-2], and
+    PUBLISH_CONN_CLOSE ends the connection at its packet: the handler is
+    not called for the packets behind it and none of them is routed."""
+    import socket
+
+    seen: List[str] = []
+
+    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        seen.append(msg.topic)
+        if msg.topic.startswith("d/"):
+            return myqtt.PUBLISH_DISCARD
+        if msg.topic.startswith("c/"):
+            return myqtt.PUBLISH_CONN_CLOSE
+        if msg.topic.startswith("r/"):
+            msg.topic = "new/" + msg.topic[2:]
+        return myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    broker.start()
+    sub = Client(broker.port, "sub")
+    sub.subscribe("#", 1)
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
+    s.sendall(_packet(0x10, connect + _mqtt_string("raw-burst")))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    s.sendall(
+        _raw_publish("ok/1", 1, 1)
+        + _raw_publish("d/2", 1, 2)
+        + _raw_publish("r/3", 0, 0)
+        + _raw_publish("ok/4", 1, 4)
+        + _raw_publish("c/5", 1, 5)
+        + _raw_publish("ok/6", 1, 6)
+    )
+    got = b""
+    while True:
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    # PUBACK 1, 2 (discarded, flow completed) and 4, then the close.
+    assert got == bytes([0x40, 2, 0, 1, 0x40, 2, 0, 2, 0x40, 2, 0, 4])
+    assert seen == ["ok/1", "d/2", "r/3", "ok/4", "c/5"]
+    wait_for(lambda: len(sub.topics()) == 3, what="the routed messages")
+    assert sub.topics() == ["ok/1", "new/3", "ok/4"]
+    sub.close()
+
+
+def test_the_listener_conn_gives_the_clients_socket_while_it_is_connected(
+    broker: Broker,
+) -> None:
+    import os
+    import socket
+
+    conns: List[Any] = []
+    fds: List[Any] = []
+
+    def on_connect(ctx: Any, conn: Any, data: Any) -> int:
+        conns.append(conn)
+        fd = conn.socket
+        fds.append(fd)
+        # The descriptor is this client's: its peer is the client's address.
+        with socket.socket(fileno=os.dup(fd)) as s:
+            fds.append(s.getpeername())
+        return myqtt.CONNACK_ACCEPTED
+
+    broker.ctx.set_on_connect(on_connect)
+    broker.start()
+    c = Client(broker.port, "fd-owner")
+    assert isinstance(fds[0], int) and fds[0] >= 0
+    assert fds[1] == c.c.socket().getsockname()
+    c.close()
+    wait_for(lambda: not conns[0].is_ok(), what="the connection to end")
+    assert conns[0].socket is None
 
 
 def test_changes_to_msg_rewrite_the_routed_message(broker: Broker) -> None:

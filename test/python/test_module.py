@@ -84,3 +84,43 @@ def test_ctx_can_be_dropped_without_exit(n):
     if n:
         ctx.init()
     del ctx
+
+
+FREE_THREADED = r'''
+import importlib.machinery as m
+import sys
+import sysconfig
+
+# What a free-threaded CPython build (3.13t, 3.14t) is like to the package:
+# Py_GIL_DISABLED is set, and its extension suffixes have no ".abi3.so".
+real = sysconfig.get_config_var
+sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+ext = [s for s in m.EXTENSION_SUFFIXES if s != ".abi3.so"]
+loaders = [
+    (m.ExtensionFileLoader, ext),
+    (m.SourceFileLoader, m.SOURCE_SUFFIXES),
+    (m.SourcelessFileLoader, m.BYTECODE_SUFFIXES),
+]
+sys.path_hooks = [h for h in sys.path_hooks if "FileFinder" not in repr(h)]
+sys.path_hooks.append(m.FileFinder.path_hook(*loaders))
+sys.path_importer_cache.clear()
+try:
+    import myqtt
+except ImportError as e:
+    print(e)
+    sys.exit(3)
+print("imported")
+'''
+
+
+def test_free_threaded_cpython_is_refused_with_a_clear_message():
+    """The abi3 module cannot load on a free-threaded build: the import
+    says so, instead of a bare "No module named 'myqtt._myqtt'"."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", FREE_THREADED], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "free-threaded CPython" in r.stdout
+    assert "abi3" in r.stdout

@@ -22,6 +22,14 @@ pub(crate) enum PublishOutcome {
     Close,
 }
 
+/// What a message of a batch has come to so far in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Route,
+    Discard,
+    Close,
+}
+
 /// Which group of events an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventKind {
@@ -177,6 +185,99 @@ impl HookChain {
         }
         PublishOutcome::Route(msg)
     }
+
+    /// Runs `on_publish` through the chain for several messages of one
+    /// client at once ([`Hook::on_publish_batch`]): each hook answers for
+    /// all the messages still to be routed in one reply. Returns one
+    /// outcome per message, in order, up to and including the first
+    /// [`PublishOutcome::Close`]: the messages after it are not decided.
+    pub(crate) async fn on_publish_batch(
+        &self,
+        client: &Arc<ClientInfo>,
+        mut msgs: Vec<Message>,
+    ) -> Vec<PublishOutcome> {
+        let on_failure = if self.fail_closed() {
+            PublishVerdict::Discard
+        } else {
+            PublishVerdict::Ok
+        };
+        // What each message has come to so far; only `Route` ones go on to
+        // the next hook.
+        let mut fate = vec![Fate::Route; msgs.len()];
+        for (hook, _) in &self.hooks {
+            // The messages this hook decides on: all of them while nothing
+            // was discarded (no copy), else the ones still routed.
+            let all = fate.iter().all(|f| *f == Fate::Route);
+            let (asked, index): (std::borrow::Cow<'_, [Message]>, Vec<usize>) = if all {
+                (std::borrow::Cow::Borrowed(msgs.as_slice()), Vec::new())
+            } else {
+                let index: Vec<usize> = (0..fate.len())
+                    .filter(|&i| fate.get(i) == Some(&Fate::Route))
+                    .collect();
+                let subset = index.iter().filter_map(|&i| msgs.get(i).cloned()).collect();
+                (std::borrow::Cow::Owned(subset), index)
+            };
+            if asked.is_empty() {
+                break;
+            }
+            let n = asked.len();
+            let reply = hook.on_publish_batch(client, &asked);
+            drop(asked);
+            let mut verdicts = self.resolve(reply, "on_publish", Vec::new()).await;
+            if verdicts.len() < n {
+                if !verdicts.is_empty() {
+                    tracing::warn!(
+                        answered = verdicts.len(),
+                        asked = n,
+                        policy = ?self.policy.on_failure,
+                        "on_publish hook answered part of a batch"
+                    );
+                }
+                verdicts.resize(n, on_failure.clone());
+            }
+            let mut closed_at = None;
+            for (k, verdict) in verdicts.into_iter().take(n).enumerate() {
+                let i = if all {
+                    k
+                } else {
+                    index.get(k).copied().unwrap_or(k)
+                };
+                match verdict {
+                    PublishVerdict::Ok => {}
+                    PublishVerdict::Rewrite(m) => {
+                        if let Some(slot) = msgs.get_mut(i) {
+                            *slot = *m;
+                        }
+                    }
+                    PublishVerdict::Discard => {
+                        if let Some(f) = fate.get_mut(i) {
+                            *f = Fate::Discard;
+                        }
+                    }
+                    PublishVerdict::CloseConnection => {
+                        closed_at = Some(i);
+                        break;
+                    }
+                }
+            }
+            if let Some(i) = closed_at {
+                // Nothing after the closing message is decided or routed.
+                fate.truncate(i + 1);
+                msgs.truncate(i + 1);
+                if let Some(f) = fate.get_mut(i) {
+                    *f = Fate::Close;
+                }
+            }
+        }
+        msgs.into_iter()
+            .zip(fate)
+            .map(|(m, f)| match f {
+                Fate::Route => PublishOutcome::Route(m),
+                Fate::Discard => PublishOutcome::Discard,
+                Fate::Close => PublishOutcome::Close,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +313,7 @@ mod tests {
             keep_alive: 0,
             tls: false,
             transport: super::super::hooks::Transport::Tcp,
+            socket: None,
         })
     }
 
@@ -258,6 +360,128 @@ mod tests {
             run(chain.on_publish(&client(), message("a"))),
             PublishOutcome::Discard
         ));
+    }
+
+    /// Answers a batch by topic: `d..` discard, `c..` close, `r..` rewrite
+    /// to `rewritten`, anything else ok; records the topics it was asked
+    /// about.
+    #[derive(Default)]
+    struct Batch {
+        asked: std::sync::Mutex<Vec<Vec<String>>>,
+        answer_only: Option<usize>,
+    }
+    impl Hook for Batch {
+        fn on_publish_batch(
+            &self,
+            _: &Arc<ClientInfo>,
+            msgs: &[Message],
+        ) -> Reply<Vec<PublishVerdict>> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push(msgs.iter().map(|m| m.topic.as_str().to_owned()).collect());
+            let mut v: Vec<_> = msgs
+                .iter()
+                .map(|m| match m.topic.as_str().as_bytes().first() {
+                    Some(b'd') => PublishVerdict::Discard,
+                    Some(b'c') => PublishVerdict::CloseConnection,
+                    Some(b'r') => PublishVerdict::Rewrite(Box::new(message("rewritten"))),
+                    _ => PublishVerdict::Ok,
+                })
+                .collect();
+            if let Some(n) = self.answer_only {
+                v.truncate(n);
+            }
+            Reply::later(async move { Ok(v) })
+        }
+    }
+
+    fn topics(outcomes: &[PublishOutcome]) -> Vec<String> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                PublishOutcome::Route(m) => m.topic.as_str().to_owned(),
+                PublishOutcome::Discard => "-".to_owned(),
+                PublishOutcome::Close => "close".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_decided_in_order_and_later_hooks_see_only_what_is_still_routed() {
+        let first = Arc::new(Batch::default());
+        let second = Arc::new(Batch::default());
+        let chain = HookChain::new(vec![first.clone(), second.clone()], HookPolicy::default());
+        let msgs = ["a", "d1", "r1", "b"].map(message).to_vec();
+        let out = run(chain.on_publish_batch(&client(), msgs));
+        assert_eq!(topics(&out), ["a", "-", "rewritten", "b"]);
+        assert_eq!(*first.asked.lock().unwrap(), [vec!["a", "d1", "r1", "b"]]);
+        // The discarded message is not asked about again; the rewrite is.
+        assert_eq!(*second.asked.lock().unwrap(), [vec!["a", "rewritten", "b"]]);
+    }
+
+    #[test]
+    fn a_close_verdict_ends_the_batch_at_its_message() {
+        let first = Arc::new(Batch::default());
+        let second = Arc::new(Batch::default());
+        let chain = HookChain::new(vec![first, second.clone()], HookPolicy::default());
+        let msgs = ["a", "c1", "b", "c2"].map(message).to_vec();
+        let out = run(chain.on_publish_batch(&client(), msgs));
+        assert_eq!(topics(&out), ["a", "close"]);
+        assert_eq!(*second.asked.lock().unwrap(), [vec!["a"]]);
+    }
+
+    #[test]
+    fn messages_a_batch_reply_leaves_without_a_verdict_get_the_failure_answer() {
+        let short = Arc::new(Batch {
+            answer_only: Some(1),
+            ..Batch::default()
+        });
+        let chain = HookChain::new(vec![short.clone()], HookPolicy::default());
+        let out = run(chain.on_publish_batch(&client(), ["a", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "-"]);
+        let policy = HookPolicy {
+            on_failure: FailurePolicy::FailOpen,
+            ..HookPolicy::default()
+        };
+        let chain = HookChain::new(vec![short], policy);
+        let out = run(chain.on_publish_batch(&client(), ["a", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "b"]);
+    }
+
+    /// Answers each message on its own, deferred: `d..` discard, `x..`
+    /// fails, `c..` close (at once), anything else ok.
+    struct OneByOne(std::sync::atomic::AtomicUsize);
+    impl Hook for OneByOne {
+        fn on_publish(&self, _: &Arc<ClientInfo>, msg: &Message) -> Reply<PublishVerdict> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match msg.topic.as_str().as_bytes().first() {
+                Some(b'c') => Reply::Ready(PublishVerdict::CloseConnection),
+                Some(b'd') => Reply::later(async { Ok(PublishVerdict::Discard) }),
+                Some(b'x') => Reply::later(async { Err(HookError("down".into())) }),
+                _ => Reply::later(async { Ok(PublishVerdict::Ok) }),
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_batch_call_asks_on_publish_for_each_message_in_order() {
+        let hook = Arc::new(OneByOne(std::sync::atomic::AtomicUsize::new(0)));
+        let chain = HookChain::new(vec![hook.clone()], HookPolicy::default());
+        let out = run(chain.on_publish_batch(&client(), ["a", "d", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "-", "b"]);
+        // A failed answer ends the reply: the messages from it on get the
+        // failure answer (discard).
+        let out = run(chain.on_publish_batch(&client(), ["a", "x", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "-", "-"]);
+        // An immediate close stops the calls at its message.
+        let before = hook.0.load(std::sync::atomic::Ordering::Relaxed);
+        let out = run(chain.on_publish_batch(&client(), ["a", "c", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "close"]);
+        assert_eq!(
+            hook.0.load(std::sync::atomic::Ordering::Relaxed) - before,
+            2
+        );
     }
 
     #[test]

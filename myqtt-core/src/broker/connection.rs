@@ -46,6 +46,9 @@ use crate::topic::TopicFilter;
 
 /// How long a closing connection may take to flush what it has queued.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// The most PUBLISH packets of one connection the hooks decide on in one
+/// batch ([`super::hooks::Hook::on_publish_batch`]).
+const HOOK_BATCH: usize = 64;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,7 +272,7 @@ pub(crate) fn serve<R, W>(
     (read, write): (R, W),
     peer: SocketAddr,
     local: SocketAddr,
-    transport: Transport,
+    (transport, socket): (Transport, Option<i64>),
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -297,7 +300,14 @@ where
         // and short-lived, so an idle connection keeps only the main loop's.
         // Built in their own statements: a temporary lives to the end of
         // its statement, and must not span the await.
-        let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
+        let handshake = boxed(handshake(
+            broker,
+            reader,
+            writer,
+            peer,
+            local,
+            (transport, socket),
+        ));
         let conn = handshake.await;
         drop(pre_connect);
         if let Some(mut conn) = conn {
@@ -354,7 +364,7 @@ async fn handshake<R, W>(
     mut writer: PacketWriter<W>,
     peer: SocketAddr,
     local: SocketAddr,
-    transport: Transport,
+    (transport, socket): (Transport, Option<i64>),
 ) -> Option<Box<Conn<R, W>>>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -513,6 +523,7 @@ where
         keep_alive: keep_alive_in_force,
         tls: false,
         transport,
+        socket,
     });
 
     // The hooks decide.
@@ -960,6 +971,12 @@ where
     /// Decodes and acts on every whole packet buffered (one clock reading
     /// serves the batch).
     async fn read_buffered(&mut self, now: Instant) -> Result<(), Ending> {
+        self.refresh_chain();
+        if !self.chain.is_empty() {
+            // Boxed: only connections of a broker with hooks get here.
+            let batched = boxed(self.read_buffered_batched(now));
+            return batched.await;
+        }
         loop {
             // A separate statement: the decoded packet is moved out before
             // any await, so no packet-sized temporary spans it.
@@ -969,14 +986,7 @@ where
                     self.more_buffered = false;
                     return Ok(());
                 }
-                Err(NetError::Decode(e)) => {
-                    tracing::warn!(error = %e, "malformed packet; closing");
-                    return Err(Ending::Violation(e.reason_code(), e.to_string()));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return Err(Ending::Lost);
-                }
+                Err(e) => return Err(Self::read_failed(e)),
             };
             if self.persistent {
                 // Boxed: the store path's future stays off the common
@@ -994,6 +1004,95 @@ where
                 self.more_buffered = true;
                 return Ok(());
             }
+        }
+    }
+
+    /// [`Self::read_buffered`] with hooks installed: consecutive PUBLISH packets (up to
+    /// [`HOOK_BATCH`]) go to the session before any is acted on, so the
+    /// hooks decide on them together ([`Self::publish_batch`]): one answer
+    /// for many packets instead of one round trip per packet. Any other
+    /// packet is taken only after the PUBLISH packets before it are
+    /// settled, so everything else keeps its order.
+    async fn read_buffered_batched(&mut self, now: Instant) -> Result<(), Ending> {
+        // PUBLISH packets taken by the session and not settled yet.
+        let mut unsettled = 0usize;
+        loop {
+            // A separate statement: the decoded packet is moved out before
+            // any await, so no packet-sized temporary spans it.
+            let next = self.reader.try_read_buffered();
+            if unsettled > 0 && !matches!(next, Ok(Some(Packet::Publish(_)))) {
+                // The end of a batch: the PUBLISH packets before are acted
+                // on first. What was read is held on the heap across the
+                // settle (rare), so the loop's future does not grow by a
+                // packet.
+                let held = Box::new(next);
+                self.settle(now).await?;
+                let packet = match *held {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => {
+                        self.more_buffered = false;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(Self::read_failed(e)),
+                };
+                if self.persistent {
+                    // Boxed: the store path's future stays off the common
+                    // path's frames.
+                    let stored = boxed(self.take_stored(packet, now));
+                    stored.await?;
+                } else {
+                    self.take(packet, now)?;
+                }
+            } else {
+                let packet = match next {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => {
+                        self.more_buffered = false;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(Self::read_failed(e)),
+                };
+                let publish = matches!(packet, Packet::Publish(_));
+                let taken = if self.persistent {
+                    let stored = boxed(self.take_stored(packet, now));
+                    stored.await
+                } else {
+                    self.take(packet, now)
+                };
+                if let Err(ending) = taken {
+                    if unsettled > 0 {
+                        // The packets before the one that broke the
+                        // protocol are acted on first, as if read one by
+                        // one.
+                        self.settle(now).await?;
+                    }
+                    return Err(ending);
+                }
+                if publish && unsettled + 1 < HOOK_BATCH {
+                    unsettled += 1;
+                    continue;
+                }
+            }
+            unsettled = 0;
+            self.settle(now).await?;
+            // Stop at the high-water mark (or with retained messages still
+            // owed): the rest stays buffered, and the loop comes back for it
+            // once the writer has drained.
+            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+                self.more_buffered = true;
+                return Ok(());
+            }
+        }
+    }
+
+    /// How the connection ends when reading a packet failed.
+    fn read_failed(e: NetError) -> Ending {
+        if let NetError::Decode(e) = e {
+            tracing::warn!(error = %e, "malformed packet; closing");
+            Ending::Violation(e.reason_code(), e.to_string())
+        } else {
+            tracing::debug!(error = %e, "read failed");
+            Ending::Lost
         }
     }
 
@@ -1020,7 +1119,8 @@ where
     /// Finishes an event that needs the hooks.
     async fn complete(&mut self, now: Instant, pending: Pending) -> Result<(), Ending> {
         match pending {
-            Pending::Publish(p) => self.on_publish_hooked(now, p).await,
+            Pending::Publish(p) => self.publish_batch(now, p, false).await,
+            Pending::Stored(p) if !self.chain.is_empty() => self.publish_batch(now, p, true).await,
             Pending::Stored(p) => self.on_publish_stored(now, p).await,
             Pending::Subscribe(s) => {
                 self.on_subscribe(now, s).await;
@@ -1462,6 +1562,113 @@ where
             self.publish_done(now, packet_id, reason);
         }
         Ok(())
+    }
+
+    /// A PUBLISH for the hooks, decided together with the PUBLISH packets
+    /// the session reported right behind it (up to [`HOOK_BATCH`]): the
+    /// prelude checks and the publish ACL message by message, then each
+    /// hook's `on_publish_batch` once for them all, then the verdicts
+    /// applied in packet order: routed (or the rewrite), acknowledged
+    /// (a discarded QoS 1/2 message too), and at a close verdict the
+    /// connection ends there, the messages behind it neither routed nor
+    /// acknowledged. `stored`: the broker has a store (acknowledged after
+    /// the commit).
+    async fn publish_batch(
+        &mut self,
+        now: Instant,
+        first: Publish,
+        stored: bool,
+    ) -> Result<(), Ending> {
+        /// How far one message of the batch got before the hooks.
+        enum Step {
+            /// Refused with this code (too deep, or the ACL said no).
+            Refused(ReasonCode),
+            /// Asked of the publish hooks.
+            Asked,
+        }
+        if !matches!(self.session.peek_event(), Some(session::Event::Publish(_))) {
+            return if stored {
+                self.on_publish_stored(now, first).await
+            } else {
+                self.on_publish_hooked(now, first).await
+            };
+        }
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < HOOK_BATCH
+            && matches!(self.session.peek_event(), Some(session::Event::Publish(_)))
+        {
+            if let Some(session::Event::Publish(p)) = self.session.poll_event() {
+                batch.push(p);
+            }
+        }
+        // The checks every PUBLISH passes; one that breaks the protocol ends
+        // the batch there, after the messages before it are dealt with.
+        let mut steps = Vec::with_capacity(batch.len());
+        let mut asked = Vec::with_capacity(batch.len());
+        let mut violation = None;
+        for p in batch {
+            let qos = p.qos;
+            match self.publish_prelude(p) {
+                Ok((_, packet_id, Some(code))) => steps.push((qos, packet_id, Step::Refused(code))),
+                Ok((msg, packet_id, None)) => {
+                    steps.push((qos, packet_id, Step::Asked));
+                    asked.push(msg);
+                }
+                Err(ending) => {
+                    violation = Some(ending);
+                    break;
+                }
+            }
+        }
+        let chain = Arc::clone(&self.chain);
+        // The publish ACL, message by message.
+        let mut kept = Vec::with_capacity(asked.len());
+        let mut msgs = asked.into_iter();
+        for step in &mut steps {
+            if !matches!(step.2, Step::Asked) {
+                continue;
+            }
+            let Some(msg) = msgs.next() else { break };
+            let allowed = chain
+                .acl(&AclRequest {
+                    client: &self.info,
+                    access: Access::Publish,
+                    topic: msg.topic.as_str(),
+                    qos: msg.qos,
+                    payload: Some(&msg.payload),
+                    retain: msg.retain,
+                })
+                .await;
+            if allowed {
+                kept.push(msg);
+            } else {
+                tracing::debug!("publish denied by the ACL");
+                step.2 = Step::Refused(ReasonCode::NotAuthorized);
+            }
+        }
+        asked = kept;
+        let mut outcomes = chain.on_publish_batch(&self.info, asked).await.into_iter();
+        let v5 = self.version.is_v5();
+        for (qos, packet_id, step) in steps {
+            let reason = match step {
+                Step::Refused(code) => code,
+                Step::Asked => match outcomes.next() {
+                    Some(PublishOutcome::Route(m)) if !m.topic.is_empty() => self.route(now, m),
+                    Some(PublishOutcome::Route(_) | PublishOutcome::Discard) => {
+                        ReasonCode::NoMatchingSubscribers
+                    }
+                    Some(PublishOutcome::Close) | None => return Err(Ending::HookClose),
+                },
+            };
+            if !stored || !self.ack_after_commit(qos, packet_id, v5, reason).await {
+                self.publish_done(now, packet_id, reason);
+            }
+        }
+        match violation {
+            Some(ending) => Err(ending),
+            None => Ok(()),
+        }
     }
 
     /// The ACL and publish hooks' decision on a message, routed if they
@@ -2078,7 +2285,7 @@ mod tests {
             tokio::io::split(near),
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
-            Transport::Tcp,
+            (Transport::Tcp, None),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1280, "the connection future is {size} bytes");

@@ -130,6 +130,30 @@ pub struct ClientInfo {
     pub tls: bool,
     /// TCP or WebSocket.
     pub transport: Transport,
+    /// The connection's socket: its file descriptor on Unix (a `SOCKET`
+    /// on Windows), for logging or socket options; `None` when the
+    /// connection is not on a socket of its own.
+    pub socket: Option<i64>,
+}
+
+/// The number the system knows a TCP socket by (file descriptor on Unix,
+/// `SOCKET` handle on Windows), as [`ClientInfo::socket`] gives it.
+pub fn socket_number(stream: &tokio::net::TcpStream) -> Option<i64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        Some(i64::from(stream.as_raw_fd()))
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawSocket;
+        i64::try_from(stream.as_raw_socket()).ok()
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = stream;
+        None
+    }
 }
 
 /// A CONNECT awaiting a decision.
@@ -337,6 +361,66 @@ pub trait Hook: Send + Sync + 'static {
     fn on_publish(&self, client: &Arc<ClientInfo>, msg: &Message) -> Reply<PublishVerdict> {
         let _ = (client, msg);
         Reply::Ready(PublishVerdict::Ok)
+    }
+
+    /// Decides on several PUBLISH packets of one client at once: the ones
+    /// the listener had already read from the socket, in the order they
+    /// arrived. Answers one verdict per message, in the same order.
+    ///
+    /// The listener applies the verdicts in order: a rewrite is routed, a
+    /// discard still completes the publisher's QoS 1/2 flow, and a
+    /// [`PublishVerdict::CloseConnection`] closes the connection at its
+    /// message, so the messages after it are not routed (their verdicts
+    /// are ignored). A reply with fewer verdicts than messages gives the
+    /// messages without one the failure policy's answer, and so does a
+    /// failed or late reply (the time limit applies to the whole batch).
+    ///
+    /// Override it when one answer for many messages is cheaper than many
+    /// answers (a hook that crosses to another thread or process per call).
+    /// The default calls [`Hook::on_publish`] for each message in order,
+    /// stopping after an immediate `CloseConnection`, and answers at once
+    /// when every answer is immediate; deferred answers are awaited in
+    /// order, and a failed one ends the reply there.
+    fn on_publish_batch(
+        &self,
+        client: &Arc<ClientInfo>,
+        msgs: &[Message],
+    ) -> Reply<Vec<PublishVerdict>> {
+        let mut replies = Vec::with_capacity(msgs.len());
+        let mut deferred = false;
+        for msg in msgs {
+            let reply = self.on_publish(client, msg);
+            let close = matches!(reply, Reply::Ready(PublishVerdict::CloseConnection));
+            deferred |= matches!(reply, Reply::Later(_));
+            replies.push(reply);
+            if close {
+                break;
+            }
+        }
+        if !deferred {
+            let verdicts = replies
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Ready(v) => Some(v),
+                    Reply::Later(_) => None,
+                })
+                .collect();
+            return Reply::Ready(verdicts);
+        }
+        Reply::later(async move {
+            let mut verdicts = Vec::with_capacity(replies.len());
+            for reply in replies {
+                let verdict = match reply {
+                    Reply::Ready(v) => v,
+                    Reply::Later(fut) => match fut.await {
+                        Ok(v) => v,
+                        Err(_) => break,
+                    },
+                };
+                verdicts.push(verdict);
+            }
+            Ok(verdicts)
+        })
     }
 
     /// Which events [`Hook::on_event`] should receive, and whether

@@ -1145,6 +1145,7 @@ mod tests {
                 keep_alive: 0,
                 tls: false,
                 transport: hooks::Transport::Tcp,
+                socket: None,
             }),
             control: std::sync::Mutex::new(None),
             notify: Notify::new(),

@@ -492,6 +492,7 @@ impl Broker {
                 keep_alive: 0,
                 tls: false,
                 transport: super::hooks::Transport::Tcp,
+                socket: None,
             });
             if let Some(s) = session {
                 {

@@ -162,28 +162,33 @@ fn session_config(opts: &super::ConnectOptions) -> SessionConfig {
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a transport.
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
-type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<(BoxRead, BoxWrite)>> + Send>>;
+/// An open transport: its two halves and the socket's number
+/// ([`crate::broker::hooks::socket_number`]).
+type Opened = (BoxRead, BoxWrite, Option<i64>);
+type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<Opened>> + Send>>;
 
 /// Opens a TCP connection with TCP_NODELAY on.
-async fn connect_tcp(host: String, port: u16) -> std::io::Result<(BoxRead, BoxWrite)> {
+async fn connect_tcp(host: String, port: u16) -> std::io::Result<Opened> {
     let stream = TcpStream::connect((host.as_str(), port)).await?;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
+    let socket = crate::broker::hooks::socket_number(&stream);
     let (r, w) = stream.into_split();
-    Ok((Box::new(r), Box::new(w)))
+    Ok((Box::new(r), Box::new(w), socket))
 }
 
 /// Opens a TCP connection and performs the WebSocket handshake to `url`
 /// (subprotocol `mqtt` [MQTT-6.0.0-4]).
-async fn connect_ws(host: String, port: u16, url: String) -> std::io::Result<(BoxRead, BoxWrite)> {
+async fn connect_ws(host: String, port: u16, url: String) -> std::io::Result<Opened> {
     let stream = TcpStream::connect((host.as_str(), port)).await?;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
+    let socket = crate::broker::hooks::socket_number(&stream);
     let ws = crate::net::ws::connect(stream, &url).await?;
     let (r, w) = tokio::io::split(ws);
-    Ok((Box::new(r), Box::new(w)))
+    Ok((Box::new(r), Box::new(w), socket))
 }
 
 /// The network side of the client.
@@ -216,12 +221,14 @@ struct Up {
     connected: bool,
     /// This connection's number (see `Shared::epoch`).
     epoch: u64,
+    /// The socket's number, told once connected.
+    socket: Option<i64>,
 }
 
 /// What the link's I/O produced.
 enum IoEvent {
     Retry,
-    TcpConnected(std::io::Result<(BoxRead, BoxWrite)>),
+    TcpConnected(std::io::Result<Opened>),
     ConnectTimeout,
     Packet(Box<Result<Option<Packet>, NetError>>),
     Wrote(Result<(), NetError>),
@@ -531,7 +538,7 @@ impl Driver {
         };
     }
 
-    fn tcp_connected(&mut self, now: Instant, (r, w): (BoxRead, BoxWrite)) {
+    fn tcp_connected(&mut self, now: Instant, (r, w, socket): Opened) {
         let Link::Connecting {
             state, deadline, ..
         } = std::mem::replace(&mut self.link, Link::Gone)
@@ -580,6 +587,7 @@ impl Driver {
             connack_deadline: Some(deadline),
             connected: false,
             epoch,
+            socket,
         }));
     }
 
@@ -787,6 +795,7 @@ impl Driver {
         up.connack_deadline = None;
         up.connected = true;
         let epoch = up.epoch;
+        let socket = up.socket;
         if let Some(id) = &c.properties.assigned_client_identifier {
             self.assigned_client_id = Some(id.to_string());
         }
@@ -808,6 +817,7 @@ impl Driver {
         self.shared.update_status(|s| {
             s.status = Status::Connected;
             s.connect = Some(info.clone());
+            s.socket = socket;
         });
         tracing::debug!(session_present = info.session_present, "connected");
         if let Some(first) = self.first.take() {
@@ -930,6 +940,7 @@ impl Driver {
             state,
             retry_at: None,
         };
+        self.shared.update_status(|s| s.socket = None);
         self.restoring = None;
         let reason = match &loss {
             Loss::Attempt(e) => CloseReason::Io(e.to_string()),

@@ -314,6 +314,8 @@ struct StatusInfo {
     connect: Option<ConnectInfo>,
     close_reason: Option<CloseReason>,
     reconnects: u64,
+    /// The connected socket's number.
+    socket: Option<i64>,
 }
 
 /// State shared by the [`Conn`] handles, the connection task and the
@@ -462,6 +464,7 @@ impl Conn {
                 connect: None,
                 close_reason: None,
                 reconnects: 0,
+                socket: None,
             }),
             status_cond: Condvar::new(),
             status_notify: Notify::new(),
@@ -500,6 +503,19 @@ impl Conn {
     /// Where the connection is in its life.
     pub fn status(&self) -> Status {
         self.shared().lock_status().status
+    }
+
+    /// The socket of the network connection while connected (its file
+    /// descriptor on Unix, its `SOCKET` on Windows), `None` otherwise:
+    /// for logging or socket options, not for reading or writing (the
+    /// connection's task owns the stream).
+    pub fn socket(&self) -> Option<i64> {
+        let s = self.shared().lock_status();
+        if s.status == Status::Connected {
+            s.socket
+        } else {
+            None
+        }
     }
 
     /// True while connected.

@@ -141,6 +141,7 @@ async fn serve_ws(
     local: SocketAddr,
 ) {
     let timeout = broker.config().connect_timeout();
+    let socket = crate::broker::hooks::socket_number(&stream);
     let ws = match tokio::time::timeout(timeout, super::ws::accept(stream)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -153,7 +154,15 @@ async fn serve_ws(
         }
     };
     let halves = tokio::io::split(ws);
-    crate::broker::serve(broker, guard, halves, peer, local, Transport::WebSocket).await;
+    crate::broker::serve(
+        broker,
+        guard,
+        halves,
+        peer,
+        local,
+        (Transport::WebSocket, socket),
+    )
+    .await;
 }
 
 /// The accept queue length asked of the system: a burst of connections
@@ -206,13 +215,14 @@ async fn accept_loop(
                     let guard = broker.enter_task();
                     match transport {
                         Transport::Tcp => {
+                            let socket = crate::broker::hooks::socket_number(&stream);
                             broker.handle().spawn(crate::broker::serve(
                                 broker.clone(),
                                 guard,
                                 stream.into_split(),
                                 peer,
                                 local,
-                                Transport::Tcp,
+                                (Transport::Tcp, socket),
                             ));
                         }
                         Transport::WebSocket => {

@@ -299,6 +299,12 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// The event [`poll_event`](Self::poll_event) would return next, left
+    /// in place (to gather consecutive events of one kind).
+    pub fn peek_event(&self) -> Option<&Event> {
+        self.events.front()
+    }
+
     // ----- client operations -----
 
     /// Client: sends CONNECT. The session writes this side's Receive

@@ -7,7 +7,30 @@ The API follows the PyMyQtt manual (``myqtt.Ctx``, ``myqtt.Conn``,
 ``myqtt``.
 """
 
-from myqtt._myqtt import (
+
+def _check_interpreter() -> None:
+    """Free-threaded CPython (3.13t, 3.14t) cannot load the native module:
+    it is built against the stable ABI (``abi3``), which those builds do not
+    offer (their extension suffixes have no ``.abi3.so``), so the import
+    would fail with a bare "No module named 'myqtt._myqtt'". Say why."""
+    import sysconfig
+
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return
+    try:
+        import myqtt._myqtt  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "myqtt does not support free-threaded CPython (this interpreter is a "
+            "'t' build, without the GIL): its native module is built for the stable "
+            "ABI (abi3), which free-threaded builds cannot load. Use a regular "
+            "CPython 3.9+ build."
+        ) from e
+
+
+_check_interpreter()
+
+from myqtt._myqtt import (  # noqa: E402
     AUTH,
     CONNACK,
     CONNACK_ACCEPTED,
