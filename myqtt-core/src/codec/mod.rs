@@ -200,3 +200,27 @@ impl Packet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every decoded packet is moved by value from the decoder to the
+    /// session and on to the broker: the rare and large packets (CONNECT,
+    /// CONNACK, AUTH) and PUBLISH properties are boxed so that these moves
+    /// stay a few registers wide (doc/benchmarks.md, "Codec").
+    #[test]
+    fn packets_stay_small_enough_to_move_cheaply() {
+        assert!(
+            std::mem::size_of::<Publish>() <= 80,
+            "Publish is {} bytes",
+            std::mem::size_of::<Publish>()
+        );
+        assert!(
+            std::mem::size_of::<Packet>() <= 104,
+            "Packet is {} bytes",
+            std::mem::size_of::<Packet>()
+        );
+        assert_eq!(std::mem::size_of::<PublishProps>(), 8);
+    }
+}

@@ -1041,3 +1041,46 @@ impl PropertyList for AuthProperties {
         check_user_properties(&self.user_properties)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_publish_properties_allocate_nothing_until_one_is_set() {
+        let mut props = PublishProps::new();
+        props.update(|p| p.topic_alias = None);
+        assert!(props.get_mut().is_none(), "clearing an empty set allocated");
+        assert!(props.is_empty());
+        props.update(|p| p.topic_alias = Some(3));
+        assert_eq!(props.get_mut().map(|p| p.topic_alias), Some(Some(3)));
+        assert!(!props.is_empty());
+    }
+
+    #[test]
+    fn publish_properties_compare_by_value_not_by_allocation() {
+        let mut emptied = PublishProps::new();
+        emptied.make_mut().topic_alias = Some(1);
+        emptied.make_mut().topic_alias = None;
+        assert!(emptied.get_mut().is_some());
+        assert_eq!(emptied, PublishProps::new());
+        assert_eq!(
+            PublishProps::from(PublishProperties::default()),
+            PublishProps::new()
+        );
+    }
+
+    #[test]
+    fn a_cloned_publish_property_set_is_copied_before_it_is_written() {
+        let original = PublishProps::from(PublishProperties {
+            message_expiry_interval: Some(60),
+            ..PublishProperties::default()
+        });
+        let mut copy = original.clone();
+        copy.make_mut().message_expiry_interval = Some(59);
+        assert_eq!(original.message_expiry_interval, Some(60));
+        assert_eq!(copy.message_expiry_interval, Some(59));
+        assert_eq!(copy.take().message_expiry_interval, Some(59));
+        assert!(copy.is_empty());
+    }
+}

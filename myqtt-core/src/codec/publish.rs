@@ -23,7 +23,8 @@ pub struct Publish {
     pub topic: TopicName,
     /// Present exactly when `qos` is 1 or 2 [MQTT-2.3.1-5].
     pub packet_id: Option<PacketId>,
-    /// MQTT 5 properties; empty at levels 3 and 4. Boxed when any is set.
+    /// MQTT 5 properties; empty at levels 3 and 4. Allocated only when
+    /// one is set (see [`PublishProps`]).
     pub properties: PublishProps,
     /// The application message; shared with the receive buffer, never copied.
     pub payload: Bytes,
