@@ -6,6 +6,7 @@
 //! one test suite covers them all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -80,11 +81,11 @@ struct State {
     quotas: Quotas,
     /// Every stored message: its size and how many queue entries and
     /// in-flight records refer to it.
-    messages: HashMap<u64, MessageInfo>,
+    messages: HashMap<u64, MessageInfo, IdHash>,
     queues: HashMap<SessionKey, ClientQueue>,
     /// Every queue entry by seq: the global age order DropOldest uses.
     order: BTreeMap<u64, SessionKey>,
-    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry>>,
+    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry, IdHash>>,
     /// Retained topics and their sizes.
     retained: HashMap<Vec<u8>, u64>,
     /// Bytes of messages that something refers to.
@@ -114,36 +115,103 @@ struct InflightEntry {
     message: Option<u64>,
 }
 
+/// A hasher for the store's own integer keys (message ids it allocates,
+/// packet ids): a multiply-rotate mix, much cheaper than SipHash on the
+/// writer thread. Not for peer-chosen keys (client ids, topics), which
+/// keep the default hasher.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0_u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdHash = BuildHasherDefault<IdHasher>;
+
+/// One key's pending write in a [`Tx`].
+struct Write {
+    /// The new value; `None` deletes.
+    value: Option<Vec<u8>>,
+    /// The key was absent before this transaction: deleting it again
+    /// writes nothing at all, so a message stored, delivered and
+    /// acknowledged within one group commit never touches the disk.
+    fresh: bool,
+}
+
 /// The writes of one `apply`, last write per key winning.
 #[derive(Default)]
 struct Tx {
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: BTreeMap<Vec<u8>, Write>,
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
-    released: HashSet<u64>,
-    /// Keys created by this transaction (absent before it): deleting one
-    /// again writes nothing at all, so a message stored, delivered and
-    /// acknowledged within one group commit never touches the disk.
-    fresh: HashSet<Vec<u8>>,
+    released: HashSet<u64, IdHash>,
 }
 
 impl Tx {
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.writes.insert(k, Some(v));
+        match self.writes.entry(k) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Write {
+                    value: Some(v),
+                    fresh: false,
+                });
+            }
+        }
     }
 
     /// A put of a key known to be absent from the backend.
     fn put_new(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.fresh.insert(k.clone());
-        self.writes.insert(k, Some(v));
+        self.writes.insert(
+            k,
+            Write {
+                value: Some(v),
+                fresh: true,
+            },
+        );
     }
 
     fn delete(&mut self, k: Vec<u8>) {
-        if self.fresh.remove(&k) {
-            self.writes.remove(&k);
-        } else {
-            self.writes.insert(k, None);
+        match self.writes.entry(k) {
+            std::collections::btree_map::Entry::Occupied(e) if e.get().fresh => {
+                e.remove();
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = None,
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Write {
+                    value: None,
+                    fresh: false,
+                });
+            }
         }
+    }
+
+    /// What to hand to [`Backend::commit`].
+    fn into_writes(self) -> Vec<KvWrite> {
+        self.writes.into_iter().map(|(k, w)| (k, w.value)).collect()
+    }
+
+    /// The pending value of `k`: `Some(None)` when deleted here.
+    fn get(&self, k: &[u8]) -> Option<Option<&Vec<u8>>> {
+        self.writes.get(k).map(|w| w.value.as_ref())
     }
 }
 
@@ -275,14 +343,14 @@ impl<B: Backend> KvStore<B> {
             let mut tx = Tx::default();
             tx.released.extend(orphans);
             st.collect_garbage(&mut tx);
-            self.backend.commit(tx.writes.into_iter().collect())?;
+            self.backend.commit(tx.into_writes())?;
         }
         self.next_message.store(max_message + 1, Ordering::Relaxed);
         Ok(())
     }
 
     fn exists(&self, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
-        match tx.writes.get(key) {
+        match tx.get(key) {
             Some(v) => Ok(v.is_some()),
             None => Ok(self.backend.get(key)?.is_some()),
         }
@@ -296,13 +364,13 @@ impl<B: Backend> KvStore<B> {
             .scan_prefix(prefix)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| !matches!(tx.writes.get(k), Some(None)))
+            .filter(|k| !matches!(tx.get(k), Some(None)))
             .collect();
         keys.extend(
             tx.writes
                 .range(prefix.to_vec()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .filter(|(_, v)| v.is_some())
+                .filter(|(_, w)| w.value.is_some())
                 .map(|(k, _)| k.clone()),
         );
         let found = !keys.is_empty();
@@ -881,7 +949,7 @@ impl<B: Backend> Store for KvStore<B> {
         if tx.writes.is_empty() {
             return Ok(outcomes);
         }
-        if let Err(e) = self.backend.commit(tx.writes.into_iter().collect()) {
+        if let Err(e) = self.backend.commit(tx.into_writes()) {
             st.poisoned = Some(e.to_string());
             return Err(e);
         }

@@ -374,7 +374,8 @@ pub(crate) fn encode_message(m: &StoredMessage) -> Result<Vec<u8>, EncodeError> 
     buf.extend_from_slice(&[RECORD_VERSION]);
     buf.extend_from_slice(&m.received_at.as_unix_millis().to_be_bytes());
     codec::encode(&packet, ProtocolVersion::V5, &mut buf)?;
-    Ok(buf.to_vec())
+    // No copy: the buffer was allocated here and is not shared.
+    Ok(Vec::from(buf))
 }
 
 /// Decodes a packet written by [`encode_message`] or [`encode_will`].
