@@ -657,6 +657,7 @@ impl Conn {
             Op::Enqueue {
                 key: self.store_key(),
                 message: id,
+                delivery: None,
             },
         ];
         match store.apply(&ops) {

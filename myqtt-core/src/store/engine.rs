@@ -16,8 +16,8 @@ use super::error::StoreError;
 use super::format::{self as f, Bad};
 use super::types::{
     Dropped, IncomingRecord, InflightRecord, InflightState, MessageId, Op, OpOutcome,
-    QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey, SessionRecord, Side,
-    StoreStats, StoredMessage, SubscriptionRecord, WillRecord,
+    QueuedDelivery, QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey,
+    SessionRecord, Side, StoreStats, StoredMessage, SubscriptionRecord, WillRecord,
 };
 use crate::ByteStr;
 use crate::codec::PacketId;
@@ -294,7 +294,7 @@ impl<B: Backend> KvStore<B> {
         for (k, v) in self.backend.scan_prefix(&[f::QUEUE])? {
             let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let (id, _) = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
             let size = st
                 .add_ref(id.0)
                 .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
@@ -398,7 +398,11 @@ impl<B: Backend> KvStore<B> {
                 self.remove_key(tx, f::subscription_key(key, filter))?
             }
             Op::PutMessage { id, message } => st.put_message(tx, *id, message),
-            Op::Enqueue { key, message } => st.enqueue(tx, key, *message),
+            Op::Enqueue {
+                key,
+                message,
+                delivery,
+            } => st.enqueue(tx, key, *message, delivery.as_ref()),
             Op::Dequeue { key, seq } => st.dequeue(tx, key, *seq),
             Op::DequeueMessage { key, message } => {
                 let seq = st.queues.get(key).and_then(|q| {
@@ -572,7 +576,8 @@ impl<B: Backend> KvStore<B> {
         for (k, v) in self.scan_client(f::QUEUE, key)? {
             let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let message_id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let (message_id, delivery) =
+                f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
             let message = if let Some(m) = cache.get(&message_id) {
                 m.clone()
             } else {
@@ -584,6 +589,7 @@ impl<B: Backend> KvStore<B> {
                 seq,
                 message_id,
                 message,
+                delivery,
             });
         }
         Ok(out)
@@ -767,7 +773,13 @@ impl State {
         OpOutcome::Done
     }
 
-    fn enqueue(&mut self, tx: &mut Tx, key: &SessionKey, id: MessageId) -> OpOutcome {
+    fn enqueue(
+        &mut self,
+        tx: &mut Tx,
+        key: &SessionKey,
+        id: MessageId,
+        delivery: Option<&QueuedDelivery>,
+    ) -> OpOutcome {
         let Some(info) = self.messages.get(&id.0).copied() else {
             return OpOutcome::Refused(Refusal::UnknownMessage(id));
         };
@@ -785,7 +797,7 @@ impl State {
         q.entries.insert(seq, (id.0, info.size));
         q.bytes += info.size;
         self.order.insert(seq, key.clone());
-        tx.put_new(f::queue_key(key, seq), f::encode_queue_entry(id));
+        tx.put_new(f::queue_key(key, seq), f::encode_queue_entry(id, delivery));
         self.stats.dropped += dropped.len() as u64;
         OpOutcome::Enqueued { seq, dropped }
     }
