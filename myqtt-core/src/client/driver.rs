@@ -441,9 +441,11 @@ impl Driver {
             } => {
                 if let Link::Up(up) = &mut self.link
                     && up.epoch == epoch
-                    && let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties)
                 {
-                    tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
+                    if let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties) {
+                        tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
+                    }
+                    self.shared.recv.forget_taken(epoch, packet_id);
                 }
             }
             Command::Close { done } => {
@@ -594,6 +596,20 @@ impl Driver {
             let Link::Up(up) = &mut self.link else {
                 return;
             };
+            if let Packet::ConnAck(c) = &packet {
+                // A resumed session: the server sends the unacknowledged
+                // messages again. The ones still waiting for the
+                // application go, and the QoS 2 ones it took (whose PUBREC
+                // the lost connection could not send) count as delivered
+                // before the session resumes, so their resends are answered
+                // with PUBREC and not delivered twice [MQTT-4.3.3-10].
+                let taken = self.shared.recv.purge_before(up.epoch, c.session_present);
+                if c.session_present {
+                    for id in taken {
+                        up.session.mark_delivered(id);
+                    }
+                }
+            }
             if let Err(e) = up.session.handle_packet(now, packet) {
                 tracing::warn!("the server broke the protocol: {e}");
                 self.process_events(now);
@@ -786,7 +802,6 @@ impl Driver {
         };
         up.connack_deadline = None;
         up.connected = true;
-        let epoch = up.epoch;
         if let Some(id) = &c.properties.assigned_client_identifier {
             self.assigned_client_id = Some(id.to_string());
         }
@@ -800,10 +815,6 @@ impl Driver {
             client_id,
             properties: c.properties,
         };
-        if c.session_present {
-            // The server sends the unacknowledged messages again.
-            self.shared.recv.purge_before(epoch);
-        }
         self.attempt = 0;
         self.shared.update_status(|s| {
             s.status = Status::Connected;

@@ -453,7 +453,7 @@ impl Conn {
         }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            recv: RecvQueue::new(opts.receive_queue_limit),
+            recv: RecvQueue::new(opts.receive_queue_limit, !opts.manual_ack),
             send: SendQueue::new(opts.send_queue_limit),
             cmd_tx,
             epoch: AtomicU64::new(0),
