@@ -7,11 +7,12 @@
 //! The server is a raw socket: it sends the PUBLISH and closes the
 //! connection at once; the application takes the message while the client
 //! is disconnected; the second connection resumes the session and resends
-//! the PUBLISH with DUP.
+//! the PUBLISH with DUP. With a client store the same holds across a
+//! restart of the client program.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use myqtt_core::codec::{
     ConnAck, ConnAckProperties, Decoder, Packet, PacketId, ProtocolVersion, PubAck, Publish,
     PublishProperties, QoS, ReasonCode, encode,
 };
+use myqtt_core::store::{RedbStore, SessionKey, Store};
 use myqtt_core::topic::TopicName;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -155,4 +157,61 @@ fn a_taken_qos2_message_is_not_delivered_again_after_the_connection_died_before_
     );
     drop(conn);
     ctx.exit();
+}
+
+#[test]
+fn with_a_client_store_a_restarted_client_does_not_deliver_a_taken_qos2_message_again() {
+    let dir = std::env::temp_dir().join(format!("myqtt-qos2-client-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (taken_tx, taken_rx) = mpsc::channel();
+    let server = thread::spawn(move || server(&listener, &taken_rx));
+    let opts = |store: Arc<dyn Store>| {
+        ConnectOptions::new("127.0.0.1", port)
+            .client_id("qos2-restart")
+            .protocol(V)
+            .clean_start(false)
+            .store(store)
+    };
+    let key = SessionKey::client("qos2-restart");
+    {
+        // The first run: no automatic reconnection, the connection dies
+        // after the PUBLISH, the application takes the message, the
+        // program stops.
+        let ctx = Ctx::builder().worker_threads(1).build().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir).unwrap());
+        let conn = Conn::connect_blocking(&ctx, opts(Arc::clone(&store))).unwrap();
+        assert!(conn.wait_closed(WAIT).is_some(), "the connection is lost");
+        let m = conn
+            .get_next(Some(WAIT))
+            .unwrap()
+            .expect("the QoS 2 message");
+        assert_eq!(m.payload().as_ref(), b"once");
+        assert_eq!(store.incoming(&key).unwrap().len(), 1, "the id is stored");
+        drop(conn);
+        ctx.exit();
+        taken_tx.send(()).unwrap();
+    }
+    // The next run of the program, on the same store.
+    let ctx = Ctx::builder().worker_threads(1).build().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir).unwrap());
+    let conn = Conn::connect_blocking(&ctx, opts(Arc::clone(&store))).unwrap();
+    let (answer, comp) = server.join().expect("server");
+    // [MQTT-4.3.3-10]: PUBREC for the resend, no second delivery.
+    assert_eq!(answer, Packet::PubRec(PubAck::new(pid())));
+    assert_eq!(comp, Packet::PubComp(PubAck::new(pid())));
+    // (The server has closed: no message, or the end of the connection.)
+    assert!(
+        !matches!(conn.get_next(Some(Duration::from_millis(300))), Ok(Some(_))),
+        "the DUP resend was delivered again"
+    );
+    assert!(
+        store.incoming(&key).unwrap().is_empty(),
+        "the PUBREL removed the stored id"
+    );
+    drop(conn);
+    ctx.exit();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }

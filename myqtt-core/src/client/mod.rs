@@ -675,6 +675,31 @@ impl Conn {
         }
     }
 
+    /// With a client store (and taking acknowledges): records the packet id
+    /// of a QoS 2 message the application takes, durably, before the
+    /// application sees it. A restarted client program then answers the
+    /// server's DUP resend with PUBREC instead of delivering it again
+    /// [MQTT-4.3.3-10]; the record goes when the PUBREL comes.
+    fn remember_taken(&self, m: &Message) {
+        let opts = &self.shared().opts;
+        let (Some(store), Some(packet_id)) = (&opts.store, m.packet_id()) else {
+            return;
+        };
+        if opts.manual_ack || m.qos() != QoS::ExactlyOnce {
+            return;
+        }
+        let op = crate::store::Op::PutIncoming {
+            key: self.store_key(),
+            record: crate::store::IncomingRecord {
+                packet_id,
+                received_at: crate::store::Timestamp::now(),
+            },
+        };
+        if let Err(e) = store.apply(&[op]) {
+            tracing::error!(error = %e, "cannot store an incoming QoS 2 packet id");
+        }
+    }
+
     /// Removes a stored message once its publish flow completes.
     fn forget_on_ack(&self, done: Pending<PublishOutcome>, seq: u64) {
         let Some(store) = self.shared().opts.store.clone() else {
@@ -812,6 +837,7 @@ impl Conn {
     pub fn get_next(&self, timeout: Option<Duration>) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.pop_blocking(timeout)?;
         if let Some(m) = &m {
+            self.remember_taken(m);
             self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
@@ -821,6 +847,7 @@ impl Conn {
     pub fn try_next(&self) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.try_pop()?;
         if let Some(m) = &m {
+            self.remember_taken(m);
             self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
@@ -829,6 +856,7 @@ impl Conn {
     /// The next received message, waiting asynchronously.
     pub async fn next(&self) -> Result<Message, ClientError> {
         let m = self.shared().recv.pop_async().await?;
+        self.remember_taken(&m);
         self.auto_ack(m.epoch, m.packet_id());
         Ok(m)
     }

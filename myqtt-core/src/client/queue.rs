@@ -174,6 +174,18 @@ impl RecvQueue {
         taken
     }
 
+    /// Puts a message taken by [`RecvQueue::next_for_dispatch`] back at the
+    /// front, untaken (the callback was removed meanwhile).
+    pub(crate) fn put_back(&self, m: Message) {
+        let mut q = self.lock();
+        if let Some(id) = m.packet_id()
+            && let Some(i) = q.taken_qos2.iter().rposition(|t| *t == (m.epoch, id))
+        {
+            q.taken_qos2.remove(i);
+        }
+        q.messages.push_front(m);
+    }
+
     /// The connection task applied the acknowledgement of `id` (taken on
     /// connection `epoch`): no need to remember it any more.
     pub(crate) fn forget_taken(&self, epoch: u64, id: PacketId) {
