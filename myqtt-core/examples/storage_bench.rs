@@ -26,6 +26,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// QoS 1 messages the publisher keeps in flight, by default.
 const WINDOW: u16 = 4000;
 
+#[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut storage = None;
     let mut backend = BackendKind::Redb;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use myqtt_core::client::{ConnectOptions, PublishMessage, Subscription};
 use myqtt_core::codec::{ProtocolVersion, PublishProperties, QoS, SubscribeProperties};
 use myqtt_core::store::{
-    Batch, RedbStore, SessionKey, SessionRecord, Store, StoreConfig, StoredMessage,
+    Batch, OpOutcome, RedbStore, SessionKey, SessionRecord, Store, StoreConfig, StoredMessage,
     SubscriptionRecord, Timestamp,
 };
 use myqtt_core::topic::{TopicFilter, TopicName};
@@ -159,7 +159,7 @@ fn write_session(store: &dyn Store, client: &str, expiry: u32, queued: Vec<Store
         b.put_message(id, m).enqueue(key.clone(), id);
     }
     let out = store.apply(&b.ops).unwrap();
-    assert!(out.iter().all(|o| o.is_applied()), "{out:?}");
+    assert!(out.iter().all(OpOutcome::is_applied), "{out:?}");
 }
 
 #[test]

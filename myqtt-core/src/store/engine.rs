@@ -209,9 +209,10 @@ impl Tx {
         self.writes.into_iter().map(|(k, w)| (k, w.value)).collect()
     }
 
-    /// The pending value of `k`: `Some(None)` when deleted here.
-    fn get(&self, k: &[u8]) -> Option<Option<&Vec<u8>>> {
-        self.writes.get(k).map(|w| w.value.as_ref())
+    /// Whether `k` exists after this transaction's writes so far; `None`
+    /// when the transaction has not touched it.
+    fn exists(&self, k: &[u8]) -> Option<bool> {
+        self.writes.get(k).map(|w| w.value.is_some())
     }
 }
 
@@ -350,8 +351,8 @@ impl<B: Backend> KvStore<B> {
     }
 
     fn exists(&self, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
-        match tx.get(key) {
-            Some(v) => Ok(v.is_some()),
+        match tx.exists(key) {
+            Some(v) => Ok(v),
             None => Ok(self.backend.get(key)?.is_some()),
         }
     }
@@ -364,7 +365,7 @@ impl<B: Backend> KvStore<B> {
             .scan_prefix(prefix)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| !matches!(tx.get(k), Some(None)))
+            .filter(|k| tx.exists(k) != Some(false))
             .collect();
         keys.extend(
             tx.writes
