@@ -82,6 +82,9 @@ struct State {
     /// Every stored message: its size and how many queue entries and
     /// in-flight records refer to it.
     messages: HashMap<u64, MessageInfo, IdHash>,
+    /// Messages stored inline in their only queue entry (not under their
+    /// own key): message id -> that entry's key.
+    inline: HashMap<u64, Vec<u8>, IdHash>,
     queues: HashMap<SessionKey, ClientQueue>,
     /// Every queue entry by seq: the global age order DropOldest uses.
     order: BTreeMap<u64, SessionKey>,
@@ -163,6 +166,17 @@ struct Tx {
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
     released: HashSet<u64, IdHash>,
+    /// Queue entries created here for messages put here: (message id,
+    /// entry key). At the end, a message whose only reference is such an
+    /// entry is stored inline in it.
+    fresh_entries: Vec<(u64, Vec<u8>)>,
+    /// Entries holding their message inline that this transaction deletes:
+    /// (message id, entry key). A message still referenced then is written
+    /// under its own key.
+    unqueued_inline: Vec<(u64, Vec<u8>)>,
+    /// Inline messages gone with their entry: no key of their own to
+    /// delete.
+    inline_freed: HashSet<u64, IdHash>,
 }
 
 impl Tx {
@@ -295,7 +309,18 @@ impl<B: Backend> KvStore<B> {
         for (k, v) in self.backend.scan_prefix(&[f::QUEUE])? {
             let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let (id, _) = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let (id, _, inline) = f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            if let Some(record) = inline {
+                max_message = max_message.max(id.0);
+                st.messages.insert(
+                    id.0,
+                    MessageInfo {
+                        size: record.len() as u64,
+                        refs: 0,
+                    },
+                );
+                st.inline.insert(id.0, k.clone());
+            }
             let size = st
                 .add_ref(id.0)
                 .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
@@ -471,7 +496,7 @@ impl<B: Backend> KvStore<B> {
             found |= !q.entries.is_empty();
             for (seq, (id, _)) in q.entries {
                 st.order.remove(&seq);
-                tx.delete(f::queue_key(key, seq));
+                st.unqueue(tx, key, seq, id);
                 st.release(tx, id);
             }
         }
@@ -489,6 +514,62 @@ impl<B: Backend> KvStore<B> {
         Ok(done_if(found))
     }
 
+    /// The end of a transaction, before garbage collection. A message whose
+    /// inline queue entry went and that something still refers to (it
+    /// moved to the in-flight table) is written under its own key. A
+    /// message put here whose only reference is a queue entry created here
+    /// is stored inline in that entry instead of under its own key: one
+    /// record to write now and to delete later instead of two (the common
+    /// case of a 1→1 message whose subscriber's acknowledgement comes in
+    /// the next group commit).
+    fn settle_inline(&self, st: &mut State, tx: &mut Tx) -> Result<(), StoreError> {
+        for (id, k) in std::mem::take(&mut tx.unqueued_inline) {
+            if st.messages.get(&id).is_none_or(|m| m.refs == 0) {
+                tx.inline_freed.insert(id);
+                continue;
+            }
+            // The entry was created by an earlier transaction: the backend
+            // has it.
+            let v = self
+                .backend
+                .get(&k)?
+                .ok_or_else(|| self.corrupt(&k, &"queue entry missing".into()))?;
+            let (_, _, record) = f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let record = record.ok_or_else(|| self.corrupt(&k, &"message not inline".into()))?;
+            tx.put(f::message_key(MessageId(id)), record.to_vec());
+        }
+        for (id, k) in std::mem::take(&mut tx.fresh_entries) {
+            if st.messages.get(&id).is_none_or(|m| m.refs != 1) {
+                continue;
+            }
+            let mk = f::message_key(MessageId(id));
+            let fresh = |w: Option<&Write>| w.is_some_and(|w| w.fresh && w.value.is_some());
+            if !fresh(tx.writes.get(&k)) || !fresh(tx.writes.get(&mk)) {
+                continue;
+            }
+            let Some(Write {
+                value: Some(record),
+                ..
+            }) = tx.writes.remove(&mk)
+            else {
+                continue;
+            };
+            if let Some(Write {
+                value: Some(entry), ..
+            }) = tx.writes.get_mut(&k)
+            {
+                if f::can_inline(entry) {
+                    *entry = f::inline_queue_entry(entry, &record);
+                    st.inline.insert(id, k);
+                    continue;
+                }
+            }
+            // Not inlined after all: the message keeps its own key.
+            tx.put_new(mk, record);
+        }
+        Ok(())
+    }
+
     fn remove_key(&self, tx: &mut Tx, k: Vec<u8>) -> Result<OpOutcome, StoreError> {
         let found = self.exists(tx, &k)?;
         if found {
@@ -502,7 +583,16 @@ impl<B: Backend> KvStore<B> {
         f(&st)
     }
 
-    fn load_message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+    fn load_message(&self, st: &State, id: MessageId) -> Result<StoredMessage, StoreError> {
+        if let Some(k) = st.inline.get(&id.0) {
+            let v = self
+                .backend
+                .get(k)?
+                .ok_or_else(|| self.corrupt(k, &"queue entry missing".into()))?;
+            let (_, _, record) = f::decode_queue_record(&v).map_err(|e| self.corrupt(k, &e))?;
+            let record = record.ok_or_else(|| self.corrupt(k, &"message not inline".into()))?;
+            return f::decode_message(record).map_err(|e| self.corrupt(k, &e));
+        }
         let k = f::message_key(id);
         let v = self
             .backend
@@ -529,7 +619,11 @@ impl<B: Backend> KvStore<B> {
             .collect()
     }
 
-    fn inflight_unlocked(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
+    fn inflight_unlocked(
+        &self,
+        st: &State,
+        key: &SessionKey,
+    ) -> Result<Vec<InflightRecord>, StoreError> {
         let mut records = Vec::new();
         for (k, v) in self.scan_client(f::INFLIGHT, key)? {
             let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
@@ -538,7 +632,7 @@ impl<B: Backend> KvStore<B> {
                 f::decode_inflight(&v).map_err(|e| self.corrupt(&k, &e))?;
             let message = match message_id {
                 Some(id) => {
-                    let mut m = self.load_message(id)?;
+                    let mut m = self.load_message(st, id)?;
                     m.publish.packet_id = Some(packet_id);
                     m.publish.dup = true;
                     Some(m)
@@ -571,18 +665,24 @@ impl<B: Backend> KvStore<B> {
             .collect()
     }
 
-    fn queue_unlocked(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
+    fn queue_unlocked(
+        &self,
+        st: &State,
+        key: &SessionKey,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
         let mut cache: HashMap<MessageId, StoredMessage> = HashMap::new();
         let mut out = Vec::new();
         for (k, v) in self.scan_client(f::QUEUE, key)? {
             let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let (message_id, delivery) =
-                f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
-            let message = if let Some(m) = cache.get(&message_id) {
+            let (message_id, delivery, inline) =
+                f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let message = if let Some(record) = inline {
+                f::decode_message(record).map_err(|e| self.corrupt(&k, &e))?
+            } else if let Some(m) = cache.get(&message_id) {
                 m.clone()
             } else {
-                let m = self.load_message(message_id)?;
+                let m = self.load_message(st, message_id)?;
                 cache.insert(message_id, m.clone());
                 m
             };
@@ -675,9 +775,20 @@ impl State {
             self.queues.remove(key);
         }
         self.order.remove(&seq);
-        tx.delete(f::queue_key(key, seq));
+        self.unqueue(tx, key, seq, id);
         self.release(tx, id);
         OpOutcome::Done
+    }
+
+    /// Deletes queue entry `seq` of `key`, which refers to message `id`;
+    /// notes it if it held the message inline.
+    fn unqueue(&mut self, tx: &mut Tx, key: &SessionKey, seq: u64, id: u64) {
+        let k = f::queue_key(key, seq);
+        if self.inline.get(&id) == Some(&k) {
+            self.inline.remove(&id);
+            tx.unqueued_inline.push((id, k.clone()));
+        }
+        tx.delete(k);
     }
 
     fn put_inflight(
@@ -798,7 +909,15 @@ impl State {
         q.entries.insert(seq, (id.0, info.size));
         q.bytes += info.size;
         self.order.insert(seq, key.clone());
-        tx.put_new(f::queue_key(key, seq), f::encode_queue_entry(id, delivery));
+        let k = f::queue_key(key, seq);
+        if tx
+            .writes
+            .get(&f::message_key(id))
+            .is_some_and(|w| w.fresh && w.value.is_some())
+        {
+            tx.fresh_entries.push((id.0, k.clone()));
+        }
+        tx.put_new(k, f::encode_queue_entry(id, delivery));
         self.stats.dropped += dropped.len() as u64;
         OpOutcome::Enqueued { seq, dropped }
     }
@@ -912,7 +1031,7 @@ impl State {
             message = id;
         }
         self.order.remove(&seq);
-        tx.delete(f::queue_key(key, seq));
+        self.unqueue(tx, key, seq, message);
         self.release(tx, message);
         Dropped {
             key: key.clone(),
@@ -926,7 +1045,9 @@ impl State {
         for id in std::mem::take(&mut tx.released) {
             if self.messages.get(&id).is_some_and(|m| m.refs == 0) {
                 self.messages.remove(&id);
-                tx.delete(f::message_key(MessageId(id)));
+                if !tx.inline_freed.contains(&id) {
+                    tx.delete(f::message_key(MessageId(id)));
+                }
             }
         }
     }
@@ -956,6 +1077,10 @@ impl<B: Backend> Store for KvStore<B> {
                     return Err(e);
                 }
             }
+        }
+        if let Err(e) = self.settle_inline(&mut st, &mut tx) {
+            st.poisoned = Some(e.to_string());
+            return Err(e);
         }
         st.collect_garbage(&mut tx);
         st.stats.ops += ops.len() as u64;
@@ -1020,7 +1145,7 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn inflight(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
-        self.read(|_| self.inflight_unlocked(key))
+        self.read(|st| self.inflight_unlocked(st, key))
     }
 
     fn incoming(&self, key: &SessionKey) -> Result<Vec<IncomingRecord>, StoreError> {
@@ -1028,7 +1153,7 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn queue(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
-        self.read(|_| self.queue_unlocked(key))
+        self.read(|st| self.queue_unlocked(st, key))
     }
 
     fn queue_len(&self, key: &SessionKey) -> (u64, u64) {
@@ -1063,16 +1188,16 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn load(&self, side: Side) -> Result<super::Loaded, StoreError> {
-        self.read(|_| {
+        self.read(|st| {
             let mut sessions = Vec::new();
             for client_id in self.clients_unlocked(side)? {
                 let key = SessionKey { side, client_id };
                 sessions.push(super::StoredSession {
                     session: self.session_unlocked(&key)?,
                     subscriptions: self.subscriptions_unlocked(&key)?,
-                    inflight: self.inflight_unlocked(&key)?,
+                    inflight: self.inflight_unlocked(st, &key)?,
                     incoming: self.incoming_unlocked(&key)?,
-                    queue: self.queue_unlocked(&key)?,
+                    queue: self.queue_unlocked(st, &key)?,
                     key,
                 });
             }

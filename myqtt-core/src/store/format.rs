@@ -12,7 +12,7 @@
 //! | subscription | `'U' side len:u16 client filter` | options:u8, identifier:u32 (0: none) |
 //! | in-flight | `'I' side len:u16 client packet_id:u16` | state:u8, seq:u64, message:u64 (0: none) |
 //! | incoming QoS 2 | `'R' side len:u16 client packet_id:u16` | received_at:u64 |
-//! | queue entry | `'Q' side len:u16 client seq:u64` | message:u64; layout 2 adds qos:u8, retain:u8, count:u16, subscription ids:u32 × count |
+//! | queue entry | `'Q' side len:u16 client seq:u64` | message:u64; layout 2 adds qos:u8, retain:u8, count:u16, subscription ids:u32 × count; layout 3 is `len:u16`, a layout 1 or 2 entry of `len` bytes, then the message record (as under `'M'`) |
 //! | message | `'M' id:u64` | received_at:u64, MQTT 5 PUBLISH |
 //! | retained | `'T' topic` | received_at:u64, MQTT 5 PUBLISH |
 //! | will | `'W' len:u16 client` | due_at:u64, MQTT 5 CONNECT carrying the will |
@@ -41,6 +41,9 @@ pub(crate) const FORMAT_VERSION: u8 = 1;
 pub(crate) const RECORD_VERSION: u8 = 1;
 /// The layout of a queue entry that keeps its [`QueuedDelivery`].
 pub(crate) const QUEUE_ENTRY_VERSION: u8 = 2;
+/// The layout of a queue entry holding its message inline: the message is
+/// referred to by this entry only, so it is not written under its own key.
+pub(crate) const QUEUE_INLINE_VERSION: u8 = 3;
 /// The format marker's key.
 pub(crate) const META_KEY: &[u8] = b"\x00format";
 
@@ -363,6 +366,40 @@ pub(crate) fn encode_queue_entry(message: MessageId, delivery: Option<&QueuedDel
     v
 }
 
+/// `entry` (layout 1 or 2) with the value of the message record it refers
+/// to inline (layout 3).
+pub(crate) fn inline_queue_entry(entry: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3 + entry.len() + message.len());
+    v.push(QUEUE_INLINE_VERSION);
+    // Callers check `can_inline` first: the length fits.
+    v.extend_from_slice(&(entry.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    v.extend_from_slice(entry);
+    v.extend_from_slice(message);
+    v
+}
+
+/// Whether an encoded entry fits the layout 3 length field.
+pub(crate) fn can_inline(entry: &[u8]) -> bool {
+    entry.len() <= usize::from(u16::MAX)
+}
+
+/// A queue entry of any layout: the message id, the delivery if the entry
+/// keeps one, and the message record's value if the entry holds it inline
+/// (layout 3).
+#[allow(clippy::type_complexity)] // a private decoder's three parts
+pub(crate) fn decode_queue_record(
+    value: &[u8],
+) -> Result<(MessageId, Option<QueuedDelivery>, Option<&[u8]>), Bad> {
+    let mut r = Cursor::new(value);
+    if r.u8()? != QUEUE_INLINE_VERSION {
+        let (id, delivery) = decode_queue_entry(value)?;
+        return Ok((id, delivery, None));
+    }
+    let len = usize::from(r.u16()?);
+    let (id, delivery) = decode_queue_entry(r.take(len)?)?;
+    Ok((id, delivery, Some(r.rest())))
+}
+
 /// A queue entry of either layout: the message id, and the delivery if
 /// the entry keeps one (layout 2).
 pub(crate) fn decode_queue_entry(value: &[u8]) -> Result<(MessageId, Option<QueuedDelivery>), Bad> {
@@ -525,7 +562,17 @@ mod tests {
         let v1 = [1, 0, 0, 0, 0, 0, 0, 0, 9];
         assert_eq!(encode_queue_entry(MessageId(9), None), v1);
         assert_eq!(decode_queue_entry(&v1), Ok((MessageId(9), None)));
-        assert!(decode_queue_entry(&[3, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
+        assert!(decode_queue_entry(&[4, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
+        // Layout 3: either entry with a message record inline.
+        for entry in [v1.to_vec(), v2.clone()] {
+            let v3 = inline_queue_entry(&entry, b"record");
+            let (id, d, inline) = decode_queue_record(&v3).expect("layout 3");
+            assert_eq!((id, inline), (MessageId(9), Some(&b"record"[..])));
+            assert_eq!(d, decode_queue_entry(&entry).expect("entry").1);
+            for n in 0..3 + entry.len() {
+                assert!(decode_queue_record(&v3[..n]).is_err(), "{n} bytes");
+            }
+        }
     }
 
     #[test]
