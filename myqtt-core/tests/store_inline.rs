@@ -17,12 +17,15 @@ use myqtt_core::store::{
 };
 use store_common::{TempDir, apply, message, put_with};
 
+/// Keys put and deleted by each commit, in order.
+type Commits = Arc<Mutex<Vec<(usize, usize)>>>;
+
 /// A memory backend that records how many keys each commit puts and
 /// deletes.
 #[derive(Debug, Default)]
 struct Counting {
     inner: MemoryBackend,
-    commits: Arc<Mutex<Vec<(usize, usize)>>>,
+    commits: Commits,
 }
 
 impl Backend for Counting {
@@ -56,7 +59,7 @@ impl Backend for Counting {
     }
 }
 
-fn counting() -> (KvStore<Counting>, Arc<Mutex<Vec<(usize, usize)>>>) {
+fn counting() -> (KvStore<Counting>, Commits) {
     let backend = Counting::default();
     let commits = Arc::clone(&backend.commits);
     let store = KvStore::from_backend(backend, Quotas::default()).expect("open");

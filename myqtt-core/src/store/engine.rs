@@ -557,12 +557,11 @@ impl<B: Backend> KvStore<B> {
             if let Some(Write {
                 value: Some(entry), ..
             }) = tx.writes.get_mut(&k)
+                && f::can_inline(entry)
             {
-                if f::can_inline(entry) {
-                    *entry = f::inline_queue_entry(entry, &record);
-                    st.inline.insert(id, k);
-                    continue;
-                }
+                *entry = f::inline_queue_entry(entry, &record);
+                st.inline.insert(id, k);
+                continue;
             }
             // Not inlined after all: the message keeps its own key.
             tx.put_new(mk, record);

@@ -380,7 +380,7 @@ pub(crate) fn inline_queue_entry(entry: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Whether an encoded entry fits the layout 3 length field.
 pub(crate) fn can_inline(entry: &[u8]) -> bool {
-    entry.len() <= usize::from(u16::MAX)
+    u16::try_from(entry.len()).is_ok()
 }
 
 /// A queue entry of any layout: the message id, the delivery if the entry
