@@ -3,8 +3,11 @@
 //! fsyncs/s and messages per fsync of its group commit.
 //!
 //! ```text
-//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled]] [--count N]
+//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled]] [--count N] [--window N]
 //! ```
+//!
+//! `--window` is how many QoS 1 messages the publisher keeps in flight
+//! (default 4000): with a store, about half of them share each fsync.
 //!
 //! Both clients use persistent sessions (the subscriber's messages are
 //! written to the store, queued, moved to in-flight and removed after its
@@ -20,13 +23,15 @@ use myqtt_core::store::{BackendKind, StoreConfig};
 use myqtt_core::{Conn, Ctx};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// QoS 1 messages the publisher keeps in flight.
+/// QoS 1 messages the publisher keeps in flight, by default.
 const WINDOW: u16 = 4000;
 
+#[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut storage = None;
     let mut backend = BackendKind::Redb;
     let mut count = 50_000_u64;
+    let mut window = WINDOW;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -38,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--count" => count = args.next().and_then(|c| c.parse().ok()).unwrap_or(count),
+            "--window" => window = args.next().and_then(|c| c.parse().ok()).unwrap_or(window),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -59,15 +65,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .protocol(ProtocolVersion::V5)
             .clean_start(false)
             .session_expiry_interval(600)
-            .max_inflight(WINDOW)
-            .receive_queue_limit(10_000)
-            .send_queue_limit(10_000)
+            .max_inflight(window)
+            .receive_queue_limit(usize::from(window).max(10_000))
+            .send_queue_limit(usize::from(window).max(10_000))
     };
     let sub = Conn::connect_blocking(&ctx, opts("bench-sub"))?;
     sub.subscribe("bench/t", QoS::AtLeastOnce).wait(WAIT)?;
     let publ = Conn::connect_blocking(&ctx, opts("bench-pub"))?;
     let payload = bytes::Bytes::from(vec![b'x'; 64]);
     let before = ctx.broker().store_stats();
+    let cpu_before = cpu_ms();
     let start = Instant::now();
     let receiver = std::thread::spawn(move || {
         let mut n = 0;
@@ -83,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..count {
         let m = PublishMessage::new("bench/t", payload.clone())?.qos(QoS::AtLeastOnce);
         handles.push_back(publ.publish_blocking(m, WAIT)?);
-        if handles.len() >= usize::from(WINDOW)
+        if handles.len() >= usize::from(window)
             && let Some(h) = handles.pop_front()
         {
             h.wait(WAIT)?;
@@ -94,13 +101,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let got = receiver.join().map_err(|_| "receiver panicked")?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu_after = cpu_ms();
     let rate = got as f64 / secs;
     let label = match (&storage, backend) {
         (None, _) => "memory",
         (Some(_), BackendKind::Redb) => "redb",
         (Some(_), BackendKind::Sled) => "sled",
     };
-    print!("{label}: {got} messages in {secs:.2} s: {rate:.0} messages/s");
+    print!("{label} (window {window}): {got} messages in {secs:.2} s: {rate:.0} messages/s");
     if let (Some(a), Some(b)) = (before, ctx.broker().store_stats()) {
         let fsyncs = b.fsyncs - a.fsyncs;
         print!(
@@ -111,10 +119,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b.batches - a.batches
         );
     }
+    // CPU time is steadier than wall-clock rates on a shared machine.
+    if let (Some((all0, w0)), Some((all1, w1))) = (cpu_before, cpu_after) {
+        let per = |ms: u64| ms as f64 * 1000.0 / got.max(1) as f64;
+        print!(
+            "; CPU {:.1} us/message (store writer thread {:.1})",
+            per(all1 - all0),
+            per(w1 - w0)
+        );
+    }
     println!();
     ctx.exit();
     if let Some(dir) = &storage {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
+}
+
+/// CPU time (user + system, ms) of the whole process and of the store
+/// writer thread, from `/proc` (Linux only).
+fn cpu_ms() -> Option<(u64, u64)> {
+    // Clock ticks per second: 100 on Linux.
+    let ticks = |stat: &str| -> Option<u64> {
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = f.get(11)?.parse().ok()?;
+        let stime: u64 = f.get(12)?.parse().ok()?;
+        Some((utime + stime) * 10)
+    };
+    let all = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut writer = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("myqtt-store") {
+            writer += std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|s| ticks(&s))
+                .unwrap_or(0);
+        }
+    }
+    Some((all, writer))
 }

@@ -95,6 +95,7 @@ fn step_once(s: &dyn Store, m: &mut Model, st: &Step) {
                     vec![Op::Enqueue {
                         key: k,
                         message: id,
+                        delivery: None,
                     }]
                 });
                 let OpOutcome::Enqueued { seq, .. } = out[1] else {

@@ -12,8 +12,8 @@ use myqtt_core::codec::{
     SubscriptionOptions, WillProperties,
 };
 use myqtt_core::store::{
-    IncomingRecord, InflightState, Op, OpOutcome, QuotaKind, QuotaPolicy, Quotas, Refusal,
-    SessionKey, SessionRecord, Side, Store, StoredMessage, SubscriptionRecord, Timestamp,
+    IncomingRecord, InflightState, Op, OpOutcome, QueuedDelivery, QuotaKind, QuotaPolicy, Quotas,
+    Refusal, SessionKey, SessionRecord, Side, Store, StoredMessage, SubscriptionRecord, Timestamp,
     WillRecord,
 };
 use myqtt_core::topic::{TopicFilter, TopicName};
@@ -75,7 +75,11 @@ fn payloads(store: &dyn Store, key: &SessionKey) -> Vec<Bytes> {
 fn enqueue_new(store: &dyn Store, key: &SessionKey, payload: &[u8]) -> OpOutcome {
     let key = key.clone();
     let (_, out) = put_with(store, message("q/t", payload), |id| {
-        vec![Op::Enqueue { key, message: id }]
+        vec![Op::Enqueue {
+            key,
+            message: id,
+            delivery: None,
+        }]
     });
     out[1].clone()
 }
@@ -199,7 +203,11 @@ fn a_message_shared_by_several_queues_is_stored_once(s: &dyn Store) {
     let ks = keys.clone();
     let (id, out) = put_with(s, message("fan/out", b"one payload"), move |id| {
         ks.into_iter()
-            .map(|key| Op::Enqueue { key, message: id })
+            .map(|key| Op::Enqueue {
+                key,
+                message: id,
+                delivery: None,
+            })
             .collect()
     });
     assert!(out.iter().all(OpOutcome::is_applied), "{out:?}");
@@ -614,6 +622,7 @@ fn malformed_ops_are_refused_without_failing_the_transaction(s: &dyn Store) {
             Op::Enqueue {
                 key: k.clone(),
                 message: unknown,
+                delivery: None,
             },
             Op::PutInflight {
                 key: k.clone(),
@@ -940,6 +949,38 @@ fn removals_survive_a_restart(open: &Opener) {
     assert_eq!(s.stats().messages, 1);
 }
 
+fn a_queue_entry_keeps_its_delivery_qos_retain_flag_and_subscription_ids(open: &Opener) {
+    let k = SessionKey::broker("deliv");
+    // [MQTT-3.8.4-8]: QoS 1 granted for a QoS 2 message; Retain As
+    // Published [MQTT-3.3.1-12] kept the RETAIN flag; two matching
+    // subscriptions' identifiers [MQTT-3.3.4-3].
+    let d = QueuedDelivery {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        subscription_ids: vec![3, 70_000],
+    };
+    {
+        let s = open();
+        let mut m = message("q/t", b"kept");
+        m.publish.qos = QoS::ExactlyOnce;
+        let (_, out) = put_with(&*s, m, |id| {
+            vec![Op::Enqueue {
+                key: k.clone(),
+                message: id,
+                delivery: Some(d.clone()),
+            }]
+        });
+        assert!(matches!(out[1], OpOutcome::Enqueued { .. }), "{out:?}");
+        enqueue_new(&*s, &k, b"plain");
+    }
+    let s = open();
+    let q = s.queue(&k).expect("read queue");
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0].delivery.as_ref(), Some(&d));
+    assert_eq!(q[0].message.publish.qos, QoS::ExactlyOnce);
+    assert_eq!(q[1].delivery, None, "an entry queued without a delivery");
+}
+
 macro_rules! restart_suite {
     ($($name:ident),* $(,)?) => {
         mod redb_restart {
@@ -966,4 +1007,5 @@ restart_suite!(
     everything_comes_back_after_a_restart_in_order,
     quotas_apply_to_what_was_stored_before_a_restart,
     removals_survive_a_restart,
+    a_queue_entry_keeps_its_delivery_qos_retain_flag_and_subscription_ids,
 );

@@ -1281,11 +1281,12 @@ where
                 && !pb.dup
                 && let Some(pid) = pb.packet_id
             {
+                // By packet id, not a scan of every flow in flight.
                 let ticket = self
                     .session
                     .state()
-                    .outgoing()
-                    .find(|o| o.packet_id() == Some(pid))
+                    .outgoing
+                    .get(pid)
                     .map(session::Outgoing::ticket);
                 if let Some(id) = ticket.and_then(|t| self.track.unsent.remove(&t)) {
                     let key = SessionKey::broker(self.handle.client_id.clone());

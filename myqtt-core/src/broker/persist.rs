@@ -25,8 +25,9 @@ use crate::ByteStr;
 use crate::codec::{PacketId, Publish, QoS};
 use crate::session::{Outgoing, SessionSnapshot, SessionState, Ticket};
 use crate::store::{
-    Batch, Commit, InflightState, Loaded, MessageId, OpOutcome, Refusal, SessionKey, Side,
-    StoreConfig, StoreError, StoreWriter, StoredMessage, Timestamp, TrySubmitError,
+    Batch, Commit, InflightState, Loaded, MessageId, OpOutcome, QueuedDelivery, Refusal,
+    SessionKey, Side, StoreConfig, StoreError, StoreWriter, StoredMessage, Timestamp,
+    TrySubmitError,
 };
 
 /// The broker's store: its writer thread.
@@ -172,7 +173,17 @@ impl Broker {
             check.message = Some((Arc::clone(routed), id));
             for (s, d) in &mut deliveries {
                 d.stored = Some(id);
-                batch.enqueue(SessionKey::broker(s.client_id.clone()), id);
+                // The delivery QoS, RETAIN flag and subscription ids go with
+                // the entry: a restart delivers it as it would have been.
+                batch.enqueue_with(
+                    SessionKey::broker(s.client_id.clone()),
+                    id,
+                    QueuedDelivery {
+                        qos: d.qos,
+                        retain: d.retain,
+                        subscription_ids: d.sub_ids.clone(),
+                    },
+                );
                 check.clients.push(s.client_id.clone());
             }
         }
@@ -449,15 +460,22 @@ impl Broker {
                 for q in s.queue {
                     let created = instant_of(q.message.received_at, now, wall);
                     let publish = q.message.publish;
-                    let qos = publish.qos.min(max_granted.max(QoS::AtLeastOnce));
+                    // Entries written before the delivery was kept: the
+                    // lower of the message QoS and the session's highest
+                    // granted QoS, no RETAIN flag, no subscription ids.
+                    let delivery = q.delivery.unwrap_or_else(|| QueuedDelivery {
+                        qos: publish.qos.min(max_granted.max(QoS::AtLeastOnce)),
+                        retain: false,
+                        subscription_ids: Vec::new(),
+                    });
                     mb.queue.push_back(Delivery {
                         msg: Arc::new(Routed {
                             message: message_of(publish),
                             created,
                         }),
-                        qos,
-                        retain: false,
-                        sub_ids: Vec::new(),
+                        qos: delivery.qos,
+                        retain: delivery.retain,
+                        sub_ids: delivery.subscription_ids,
                         stored: Some(q.message_id),
                     });
                 }

@@ -37,11 +37,12 @@ fn run(conn: &Weak<ConnInner>, shared: &Shared) {
                 let handler = shared.lock_handlers().on_msg.clone();
                 if let Some(h) = handler {
                     let (epoch, packet_id) = (m.epoch, m.packet_id());
+                    conn.remember_taken(&m);
                     call(|| h(&conn, m));
                     conn.auto_ack(epoch, packet_id);
                 } else {
                     // The callback was removed meanwhile: put it back first.
-                    shared.recv.lock().messages.push_front(m);
+                    shared.recv.put_back(m);
                 }
             }
             Dispatch::Event(ConnEvent::Closed(info)) => {

@@ -25,7 +25,9 @@ use crate::codec::{
     SubscribeProperties, SubscriptionOptions, UnsubscribeProperties,
 };
 use crate::net::{NetError, PacketReader, PacketWriter};
-use crate::session::{AckMode, Event, Outgoing, Session, SessionConfig, SessionState, Ticket};
+use crate::session::{
+    AckMode, Event, IncomingQos2, Outgoing, Session, SessionConfig, SessionState, Ticket,
+};
 use crate::topic::TopicFilter;
 
 use super::error::{ClientError, CloseReason};
@@ -116,7 +118,7 @@ pub(super) fn spawn(
         cmd_rx,
         shutdown: ctx.shutdown_signal(),
         link: Link::Down {
-            state: SessionState::new(shared.opts.send_queue_limit),
+            state: initial_state(&shared.opts),
             retry_at: Some(Instant::now()),
         },
         first: Some(first),
@@ -135,6 +137,43 @@ pub(super) fn spawn(
         shared,
     };
     ctx.spawn(driver.run().instrument(span));
+}
+
+/// The session state a client starts with: empty, but with a client store
+/// the incoming QoS 2 packet ids its application took in an earlier run and
+/// whose PUBREL had not come, awaiting it, so the server's resends are not
+/// delivered again [MQTT-4.3.3-10].
+fn initial_state(opts: &super::ConnectOptions) -> SessionState {
+    let empty = || SessionState::new(opts.send_queue_limit);
+    let Some(store) = &opts.store else {
+        return empty();
+    };
+    let key = crate::store::SessionKey::client(opts.client_id.clone());
+    let incoming = match store.incoming(&key) {
+        Ok(i) if !i.is_empty() => i,
+        Ok(_) => return empty(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the client's store");
+            return empty();
+        }
+    };
+    let mut snapshot = empty().snapshot();
+    snapshot.incoming = incoming
+        .iter()
+        .map(|r| (r.packet_id, IncomingQos2::AwaitingRelease))
+        .collect();
+    SessionState::restore(snapshot).unwrap_or_else(|_| empty())
+}
+
+/// Applies `ops` to the client's store, if it has one (durable when this
+/// returns; the connection task waits for it, which only clients with a
+/// store and incoming QoS 2 messages pay).
+fn store_apply(opts: &super::ConnectOptions, ops: &[crate::store::Op]) {
+    if let Some(store) = &opts.store
+        && let Err(e) = store.apply(ops)
+    {
+        tracing::error!(error = %e, "cannot update the client's store");
+    }
 }
 
 /// The session configuration the options ask for. The client always uses
@@ -448,9 +487,11 @@ impl Driver {
             } => {
                 if let Link::Up(up) = &mut self.link
                     && up.epoch == epoch
-                    && let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties)
                 {
-                    tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
+                    if let Err(e) = up.session.ack_with(now, packet_id, reason_code, properties) {
+                        tracing::debug!("acknowledgement of {packet_id} ignored: {e}");
+                    }
+                    self.shared.recv.forget_taken(epoch, packet_id);
                 }
             }
             Command::Close { done } => {
@@ -602,6 +643,50 @@ impl Driver {
             let Link::Up(up) = &mut self.link else {
                 return;
             };
+            if let Packet::ConnAck(c) = &packet
+                && c.reason_code.is_success()
+            {
+                // A resumed session: the server sends the unacknowledged
+                // messages again. The ones still waiting for the
+                // application go, and the QoS 2 ones it took (whose PUBREC
+                // the lost connection could not send) count as delivered
+                // before the session resumes, so their resends are answered
+                // with PUBREC and not delivered twice [MQTT-4.3.3-10].
+                let taken = self.shared.recv.purge_before(up.epoch, c.session_present);
+                if c.session_present {
+                    for id in taken {
+                        up.session.mark_delivered(id);
+                    }
+                } else if self.shared.opts.store.is_some() {
+                    // No session: the stored QoS 2 ids go with it.
+                    let key = crate::store::SessionKey::client(self.shared.opts.client_id.clone());
+                    let ops: Vec<_> = up
+                        .session
+                        .state()
+                        .incoming_qos2()
+                        .map(|(packet_id, _)| crate::store::Op::RemoveIncoming {
+                            key: key.clone(),
+                            packet_id,
+                        })
+                        .collect();
+                    store_apply(&self.shared.opts, &ops);
+                }
+            }
+            if let Packet::PubRel(rel) = &packet
+                && self.shared.opts.store.is_some()
+            {
+                // The id's record goes before the PUBCOMP frees the id for
+                // a new message [MQTT-4.3.3-12]: a stale one would make a
+                // restarted client swallow that message.
+                let key = crate::store::SessionKey::client(self.shared.opts.client_id.clone());
+                store_apply(
+                    &self.shared.opts,
+                    &[crate::store::Op::RemoveIncoming {
+                        key,
+                        packet_id: rel.packet_id,
+                    }],
+                );
+            }
             if let Err(e) = up.session.handle_packet(now, packet) {
                 tracing::warn!("the server broke the protocol: {e}");
                 self.process_events(now);
@@ -794,7 +879,6 @@ impl Driver {
         };
         up.connack_deadline = None;
         up.connected = true;
-        let epoch = up.epoch;
         let socket = up.socket;
         if let Some(id) = &c.properties.assigned_client_identifier {
             self.assigned_client_id = Some(id.to_string());
@@ -809,10 +893,6 @@ impl Driver {
             client_id,
             properties: c.properties,
         };
-        if c.session_present {
-            // The server sends the unacknowledged messages again.
-            self.shared.recv.purge_before(epoch);
-        }
         self.attempt = 0;
         self.shared.update_status(|s| {
             s.status = Status::Connected;

@@ -455,7 +455,7 @@ impl Conn {
         }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            recv: RecvQueue::new(opts.receive_queue_limit),
+            recv: RecvQueue::new(opts.receive_queue_limit, !opts.manual_ack),
             send: SendQueue::new(opts.send_queue_limit),
             cmd_tx,
             epoch: AtomicU64::new(0),
@@ -673,6 +673,7 @@ impl Conn {
             Op::Enqueue {
                 key: self.store_key(),
                 message: id,
+                delivery: None,
             },
         ];
         match store.apply(&ops) {
@@ -687,6 +688,31 @@ impl Conn {
                 tracing::error!(error = %e, "cannot store an outgoing message");
                 None
             }
+        }
+    }
+
+    /// With a client store (and taking acknowledges): records the packet id
+    /// of a QoS 2 message the application takes, durably, before the
+    /// application sees it. A restarted client program then answers the
+    /// server's DUP resend with PUBREC instead of delivering it again
+    /// [MQTT-4.3.3-10]; the record goes when the PUBREL comes.
+    fn remember_taken(&self, m: &Message) {
+        let opts = &self.shared().opts;
+        let (Some(store), Some(packet_id)) = (&opts.store, m.packet_id()) else {
+            return;
+        };
+        if opts.manual_ack || m.qos() != QoS::ExactlyOnce {
+            return;
+        }
+        let op = crate::store::Op::PutIncoming {
+            key: self.store_key(),
+            record: crate::store::IncomingRecord {
+                packet_id,
+                received_at: crate::store::Timestamp::now(),
+            },
+        };
+        if let Err(e) = store.apply(&[op]) {
+            tracing::error!(error = %e, "cannot store an incoming QoS 2 packet id");
         }
     }
 
@@ -827,6 +853,7 @@ impl Conn {
     pub fn get_next(&self, timeout: Option<Duration>) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.pop_blocking(timeout)?;
         if let Some(m) = &m {
+            self.remember_taken(m);
             self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
@@ -836,6 +863,7 @@ impl Conn {
     pub fn try_next(&self) -> Result<Option<Message>, ClientError> {
         let m = self.shared().recv.try_pop()?;
         if let Some(m) = &m {
+            self.remember_taken(m);
             self.auto_ack(m.epoch, m.packet_id());
         }
         Ok(m)
@@ -844,6 +872,7 @@ impl Conn {
     /// The next received message, waiting asynchronously.
     pub async fn next(&self) -> Result<Message, ClientError> {
         let m = self.shared().recv.pop_async().await?;
+        self.remember_taken(&m);
         self.auto_ack(m.epoch, m.packet_id());
         Ok(m)
     }

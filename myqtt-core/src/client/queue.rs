@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use super::error::{ClientError, CloseReason};
 use super::message::Message;
 use super::{ConnEvent, QoS};
+use crate::codec::PacketId;
 
 /// How many connection events wait for the callback thread at most; older
 /// ones are dropped first.
@@ -52,6 +53,26 @@ pub(crate) struct RecvInner {
     /// Set once the client has closed for good: waits end.
     pub(crate) closed: Option<CloseReason>,
     pub(crate) dropped: u64,
+    /// Incoming QoS 2 messages the application took (with their
+    /// connection's epoch) whose acknowledgement the connection task has
+    /// not applied yet: if their connection dies first, the next one must
+    /// not deliver the server's resend again [MQTT-4.3.3-10].
+    pub(crate) taken_qos2: Vec<(u64, PacketId)>,
+}
+
+impl RecvInner {
+    /// Takes the next message; a QoS 2 one is remembered as taken when
+    /// taking acknowledges (`remember`).
+    fn take(&mut self, remember: bool) -> Option<Message> {
+        let m = self.messages.pop_front()?;
+        if remember
+            && m.qos() == QoS::ExactlyOnce
+            && let Some(id) = m.packet_id()
+        {
+            self.taken_qos2.push((m.epoch, id));
+        }
+        Some(m)
+    }
 }
 
 /// Received messages waiting for the application, and connection events
@@ -62,15 +83,19 @@ pub(crate) struct RecvQueue {
     cond: Condvar,
     notify: Notify,
     limit: usize,
+    /// Taking a QoS 1/2 message acknowledges it (no manual
+    /// acknowledgement): taken QoS 2 ids are remembered.
+    remember_taken: bool,
 }
 
 impl RecvQueue {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, remember_taken: bool) -> Self {
         Self {
             inner: Mutex::new(RecvInner::default()),
             cond: Condvar::new(),
             notify: Notify::new(),
             limit,
+            remember_taken,
         }
     }
 
@@ -123,13 +148,51 @@ impl RecvQueue {
         self.wake();
     }
 
-    /// Removes the unacknowledged QoS 1/2 messages of connections before
-    /// `epoch`: the server resumed the session and sends them again
-    /// [MQTT-4.4.0-1].
-    pub(crate) fn purge_before(&self, epoch: u64) {
-        self.lock()
-            .messages
-            .retain(|m| m.qos() == QoS::AtMostOnce || m.epoch >= epoch);
+    /// At the CONNACK of connection `epoch`: when the server resumed the
+    /// session, removes the unacknowledged QoS 1/2 messages of earlier
+    /// connections, which it sends again [MQTT-4.4.0-1].
+    ///
+    /// Returns the packet ids of the QoS 2 messages of earlier connections
+    /// the application took before this purge (no later take can return
+    /// one: they are gone), and forgets them: the session state must treat
+    /// them as delivered [MQTT-4.3.3-10].
+    pub(crate) fn purge_before(&self, epoch: u64, session_present: bool) -> Vec<PacketId> {
+        let mut q = self.lock();
+        if session_present {
+            q.messages
+                .retain(|m| m.qos() == QoS::AtMostOnce || m.epoch >= epoch);
+        }
+        let mut taken = Vec::new();
+        q.taken_qos2.retain(|(e, id)| {
+            if *e < epoch {
+                taken.push(*id);
+                false
+            } else {
+                true
+            }
+        });
+        taken
+    }
+
+    /// Puts a message taken by [`RecvQueue::next_for_dispatch`] back at the
+    /// front, untaken (the callback was removed meanwhile).
+    pub(crate) fn put_back(&self, m: Message) {
+        let mut q = self.lock();
+        if let Some(id) = m.packet_id()
+            && let Some(i) = q.taken_qos2.iter().rposition(|t| *t == (m.epoch, id))
+        {
+            q.taken_qos2.remove(i);
+        }
+        q.messages.push_front(m);
+    }
+
+    /// The connection task applied the acknowledgement of `id` (taken on
+    /// connection `epoch`): no need to remember it any more.
+    pub(crate) fn forget_taken(&self, epoch: u64, id: PacketId) {
+        let mut q = self.lock();
+        if let Some(i) = q.taken_qos2.iter().position(|t| *t == (epoch, id)) {
+            q.taken_qos2.swap_remove(i);
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -144,7 +207,7 @@ impl RecvQueue {
     /// and every message was taken.
     pub(crate) fn try_pop(&self) -> Result<Option<Message>, ClientError> {
         let mut q = self.lock();
-        match q.messages.pop_front() {
+        match q.take(self.remember_taken) {
             Some(m) => Ok(Some(m)),
             None => match &q.closed {
                 Some(r) => Err(ClientError::Closed(r.clone())),
@@ -161,7 +224,7 @@ impl RecvQueue {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut q = self.lock();
         loop {
-            if let Some(m) = q.messages.pop_front() {
+            if let Some(m) = q.take(self.remember_taken) {
                 return Ok(Some(m));
             }
             if let Some(r) = &q.closed {
@@ -202,7 +265,7 @@ impl RecvQueue {
                 return Some(Dispatch::Event(e));
             }
             if take_messages()
-                && let Some(m) = q.messages.pop_front()
+                && let Some(m) = q.take(self.remember_taken)
             {
                 return Some(Dispatch::Message(m));
             }

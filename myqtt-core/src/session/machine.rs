@@ -604,6 +604,23 @@ impl Session {
         Ok(())
     }
 
+    /// Records that the application took the incoming QoS 2 message with
+    /// `packet_id`, received on an earlier network connection whose PUBREC
+    /// could not go out: call it before the CONNACK that resumes the
+    /// session. The id is then kept as awaiting PUBREL, so the peer's resend
+    /// is answered with PUBREC and not delivered again, until the PUBREL
+    /// [MQTT-4.3.3-10]. Returns false when the state holds no such
+    /// unacknowledged id.
+    pub fn mark_delivered(&mut self, packet_id: PacketId) -> bool {
+        match self.state.incoming.get_mut(packet_id) {
+            Some(s @ IncomingQos2::AwaitingAck) => {
+                *s = IncomingQos2::AwaitingRelease;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sends an MQTT 5 AUTH packet (enhanced authentication, MQTT 5.0 §4.12).
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), SessionError> {
         self.require_open()?;

@@ -6,6 +6,7 @@
 //! one test suite covers them all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -15,8 +16,8 @@ use super::error::StoreError;
 use super::format::{self as f, Bad};
 use super::types::{
     Dropped, IncomingRecord, InflightRecord, InflightState, MessageId, Op, OpOutcome,
-    QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey, SessionRecord, Side,
-    StoreStats, StoredMessage, SubscriptionRecord, WillRecord,
+    QueuedDelivery, QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey,
+    SessionRecord, Side, StoreStats, StoredMessage, SubscriptionRecord, WillRecord,
 };
 use crate::ByteStr;
 use crate::codec::PacketId;
@@ -80,11 +81,14 @@ struct State {
     quotas: Quotas,
     /// Every stored message: its size and how many queue entries and
     /// in-flight records refer to it.
-    messages: HashMap<u64, MessageInfo>,
+    messages: HashMap<u64, MessageInfo, IdHash>,
+    /// Messages stored inline in their only queue entry (not under their
+    /// own key): message id -> that entry's key.
+    inline: HashMap<u64, Vec<u8>, IdHash>,
     queues: HashMap<SessionKey, ClientQueue>,
     /// Every queue entry by seq: the global age order DropOldest uses.
     order: BTreeMap<u64, SessionKey>,
-    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry>>,
+    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry, IdHash>>,
     /// Retained topics and their sizes.
     retained: HashMap<Vec<u8>, u64>,
     /// Bytes of messages that something refers to.
@@ -114,36 +118,115 @@ struct InflightEntry {
     message: Option<u64>,
 }
 
+/// A hasher for the store's own integer keys (message ids it allocates,
+/// packet ids): a multiply-rotate mix, much cheaper than SipHash on the
+/// writer thread. Not for peer-chosen keys (client ids, topics), which
+/// keep the default hasher.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0_u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdHash = BuildHasherDefault<IdHasher>;
+
+/// One key's pending write in a [`Tx`].
+struct Write {
+    /// The new value; `None` deletes.
+    value: Option<Vec<u8>>,
+    /// The key was absent before this transaction: deleting it again
+    /// writes nothing at all, so a message stored, delivered and
+    /// acknowledged within one group commit never touches the disk.
+    fresh: bool,
+}
+
 /// The writes of one `apply`, last write per key winning.
 #[derive(Default)]
 struct Tx {
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: BTreeMap<Vec<u8>, Write>,
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
-    released: HashSet<u64>,
-    /// Keys created by this transaction (absent before it): deleting one
-    /// again writes nothing at all, so a message stored, delivered and
-    /// acknowledged within one group commit never touches the disk.
-    fresh: HashSet<Vec<u8>>,
+    released: HashSet<u64, IdHash>,
+    /// Queue entries created here for messages put here: (message id,
+    /// entry key). At the end, a message whose only reference is such an
+    /// entry is stored inline in it.
+    fresh_entries: Vec<(u64, Vec<u8>)>,
+    /// Entries holding their message inline that this transaction deletes:
+    /// (message id, entry key). A message still referenced then is written
+    /// under its own key.
+    unqueued_inline: Vec<(u64, Vec<u8>)>,
+    /// Inline messages gone with their entry: no key of their own to
+    /// delete.
+    inline_freed: HashSet<u64, IdHash>,
 }
 
 impl Tx {
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.writes.insert(k, Some(v));
+        match self.writes.entry(k) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Write {
+                    value: Some(v),
+                    fresh: false,
+                });
+            }
+        }
     }
 
     /// A put of a key known to be absent from the backend.
     fn put_new(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.fresh.insert(k.clone());
-        self.writes.insert(k, Some(v));
+        self.writes.insert(
+            k,
+            Write {
+                value: Some(v),
+                fresh: true,
+            },
+        );
     }
 
     fn delete(&mut self, k: Vec<u8>) {
-        if self.fresh.remove(&k) {
-            self.writes.remove(&k);
-        } else {
-            self.writes.insert(k, None);
+        match self.writes.entry(k) {
+            std::collections::btree_map::Entry::Occupied(e) if e.get().fresh => {
+                e.remove();
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = None,
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Write {
+                    value: None,
+                    fresh: false,
+                });
+            }
         }
+    }
+
+    /// What to hand to [`Backend::commit`].
+    fn into_writes(self) -> Vec<KvWrite> {
+        self.writes.into_iter().map(|(k, w)| (k, w.value)).collect()
+    }
+
+    /// Whether `k` exists after this transaction's writes so far; `None`
+    /// when the transaction has not touched it.
+    fn exists(&self, k: &[u8]) -> Option<bool> {
+        self.writes.get(k).map(|w| w.value.is_some())
     }
 }
 
@@ -226,7 +309,18 @@ impl<B: Backend> KvStore<B> {
         for (k, v) in self.backend.scan_prefix(&[f::QUEUE])? {
             let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let (id, _, inline) = f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            if let Some(record) = inline {
+                max_message = max_message.max(id.0);
+                st.messages.insert(
+                    id.0,
+                    MessageInfo {
+                        size: record.len() as u64,
+                        refs: 0,
+                    },
+                );
+                st.inline.insert(id.0, k.clone());
+            }
             let size = st
                 .add_ref(id.0)
                 .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
@@ -275,15 +369,15 @@ impl<B: Backend> KvStore<B> {
             let mut tx = Tx::default();
             tx.released.extend(orphans);
             st.collect_garbage(&mut tx);
-            self.backend.commit(tx.writes.into_iter().collect())?;
+            self.backend.commit(tx.into_writes())?;
         }
         self.next_message.store(max_message + 1, Ordering::Relaxed);
         Ok(())
     }
 
     fn exists(&self, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
-        match tx.writes.get(key) {
-            Some(v) => Ok(v.is_some()),
+        match tx.exists(key) {
+            Some(v) => Ok(v),
             None => Ok(self.backend.get(key)?.is_some()),
         }
     }
@@ -296,13 +390,13 @@ impl<B: Backend> KvStore<B> {
             .scan_prefix(prefix)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| !matches!(tx.writes.get(k), Some(None)))
+            .filter(|k| tx.exists(k) != Some(false))
             .collect();
         keys.extend(
             tx.writes
                 .range(prefix.to_vec()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .filter(|(_, v)| v.is_some())
+                .filter(|(_, w)| w.value.is_some())
                 .map(|(k, _)| k.clone()),
         );
         let found = !keys.is_empty();
@@ -330,7 +424,11 @@ impl<B: Backend> KvStore<B> {
                 self.remove_key(tx, f::subscription_key(key, filter))?
             }
             Op::PutMessage { id, message } => st.put_message(tx, *id, message),
-            Op::Enqueue { key, message } => st.enqueue(tx, key, *message),
+            Op::Enqueue {
+                key,
+                message,
+                delivery,
+            } => st.enqueue(tx, key, *message, delivery.as_ref()),
             Op::Dequeue { key, seq } => st.dequeue(tx, key, *seq),
             Op::DequeueMessage { key, message } => {
                 let seq = st.queues.get(key).and_then(|q| {
@@ -398,7 +496,7 @@ impl<B: Backend> KvStore<B> {
             found |= !q.entries.is_empty();
             for (seq, (id, _)) in q.entries {
                 st.order.remove(&seq);
-                tx.delete(f::queue_key(key, seq));
+                st.unqueue(tx, key, seq, id);
                 st.release(tx, id);
             }
         }
@@ -416,6 +514,61 @@ impl<B: Backend> KvStore<B> {
         Ok(done_if(found))
     }
 
+    /// The end of a transaction, before garbage collection. A message whose
+    /// inline queue entry went and that something still refers to (it
+    /// moved to the in-flight table) is written under its own key. A
+    /// message put here whose only reference is a queue entry created here
+    /// is stored inline in that entry instead of under its own key: one
+    /// record to write now and to delete later instead of two (the common
+    /// case of a 1→1 message whose subscriber's acknowledgement comes in
+    /// the next group commit).
+    fn settle_inline(&self, st: &mut State, tx: &mut Tx) -> Result<(), StoreError> {
+        for (id, k) in std::mem::take(&mut tx.unqueued_inline) {
+            if st.messages.get(&id).is_none_or(|m| m.refs == 0) {
+                tx.inline_freed.insert(id);
+                continue;
+            }
+            // The entry was created by an earlier transaction: the backend
+            // has it.
+            let v = self
+                .backend
+                .get(&k)?
+                .ok_or_else(|| self.corrupt(&k, &"queue entry missing".into()))?;
+            let (_, _, record) = f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let record = record.ok_or_else(|| self.corrupt(&k, &"message not inline".into()))?;
+            tx.put(f::message_key(MessageId(id)), record.to_vec());
+        }
+        for (id, k) in std::mem::take(&mut tx.fresh_entries) {
+            if st.messages.get(&id).is_none_or(|m| m.refs != 1) {
+                continue;
+            }
+            let mk = f::message_key(MessageId(id));
+            let fresh = |w: Option<&Write>| w.is_some_and(|w| w.fresh && w.value.is_some());
+            if !fresh(tx.writes.get(&k)) || !fresh(tx.writes.get(&mk)) {
+                continue;
+            }
+            let Some(Write {
+                value: Some(record),
+                ..
+            }) = tx.writes.remove(&mk)
+            else {
+                continue;
+            };
+            if let Some(Write {
+                value: Some(entry), ..
+            }) = tx.writes.get_mut(&k)
+                && f::can_inline(entry)
+            {
+                *entry = f::inline_queue_entry(entry, &record);
+                st.inline.insert(id, k);
+                continue;
+            }
+            // Not inlined after all: the message keeps its own key.
+            tx.put_new(mk, record);
+        }
+        Ok(())
+    }
+
     fn remove_key(&self, tx: &mut Tx, k: Vec<u8>) -> Result<OpOutcome, StoreError> {
         let found = self.exists(tx, &k)?;
         if found {
@@ -429,7 +582,16 @@ impl<B: Backend> KvStore<B> {
         f(&st)
     }
 
-    fn load_message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+    fn load_message(&self, st: &State, id: MessageId) -> Result<StoredMessage, StoreError> {
+        if let Some(k) = st.inline.get(&id.0) {
+            let v = self
+                .backend
+                .get(k)?
+                .ok_or_else(|| self.corrupt(k, &"queue entry missing".into()))?;
+            let (_, _, record) = f::decode_queue_record(&v).map_err(|e| self.corrupt(k, &e))?;
+            let record = record.ok_or_else(|| self.corrupt(k, &"message not inline".into()))?;
+            return f::decode_message(record).map_err(|e| self.corrupt(k, &e));
+        }
         let k = f::message_key(id);
         let v = self
             .backend
@@ -456,7 +618,11 @@ impl<B: Backend> KvStore<B> {
             .collect()
     }
 
-    fn inflight_unlocked(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
+    fn inflight_unlocked(
+        &self,
+        st: &State,
+        key: &SessionKey,
+    ) -> Result<Vec<InflightRecord>, StoreError> {
         let mut records = Vec::new();
         for (k, v) in self.scan_client(f::INFLIGHT, key)? {
             let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
@@ -465,7 +631,7 @@ impl<B: Backend> KvStore<B> {
                 f::decode_inflight(&v).map_err(|e| self.corrupt(&k, &e))?;
             let message = match message_id {
                 Some(id) => {
-                    let mut m = self.load_message(id)?;
+                    let mut m = self.load_message(st, id)?;
                     m.publish.packet_id = Some(packet_id);
                     m.publish.dup = true;
                     Some(m)
@@ -498,17 +664,24 @@ impl<B: Backend> KvStore<B> {
             .collect()
     }
 
-    fn queue_unlocked(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
+    fn queue_unlocked(
+        &self,
+        st: &State,
+        key: &SessionKey,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
         let mut cache: HashMap<MessageId, StoredMessage> = HashMap::new();
         let mut out = Vec::new();
         for (k, v) in self.scan_client(f::QUEUE, key)? {
             let (_, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
             let seq = f::u64_suffix(rest).map_err(|e| self.corrupt(&k, &e))?;
-            let message_id = f::decode_queue_entry(&v).map_err(|e| self.corrupt(&k, &e))?;
-            let message = if let Some(m) = cache.get(&message_id) {
+            let (message_id, delivery, inline) =
+                f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
+            let message = if let Some(record) = inline {
+                f::decode_message(record).map_err(|e| self.corrupt(&k, &e))?
+            } else if let Some(m) = cache.get(&message_id) {
                 m.clone()
             } else {
-                let m = self.load_message(message_id)?;
+                let m = self.load_message(st, message_id)?;
                 cache.insert(message_id, m.clone());
                 m
             };
@@ -516,6 +689,7 @@ impl<B: Backend> KvStore<B> {
                 seq,
                 message_id,
                 message,
+                delivery,
             });
         }
         Ok(out)
@@ -600,9 +774,20 @@ impl State {
             self.queues.remove(key);
         }
         self.order.remove(&seq);
-        tx.delete(f::queue_key(key, seq));
+        self.unqueue(tx, key, seq, id);
         self.release(tx, id);
         OpOutcome::Done
+    }
+
+    /// Deletes queue entry `seq` of `key`, which refers to message `id`;
+    /// notes it if it held the message inline.
+    fn unqueue(&mut self, tx: &mut Tx, key: &SessionKey, seq: u64, id: u64) {
+        let k = f::queue_key(key, seq);
+        if self.inline.get(&id) == Some(&k) {
+            self.inline.remove(&id);
+            tx.unqueued_inline.push((id, k.clone()));
+        }
+        tx.delete(k);
     }
 
     fn put_inflight(
@@ -699,7 +884,13 @@ impl State {
         OpOutcome::Done
     }
 
-    fn enqueue(&mut self, tx: &mut Tx, key: &SessionKey, id: MessageId) -> OpOutcome {
+    fn enqueue(
+        &mut self,
+        tx: &mut Tx,
+        key: &SessionKey,
+        id: MessageId,
+        delivery: Option<&QueuedDelivery>,
+    ) -> OpOutcome {
         let Some(info) = self.messages.get(&id.0).copied() else {
             return OpOutcome::Refused(Refusal::UnknownMessage(id));
         };
@@ -717,7 +908,15 @@ impl State {
         q.entries.insert(seq, (id.0, info.size));
         q.bytes += info.size;
         self.order.insert(seq, key.clone());
-        tx.put_new(f::queue_key(key, seq), f::encode_queue_entry(id));
+        let k = f::queue_key(key, seq);
+        if tx
+            .writes
+            .get(&f::message_key(id))
+            .is_some_and(|w| w.fresh && w.value.is_some())
+        {
+            tx.fresh_entries.push((id.0, k.clone()));
+        }
+        tx.put_new(k, f::encode_queue_entry(id, delivery));
         self.stats.dropped += dropped.len() as u64;
         OpOutcome::Enqueued { seq, dropped }
     }
@@ -831,7 +1030,7 @@ impl State {
             message = id;
         }
         self.order.remove(&seq);
-        tx.delete(f::queue_key(key, seq));
+        self.unqueue(tx, key, seq, message);
         self.release(tx, message);
         Dropped {
             key: key.clone(),
@@ -845,7 +1044,9 @@ impl State {
         for id in std::mem::take(&mut tx.released) {
             if self.messages.get(&id).is_some_and(|m| m.refs == 0) {
                 self.messages.remove(&id);
-                tx.delete(f::message_key(MessageId(id)));
+                if !tx.inline_freed.contains(&id) {
+                    tx.delete(f::message_key(MessageId(id)));
+                }
             }
         }
     }
@@ -876,12 +1077,16 @@ impl<B: Backend> Store for KvStore<B> {
                 }
             }
         }
+        if let Err(e) = self.settle_inline(&mut st, &mut tx) {
+            st.poisoned = Some(e.to_string());
+            return Err(e);
+        }
         st.collect_garbage(&mut tx);
         st.stats.ops += ops.len() as u64;
         if tx.writes.is_empty() {
             return Ok(outcomes);
         }
-        if let Err(e) = self.backend.commit(tx.writes.into_iter().collect()) {
+        if let Err(e) = self.backend.commit(tx.into_writes()) {
             st.poisoned = Some(e.to_string());
             return Err(e);
         }
@@ -939,7 +1144,7 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn inflight(&self, key: &SessionKey) -> Result<Vec<InflightRecord>, StoreError> {
-        self.read(|_| self.inflight_unlocked(key))
+        self.read(|st| self.inflight_unlocked(st, key))
     }
 
     fn incoming(&self, key: &SessionKey) -> Result<Vec<IncomingRecord>, StoreError> {
@@ -947,7 +1152,7 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn queue(&self, key: &SessionKey) -> Result<Vec<QueuedMessage>, StoreError> {
-        self.read(|_| self.queue_unlocked(key))
+        self.read(|st| self.queue_unlocked(st, key))
     }
 
     fn queue_len(&self, key: &SessionKey) -> (u64, u64) {
@@ -982,16 +1187,16 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn load(&self, side: Side) -> Result<super::Loaded, StoreError> {
-        self.read(|_| {
+        self.read(|st| {
             let mut sessions = Vec::new();
             for client_id in self.clients_unlocked(side)? {
                 let key = SessionKey { side, client_id };
                 sessions.push(super::StoredSession {
                     session: self.session_unlocked(&key)?,
                     subscriptions: self.subscriptions_unlocked(&key)?,
-                    inflight: self.inflight_unlocked(&key)?,
+                    inflight: self.inflight_unlocked(st, &key)?,
                     incoming: self.incoming_unlocked(&key)?,
-                    queue: self.queue_unlocked(&key)?,
+                    queue: self.queue_unlocked(st, &key)?,
                     key,
                 });
             }

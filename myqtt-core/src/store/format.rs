@@ -12,20 +12,21 @@
 //! | subscription | `'U' side len:u16 client filter` | options:u8, identifier:u32 (0: none) |
 //! | in-flight | `'I' side len:u16 client packet_id:u16` | state:u8, seq:u64, message:u64 (0: none) |
 //! | incoming QoS 2 | `'R' side len:u16 client packet_id:u16` | received_at:u64 |
-//! | queue entry | `'Q' side len:u16 client seq:u64` | message:u64 |
+//! | queue entry | `'Q' side len:u16 client seq:u64` | message:u64; layout 2 adds qos:u8, retain:u8, count:u16, subscription ids:u32 × count; layout 3 is `len:u16`, a layout 1 or 2 entry of `len` bytes, then the message record (as under `'M'`) |
 //! | message | `'M' id:u64` | received_at:u64, MQTT 5 PUBLISH |
 //! | retained | `'T' topic` | received_at:u64, MQTT 5 PUBLISH |
 //! | will | `'W' len:u16 client` | due_at:u64, MQTT 5 CONNECT carrying the will |
 //!
 //! Integers are big-endian, so keys sort by sequence number and packet id.
-//! Each value starts with [`RECORD_VERSION`]; a store starts with the
-//! format marker ([`FORMAT_VERSION`]).
+//! Each value starts with [`RECORD_VERSION`] (a queue entry with its
+//! delivery with [`QUEUE_ENTRY_VERSION`]; layout 1 entries, without it, are
+//! still read); a store starts with the format marker ([`FORMAT_VERSION`]).
 
 use bytes::BytesMut;
 
 use super::types::{
-    IncomingRecord, InflightState, MessageId, SessionKey, SessionRecord, Side, StoredMessage,
-    SubscriptionRecord, Timestamp, WillRecord,
+    IncomingRecord, InflightState, MessageId, QueuedDelivery, SessionKey, SessionRecord, Side,
+    StoredMessage, SubscriptionRecord, Timestamp, WillRecord,
 };
 use crate::ByteStr;
 use crate::codec::{
@@ -38,6 +39,11 @@ use crate::topic::TopicFilter;
 pub(crate) const FORMAT_VERSION: u8 = 1;
 /// The layout version of each value.
 pub(crate) const RECORD_VERSION: u8 = 1;
+/// The layout of a queue entry that keeps its [`QueuedDelivery`].
+pub(crate) const QUEUE_ENTRY_VERSION: u8 = 2;
+/// The layout of a queue entry holding its message inline: the message is
+/// referred to by this entry only, so it is not written under its own key.
+pub(crate) const QUEUE_INLINE_VERSION: u8 = 3;
 /// The format marker's key.
 pub(crate) const META_KEY: &[u8] = b"\x00format";
 
@@ -338,18 +344,96 @@ pub(crate) fn decode_incoming(packet_id: PacketId, value: &[u8]) -> Result<Incom
     })
 }
 
-pub(crate) fn encode_queue_entry(message: MessageId) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9);
-    v.push(RECORD_VERSION);
+pub(crate) fn encode_queue_entry(message: MessageId, delivery: Option<&QueuedDelivery>) -> Vec<u8> {
+    let Some(d) = delivery else {
+        let mut v = Vec::with_capacity(9);
+        v.push(RECORD_VERSION);
+        v.extend_from_slice(&message.0.to_be_bytes());
+        return v;
+    };
+    // MQTT allows at most one identifier per matching subscription; a
+    // count past u16 cannot come from a real session.
+    let ids = &d.subscription_ids[..d.subscription_ids.len().min(usize::from(u16::MAX))];
+    let mut v = Vec::with_capacity(13 + 4 * ids.len());
+    v.push(QUEUE_ENTRY_VERSION);
     v.extend_from_slice(&message.0.to_be_bytes());
+    v.push(d.qos.as_u8());
+    v.push(u8::from(d.retain));
+    v.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+    for id in ids {
+        v.extend_from_slice(&id.to_be_bytes());
+    }
     v
 }
 
-pub(crate) fn decode_queue_entry(value: &[u8]) -> Result<MessageId, Bad> {
-    let mut r = Cursor::value(value)?;
-    let id = r.u64()?;
+/// `entry` (layout 1 or 2) with the value of the message record it refers
+/// to inline (layout 3).
+pub(crate) fn inline_queue_entry(entry: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3 + entry.len() + message.len());
+    v.push(QUEUE_INLINE_VERSION);
+    // Callers check `can_inline` first: the length fits.
+    v.extend_from_slice(&(entry.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    v.extend_from_slice(entry);
+    v.extend_from_slice(message);
+    v
+}
+
+/// Whether an encoded entry fits the layout 3 length field.
+pub(crate) fn can_inline(entry: &[u8]) -> bool {
+    u16::try_from(entry.len()).is_ok()
+}
+
+/// A queue entry of any layout: the message id, the delivery if the entry
+/// keeps one, and the message record's value if the entry holds it inline
+/// (layout 3).
+#[allow(clippy::type_complexity)] // a private decoder's three parts
+pub(crate) fn decode_queue_record(
+    value: &[u8],
+) -> Result<(MessageId, Option<QueuedDelivery>, Option<&[u8]>), Bad> {
+    let mut r = Cursor::new(value);
+    if r.u8()? != QUEUE_INLINE_VERSION {
+        let (id, delivery) = decode_queue_entry(value)?;
+        return Ok((id, delivery, None));
+    }
+    let len = usize::from(r.u16()?);
+    let (id, delivery) = decode_queue_entry(r.take(len)?)?;
+    Ok((id, delivery, Some(r.rest())))
+}
+
+/// A queue entry of either layout: the message id, and the delivery if
+/// the entry keeps one (layout 2).
+pub(crate) fn decode_queue_entry(value: &[u8]) -> Result<(MessageId, Option<QueuedDelivery>), Bad> {
+    let mut r = Cursor::new(value);
+    let version = r.u8()?;
+    let id = MessageId(r.u64()?);
+    let delivery = match version {
+        RECORD_VERSION => None,
+        QUEUE_ENTRY_VERSION => {
+            let qos = QoS::try_from(r.u8()?).map_err(|_| "queue entry QoS 3")?;
+            let retain = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err("queue entry retain flag".into()),
+            };
+            let n = r.u16()?;
+            let mut subscription_ids = Vec::with_capacity(usize::from(n));
+            for _ in 0..n {
+                subscription_ids.push(r.u32()?);
+            }
+            Some(QueuedDelivery {
+                qos,
+                retain,
+                subscription_ids,
+            })
+        }
+        v => {
+            return Err(format!(
+                "queue entry layout {v}, this build reads {RECORD_VERSION} and {QUEUE_ENTRY_VERSION}"
+            ));
+        }
+    };
     r.finish()?;
-    Ok(MessageId(id))
+    Ok((id, delivery))
 }
 
 /// Why a message cannot be stored.
@@ -376,7 +460,8 @@ pub(crate) fn encode_message(m: &StoredMessage) -> Result<Vec<u8>, EncodeError> 
     buf.extend_from_slice(&[RECORD_VERSION]);
     buf.extend_from_slice(&m.received_at.as_unix_millis().to_be_bytes());
     codec::encode(&packet, ProtocolVersion::V5, &mut buf)?;
-    Ok(buf.to_vec())
+    // No copy: the buffer was allocated here and is not shared.
+    Ok(Vec::from(buf))
 }
 
 /// Decodes a packet written by [`encode_message`] or [`encode_will`].
@@ -460,6 +545,36 @@ mod tests {
         let short = client_prefix(QUEUE, &SessionKey::broker("ab"));
         let long = queue_key(&SessionKey::broker("abc"), 1);
         assert!(!long.starts_with(&short));
+    }
+
+    #[test]
+    fn queue_entries_of_both_layouts_are_read() {
+        let d = QueuedDelivery {
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            subscription_ids: vec![7, 268_435_455],
+        };
+        let v2 = encode_queue_entry(MessageId(9), Some(&d));
+        assert_eq!(v2[0], QUEUE_ENTRY_VERSION);
+        assert_eq!(decode_queue_entry(&v2), Ok((MessageId(9), Some(d))));
+        for n in 0..v2.len() {
+            assert!(decode_queue_entry(&v2[..n]).is_err(), "{n} bytes");
+        }
+        // A layout 1 entry, as stores written before layout 2 hold.
+        let v1 = [1, 0, 0, 0, 0, 0, 0, 0, 9];
+        assert_eq!(encode_queue_entry(MessageId(9), None), v1);
+        assert_eq!(decode_queue_entry(&v1), Ok((MessageId(9), None)));
+        assert!(decode_queue_entry(&[4, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
+        // Layout 3: either entry with a message record inline.
+        for entry in [v1.to_vec(), v2.clone()] {
+            let v3 = inline_queue_entry(&entry, b"record");
+            let (id, d, inline) = decode_queue_record(&v3).expect("layout 3");
+            assert_eq!((id, inline), (MessageId(9), Some(&b"record"[..])));
+            assert_eq!(d, decode_queue_entry(&entry).expect("entry").1);
+            for n in 0..3 + entry.len() {
+                assert!(decode_queue_record(&v3[..n]).is_err(), "{n} bytes");
+            }
+        }
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub use redb_store::{RedbBackend, RedbStore};
 pub use sled_store::{SledBackend, SledStore};
 pub use types::{
     Batch, Dropped, IncomingRecord, InflightRecord, InflightState, Loaded, MessageId, Op,
-    OpOutcome, QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey, SessionRecord,
-    Side, StoreStats, StoredMessage, StoredSession, SubscriptionRecord, Timestamp, WillRecord,
+    OpOutcome, QueuedDelivery, QueuedMessage, QuotaKind, QuotaPolicy, Quotas, Refusal, SessionKey,
+    SessionRecord, Side, StoreStats, StoredMessage, StoredSession, SubscriptionRecord, Timestamp,
+    WillRecord,
 };
 pub use writer::{Commit, StoreWriter, TrySubmitError, WriterConfig, WriterStats};
 

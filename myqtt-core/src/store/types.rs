@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::ByteStr;
-use crate::codec::{LastWill, PacketId, ProtocolVersion, Publish, SubscriptionOptions};
+use crate::codec::{LastWill, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
 use crate::topic::{TopicFilter, TopicName};
 
 /// A wall-clock instant, stored as milliseconds since the Unix epoch.
@@ -290,6 +290,26 @@ pub struct QueuedMessage {
     pub message_id: MessageId,
     /// The message.
     pub message: StoredMessage,
+    /// How it is delivered, as decided when it was queued; `None` for an
+    /// entry queued without one (or written by a store format before it was
+    /// kept).
+    pub delivery: Option<QueuedDelivery>,
+}
+
+/// How one queued message is delivered to its client: what the listener
+/// decided when it matched the client's subscriptions, kept with the queue
+/// entry so that a restart delivers it the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    /// The delivery QoS: the lower of the message's QoS and the matching
+    /// subscription's granted QoS [MQTT-3.8.4-8].
+    pub qos: QoS,
+    /// The RETAIN flag it is delivered with (Retain As Published
+    /// [MQTT-3.3.1-12], [MQTT-3.3.1-13]).
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions
+    /// [MQTT-3.3.4-3].
+    pub subscription_ids: Vec<u32>,
 }
 
 /// A will message waiting to be published (MQTT 5 Will Delay Interval, or
@@ -373,6 +393,9 @@ pub enum Op {
         key: SessionKey,
         /// Which message.
         message: MessageId,
+        /// How it is to be delivered (kept with the entry); `None`: the
+        /// reader decides.
+        delivery: Option<QueuedDelivery>,
     },
     /// Removes one entry from a client's offline queue.
     Dequeue {
@@ -462,9 +485,27 @@ impl Batch {
         self.push(Op::PutMessage { id, message })
     }
 
-    /// Adds [`Op::Enqueue`].
+    /// Adds [`Op::Enqueue`] without a [`QueuedDelivery`].
     pub fn enqueue(&mut self, key: SessionKey, message: MessageId) -> &mut Self {
-        self.push(Op::Enqueue { key, message })
+        self.push(Op::Enqueue {
+            key,
+            message,
+            delivery: None,
+        })
+    }
+
+    /// Adds [`Op::Enqueue`] with how the entry is to be delivered.
+    pub fn enqueue_with(
+        &mut self,
+        key: SessionKey,
+        message: MessageId,
+        delivery: QueuedDelivery,
+    ) -> &mut Self {
+        self.push(Op::Enqueue {
+            key,
+            message,
+            delivery: Some(delivery),
+        })
     }
 
     /// Adds [`Op::Dequeue`].

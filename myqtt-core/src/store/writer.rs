@@ -36,7 +36,7 @@ pub struct WriterConfig {
     /// Default 4096; 0 is taken as 1.
     pub queue_capacity: usize,
     /// Operations past which the writer stops adding submissions to a
-    /// transaction (one submission is never split). Default 8192; 0 is
+    /// transaction (one submission is never split). Default 65536; 0 is
     /// taken as 1.
     pub max_batch_ops: usize,
 }
@@ -45,7 +45,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 4096,
-            max_batch_ops: 8192,
+            max_batch_ops: 65_536,
         }
     }
 }
