@@ -47,6 +47,12 @@ use crate::topic::TopicFilter;
 /// How long a closing connection may take to flush what it has queued.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
+/// How long after its buffers and queues were last found empty but
+/// allocated a connection gives their memory back ([`Conn::shrink_idle`]):
+/// an idle connection then holds no buffer, while a busy one reallocates
+/// at most once per period instead of after every packet.
+const SHRINK_AFTER: Duration = Duration::from_millis(100);
+
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
@@ -184,6 +190,18 @@ struct StoreWait {
     check: Option<EnqueueCheck>,
 }
 
+/// Replaces an empty queue that kept capacity with one that holds no memory.
+fn release_empty<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+}
+
+/// True when `q` is empty but keeps capacity.
+fn holds_empty<T>(q: &VecDeque<T>) -> bool {
+    q.is_empty() && q.capacity() > 0
+}
+
 /// The front commit of `q` (an entry without a commit is ready at once).
 async fn front_done(q: &mut VecDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
@@ -231,7 +249,9 @@ struct Conn<R, W> {
     /// Session expiry in seconds; `u32::MAX` never expires.
     session_expiry: u32,
     shutdown: watch::Receiver<bool>,
-    scratch: Scratch,
+    /// Routing's reusable buffers, allocated by the first PUBLISH and
+    /// given back when the connection goes quiet.
+    scratch: Option<Box<Scratch>>,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
     /// The session is written to the broker's store.
@@ -475,8 +495,11 @@ where
         assigned = Some(id.clone());
         id
     } else {
-        client_id
+        // Kept for the connection's life (and the session's): copied out
+        // of the read buffer so that it does not keep the buffer alive.
+        super::own_small_str(&client_id)
     };
+    let username = username.as_ref().map(super::own_small_str);
     tracing::Span::current().record("client_id", client_id.as_str());
 
     // The connection limit.
@@ -650,10 +673,13 @@ where
         handle,
         chain,
         chain_version,
-        will: will.map(Box::new),
+        will: will.map(|mut w| {
+            super::own_will(&mut w);
+            Box::new(w)
+        }),
         session_expiry,
         shutdown,
-        scratch: Scratch::default(),
+        scratch: None,
         spare: VecDeque::new(),
         persistent,
         track: TrackBox::new(track, persistent),
@@ -729,8 +755,8 @@ async fn claim(
                 }
                 None => {
                     // Resume the stored session [MQTT-3.1.2-4] (3.1.1).
-                    let state = mb.state.take();
-                    let track = mb.track.take();
+                    let state = mb.state.take().map(|s| *s);
+                    let track = mb.track.take().map(|t| *t);
                     old.attach_locked(&mut mb, Arc::clone(conn));
                     drop(mb);
                     return Ok((old, state, track));
@@ -772,6 +798,8 @@ where
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        // When empty buffers and queues are given back (`shrink_idle`).
+        let mut shrink_at: Option<Instant> = None;
         let high_water = self.high_water;
         // Futures that live across iterations (re-armed after they fire),
         // so an idle loop turn registers nothing anew.
@@ -807,7 +835,13 @@ where
                 Ok(false) => {}
                 Err(ending) => return ending,
             }
-            let deadline = self.session.poll_timeout();
+            if shrink_at.is_none() && self.holds_idle_memory() {
+                shrink_at = Some(Instant::now() + SHRINK_AFTER);
+            }
+            let deadline = match (self.session.poll_timeout(), shrink_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline != armed {
                 if let Some(d) = deadline {
                     timer.as_mut().reset(tokio::time::Instant::from_std(d));
@@ -876,7 +910,12 @@ where
                 }
                 Wake::Timer => {
                     armed = None;
-                    if let Err(e) = self.session.handle_timeout(Instant::now()) {
+                    let now = Instant::now();
+                    if shrink_at.is_some_and(|at| at <= now) {
+                        shrink_at = None;
+                        self.shrink_idle();
+                    }
+                    if let Err(e) = self.session.handle_timeout(now) {
                         tracing::info!(error = %e, "keep-alive expired");
                         return Self::violation(&e);
                     }
@@ -891,6 +930,30 @@ where
                 }
             }
         }
+    }
+
+    /// True when a buffer or queue of this connection is empty but still
+    /// allocated ([`Self::shrink_idle`] would give it back).
+    fn holds_idle_memory(&self) -> bool {
+        self.session.holds_idle_memory()
+            || self.reader.holds_idle_memory()
+            || self.scratch.is_some()
+            || holds_empty(&self.spare)
+            || holds_empty(&self.backlog)
+            || holds_empty(&self.pending)
+    }
+
+    /// Gives back the memory of every empty buffer and queue of the
+    /// connection, its session and its mailbox: an idle connection holds
+    /// only its fixed-size state. Nothing queued is dropped.
+    fn shrink_idle(&mut self) {
+        self.session.shrink_idle();
+        self.reader.shrink_idle();
+        self.scratch = None;
+        release_empty(&mut self.spare);
+        release_empty(&mut self.backlog);
+        release_empty(&mut self.pending);
+        release_empty(&mut lock(&self.handle.mailbox).queue);
     }
 
     /// Bytes arrived (or the stream ended): acts on the whole packets.
@@ -1563,7 +1626,7 @@ where
         let (matched, staged) = self.broker.route_staged(
             &routed,
             Some(self.handle.key),
-            &mut self.scratch,
+            self.scratch.get_or_insert_default(),
             &self.chain,
         );
         self.staged = staged.map(Box::new);
@@ -2048,5 +2111,39 @@ mod tests {
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
         assert!(conn <= 1152, "a connection's state is {conn} bytes");
         drop((task, far, signal));
+    }
+}
+
+#[cfg(test)]
+mod probe_sizes {
+    #[test]
+    fn probe() {
+        use std::mem::size_of;
+        type RH = tokio::net::tcp::OwnedReadHalf;
+        type WH = tokio::net::tcp::OwnedWriteHalf;
+        println!("Conn {}", size_of::<super::Conn<RH, WH>>());
+        println!("Session {}", size_of::<crate::session::Session>());
+        println!("SessionState {}", size_of::<crate::session::SessionState>());
+        println!("SessionConfig {}", size_of::<crate::session::SessionConfig>());
+        
+        println!("Packet {}", size_of::<crate::codec::Packet>());
+        println!("Event {}", size_of::<crate::session::Event>());
+        println!("Reader {}", size_of::<crate::net::PacketReader<RH>>());
+        println!("Writer {}", size_of::<crate::net::PacketWriter<WH>>());
+        println!("RH {} WH {}", size_of::<RH>(), size_of::<WH>());
+        println!("Decoder {}", size_of::<crate::codec::Decoder>());
+        println!("Scratch {}", size_of::<super::Scratch>());
+        println!("Batch {}", size_of::<crate::store::Batch>());
+        println!("SessionHandle {}", size_of::<super::SessionHandle>());
+        println!("Mailbox {}", size_of::<super::super::registry::Mailbox>());
+        println!("ConnShared {}", size_of::<super::ConnShared>());
+        println!("ClientInfo {}", size_of::<super::ClientInfo>());
+        println!("Sleep {}", size_of::<tokio::time::Sleep>());
+        println!("Notified {}", size_of::<tokio::sync::futures::Notified<'static>>());
+        println!("Notify {}", size_of::<tokio::sync::Notify>());
+        println!("watchRx {}", size_of::<tokio::sync::watch::Receiver<bool>>());
+        println!("Broker {}", size_of::<super::Broker>());
+        println!("Delivery {}", size_of::<super::Delivery>());
+        println!("StoreWait {}", size_of::<super::StoreWait>());
     }
 }

@@ -587,7 +587,10 @@ impl Broker {
         }
         mb.ended = true;
         mb.state = None;
-        Some((std::mem::take(&mut mb.queue), mb.pending_will.take()))
+        Some((
+            std::mem::take(&mut mb.queue),
+            mb.pending_will.take().map(|w| *w),
+        ))
     }
 
     /// The second half of ending a session: subscriptions, registry entry,
@@ -655,8 +658,8 @@ impl Broker {
             // included: the new connection starts afresh (3.1.1
             // [MQTT-3.1.2-6]; 5.0 §3.1.4).
             if session_expiry > 0 {
-                mb.state = Some(state);
-                mb.track = track;
+                mb.state = Some(Box::new(state));
+                mb.track = track.map(Box::new);
             }
             // Ended under the same lock as the detach: a connection
             // claiming the client id meanwhile never resumes it.
@@ -669,10 +672,10 @@ impl Broker {
                 if delayed {
                     // [MQTT-3.1.3-9] (5.0): wait for the delay; a new
                     // connection to the session cancels it.
-                    mb.pending_will = Some(PendingWill {
+                    mb.pending_will = Some(Box::new(PendingWill {
                         will: w,
                         client: Arc::clone(&conn.info),
-                    });
+                    }));
                 } else {
                     will_now = Some(w);
                 }
@@ -717,7 +720,7 @@ impl Broker {
                 let pending = {
                     let mut mb = lock(&s.mailbox);
                     if mb.generation == generation {
-                        mb.pending_will.take()
+                        mb.pending_will.take().map(|w| *w)
                     } else {
                         None
                     }
@@ -878,7 +881,7 @@ fn own_small(b: &bytes::Bytes) -> bytes::Bytes {
     }
 }
 
-fn own_small_str(s: &ByteStr) -> ByteStr {
+pub(crate) fn own_small_str(s: &ByteStr) -> ByteStr {
     if s.len() < COPY_BELOW {
         ByteStr::from(s.as_str())
     } else {
@@ -897,6 +900,28 @@ pub(crate) fn own_small_parts(m: &mut Message) {
     m.payload = own_small(&m.payload);
     m.topic = own_small_topic(&m.topic);
     let p = &mut m.properties;
+    if let Some(t) = &p.response_topic {
+        p.response_topic = Some(own_small_topic(t));
+    }
+    if let Some(c) = &p.correlation_data {
+        p.correlation_data = Some(own_small(c));
+    }
+    if let Some(c) = &p.content_type {
+        p.content_type = Some(own_small_str(c));
+    }
+    for (k, v) in &mut p.user_properties {
+        *k = own_small_str(k);
+        *v = own_small_str(v);
+    }
+}
+
+/// Copies the small parts of a will out of the CONNECT's read buffer: the
+/// connection keeps its will for its whole life, and a slice would keep the
+/// buffer alive with it.
+pub(crate) fn own_will(w: &mut LastWill) {
+    w.payload = own_small(&w.payload);
+    w.topic = own_small_topic(&w.topic);
+    let p = &mut w.properties;
     if let Some(t) = &p.response_topic {
         p.response_topic = Some(own_small_topic(t));
     }

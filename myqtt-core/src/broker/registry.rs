@@ -135,18 +135,19 @@ pub(crate) struct Mailbox {
     pub(crate) queue: VecDeque<Delivery>,
     /// The connection the session is attached to.
     pub(crate) conn: Option<Arc<ConnShared>>,
-    /// The protocol state while no connection is attached.
-    pub(crate) state: Option<SessionState>,
+    /// The protocol state while no connection is attached (boxed, like
+    /// the other rarely present parts: every session has a mailbox).
+    pub(crate) state: Option<Box<SessionState>>,
     /// The session has ended; nothing is queued any more.
     pub(crate) ended: bool,
     /// Bumped at every attach and detach; delayed tasks (will delay,
     /// session expiry) act only if it has not changed since they started.
     pub(crate) generation: u64,
     /// A will whose delay has not passed yet.
-    pub(crate) pending_will: Option<PendingWill>,
+    pub(crate) pending_will: Option<Box<PendingWill>>,
     /// The stored records of the protocol state while no connection is
     /// attached (brokers with a store).
-    pub(crate) track: Option<super::persist::Track>,
+    pub(crate) track: Option<Box<super::persist::Track>>,
 }
 
 /// A client's session: alive from its first CONNECT until it ends (clean

@@ -158,6 +158,19 @@ pub struct SessionSnapshot {
     pub dropped: u64,
 }
 
+/// Replaces an empty queue that kept capacity with one that holds no memory
+/// (`VecDeque::new` does not allocate).
+pub(crate) fn release_empty<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+}
+
+/// True when `q` is empty but keeps capacity.
+pub(crate) fn holds_empty<T>(q: &VecDeque<T>) -> bool {
+    q.is_empty() && q.capacity() > 0
+}
+
 /// A map keyed by packet id that iterates in insertion order, and can move
 /// an entry to the end.
 // Design: `order` maps an increasing sequence number to the id, `by_id` the
@@ -180,6 +193,21 @@ impl<V> Default for IdOrderMap<V> {
 }
 
 impl<V> IdOrderMap<V> {
+    /// True when the map is empty but still holds memory from earlier
+    /// entries.
+    pub(crate) fn holds_idle_memory(&self) -> bool {
+        self.is_empty() && (self.by_id.capacity() > 0 || !self.order.is_empty())
+    }
+
+    /// Gives back the memory of an empty map (a `HashMap` keeps its table
+    /// and a `BTreeMap` its root node after the last removal).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.is_empty() {
+            self.by_id = HashMap::new();
+            self.order = BTreeMap::new();
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -324,6 +352,23 @@ impl SessionState {
     /// How many messages wait in the queue.
     pub fn queue_len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// True when an empty table or queue of this state still holds memory
+    /// from earlier traffic ([`shrink_idle`](Self::shrink_idle) gives it
+    /// back).
+    pub fn holds_idle_memory(&self) -> bool {
+        self.outgoing.holds_idle_memory()
+            || self.incoming.holds_idle_memory()
+            || holds_empty(&self.queue)
+    }
+
+    /// Gives back the memory of the tables and the queue that are empty, so
+    /// that an idle session costs only its fixed size. Entries are kept.
+    pub fn shrink_idle(&mut self) {
+        self.outgoing.shrink_idle();
+        self.incoming.shrink_idle();
+        release_empty(&mut self.queue);
     }
 
     /// The queue's maximum length.
