@@ -5,9 +5,12 @@
 //! mailbox, and writes what the session wants sent, batched.
 //!
 // Design: a single `tokio::select!` loop over (packet read | socket
-// writable while bytes wait | mailbox wake-up | control command | keep-alive
-// timer | shutdown). No lock is held across an await; the session state
-// belongs to this task alone while the connection lives.
+// writable while bytes wait | mailbox wake-up | control command (takeover,
+// kick, shutdown) | timer (keep-alive, giving back idle memory)). No lock is
+// held across an await; the session state belongs to this task alone while
+// the connection lives. What the task keeps while it waits is what an idle
+// connection costs: the futures it waits on are poll functions of a few
+// words, and empty queues and buffers are given back (`shrink_idle`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::chain::{EventKind, HookChain, PublishOutcome};
@@ -131,7 +133,6 @@ enum Wake {
     Mail,
     Control,
     Timer,
-    Shutdown,
     /// Boxed: the store's error is large, and rare.
     Stored(Box<Result<Vec<OpOutcome>, StoreError>>),
 }
@@ -248,7 +249,6 @@ struct Conn<R, W> {
     will: Option<Box<LastWill>>,
     /// Session expiry in seconds; `u32::MAX` never expires.
     session_expiry: u32,
-    shutdown: watch::Receiver<bool>,
     /// Routing's reusable buffers, allocated by the first PUBLISH and
     /// given back when the connection goes quiet.
     scratch: Option<Box<Scratch>>,
@@ -295,31 +295,14 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    // A plain function around one async block, so the arguments are held
-    // once by the task.
+    // A plain function around one async block that holds only two
+    // pointers: an async block keeps its captured arguments for its whole
+    // life, so they go to the boxed start-up future instead, which is freed
+    // once the connection is up.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
+    let start = boxed(start(broker, read, write, peer, local, transport));
     async move {
-        let limit = broker.config().max_connections;
-        let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
-        let pre_connect = PreConnect(broker.clone());
-        if limit > 0 && waiting > limit {
-            tracing::warn!(
-                limit,
-                "socket closed: too many connections waiting for CONNECT"
-            );
-            return;
-        }
-        // Until the client is authenticated it may send only a small first
-        // packet; the full limit applies from the CONNACK on.
-        let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
-        let writer = PacketWriter::new(write);
-        // The handshake and the close are boxed: their futures are large
-        // and short-lived, so an idle connection keeps only the main loop's.
-        // Built in their own statements: a temporary lives to the end of
-        // its statement, and must not span the await.
-        let handshake = boxed(handshake(broker, reader, writer, peer, local, transport));
-        let conn = handshake.await;
-        drop(pre_connect);
+        let conn = start.await;
         if let Some(mut conn) = conn {
             let ending = conn.run().await;
             let close = boxed(conn.close(ending));
@@ -330,6 +313,39 @@ where
     .instrument(span)
 }
 
+/// Applies the limit on sockets waiting for CONNECT, then runs the
+/// handshake.
+async fn start<R, W>(
+    broker: Broker,
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+) -> Option<Box<Conn<R, W>>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = broker.config().max_connections;
+    let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
+    let pre_connect = PreConnect(broker.clone());
+    if limit > 0 && waiting > limit {
+        tracing::warn!(
+            limit,
+            "socket closed: too many connections waiting for CONNECT"
+        );
+        return None;
+    }
+    // Until the client is authenticated it may send only a small first
+    // packet; the full limit applies from the CONNACK on.
+    let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
+    let writer = PacketWriter::new(write);
+    let conn = handshake(broker, reader, writer, peer, local, transport).await;
+    drop(pre_connect);
+    conn
+}
+
 /// Moves a future to the heap. A plain function, so the unboxed future is
 /// a temporary of this frame and never takes room in the caller's state.
 fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
@@ -337,16 +353,18 @@ fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
 }
 
 /// Writes part of the buffer when bytes wait, else flushes the transport.
-/// Cancel-safe either way.
-async fn write_or_flush<W: AsyncWrite + Unpin>(
+/// Cancel-safe either way; the future is a poll function of two words.
+fn write_or_flush<W: AsyncWrite + Unpin>(
     writer: &mut PacketWriter<W>,
     pending: bool,
-) -> Result<(), NetError> {
-    if pending {
-        writer.write_some().await
-    } else {
-        writer.flush().await
-    }
+) -> impl std::future::Future<Output = Result<(), NetError>> + '_ {
+    std::future::poll_fn(move |cx| {
+        if pending {
+            writer.poll_write_some(cx)
+        } else {
+            writer.poll_flush_io(cx)
+        }
+    })
 }
 
 /// Writes what the session queued, then flushes and closes the write side,
@@ -678,7 +696,6 @@ where
             Box::new(w)
         }),
         session_expiry,
-        shutdown,
         scratch: None,
         spare: VecDeque::new(),
         persistent,
@@ -805,9 +822,12 @@ where
         // so an idle loop turn registers nothing anew.
         let handle = Arc::clone(&self.handle);
         let shared = Arc::clone(&self.shared);
-        let mut shutdown_rx = self.shutdown.clone();
-        let shutdown = crate::broker::signalled(&mut shutdown_rx);
-        tokio::pin!(shutdown);
+        // The shutdown arrives as a control command
+        // ([`Broker::shutdown_connections`]); one set before this
+        // connection was in the table is seen here.
+        if self.broker.is_shutting_down() {
+            return Ending::Shutdown;
+        }
         let mail = handle.wake.notified();
         tokio::pin!(mail);
         let control = shared.notify.notified();
@@ -866,11 +886,15 @@ where
                 () = &mut mail, if can_take => Wake::Mail,
                 () = &mut control => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
-                () = &mut shutdown => Wake::Shutdown,
             };
             match wake {
                 Wake::Read(r) => {
-                    if let Err(ending) = self.on_read(r).await {
+                    // Checked apart from the await: the read's result is
+                    // not kept in the future while its packets are handled.
+                    if let Err(ending) = self.on_read(r) {
+                        return ending;
+                    }
+                    if let Err(ending) = self.read_buffered(Instant::now()).await {
                         return ending;
                     }
                 }
@@ -905,6 +929,7 @@ where
                     match command {
                         Some(Control::TakeOver) => return Ending::TakenOver,
                         Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
+                        Some(Control::Shutdown) => return Ending::Shutdown,
                         None => {}
                     }
                 }
@@ -920,7 +945,6 @@ where
                         return Self::violation(&e);
                     }
                 }
-                Wake::Shutdown => return Ending::Shutdown,
                 Wake::Stored(r) => {
                     // Boxed: only connections with a store get here.
                     let stored = boxed(self.on_stored(*r));
@@ -956,10 +980,11 @@ where
         release_empty(&mut lock(&self.handle.mailbox).queue);
     }
 
-    /// Bytes arrived (or the stream ended): acts on the whole packets.
-    async fn on_read(&mut self, r: Result<bool, NetError>) -> Result<(), Ending> {
+    /// A read completed: `Ok` when bytes arrived (the caller decodes
+    /// them), the ending when the stream ended or failed.
+    fn on_read(&self, r: Result<bool, NetError>) -> Result<(), Ending> {
         match r {
-            Ok(true) => self.read_buffered(Instant::now()).await,
+            Ok(true) => Ok(()),
             Ok(false) => {
                 if self.reader.has_partial() {
                     tracing::debug!("connection closed by the client in the middle of a packet");
@@ -2107,6 +2132,7 @@ mod tests {
             Transport::Tcp,
         );
         let size = std::mem::size_of_val(&task);
+        println!("serve future {size}");
         assert!(size <= 1280, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
         assert!(conn <= 1152, "a connection's state is {conn} bytes");

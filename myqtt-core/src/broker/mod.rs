@@ -810,6 +810,24 @@ impl Broker {
         });
     }
 
+    /// Tells every live connection that the context is shutting down. A
+    /// connection that attaches after this sees the signal itself
+    /// ([`Self::is_shutting_down`]) once it is in the table.
+    fn shutdown_connections(&self) {
+        let conns: Vec<_> = lock(&self.inner.registry.conns)
+            .values()
+            .map(|(c, _)| Arc::clone(c))
+            .collect();
+        for c in &conns {
+            c.command(Control::Shutdown);
+        }
+    }
+
+    /// True once the shutdown signal is set (or its sender is gone).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow() || self.inner.shutdown.has_changed().is_err()
+    }
+
     fn start_ticker(&self) {
         let interval = self.inner.config.tick_interval;
         let broker = self.downgrade();
@@ -826,7 +844,12 @@ impl Broker {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
-                    () = crate::broker::signalled(&mut shutdown) => return,
+                    () = crate::broker::signalled(&mut shutdown) => {
+                        if let Some(broker) = broker.upgrade() {
+                            broker.shutdown_connections();
+                        }
+                        return;
+                    }
                 }
                 let Some(broker) = broker.upgrade() else {
                     return;

@@ -83,6 +83,10 @@ pub(crate) enum Control {
         /// Publish the client's will as for an abnormal close.
         with_will: bool,
     },
+    /// The context is shutting down. Sent to every live connection by one
+    /// task of the broker, so that a connection does not need a watch on
+    /// the shutdown signal of its own (memory per idle connection).
+    Shutdown,
 }
 
 /// What other tasks know of a live connection.
@@ -102,8 +106,14 @@ impl ConnShared {
     /// Asks the connection to act on `control`.
     pub(crate) fn command(&self, control: Control) {
         let mut slot = lock(&self.control);
-        // A takeover or kick already pending is not replaced by a weaker one.
-        if slot.is_none() || control == Control::TakeOver {
+        // A takeover or kick already pending is not replaced by a weaker
+        // one; the shutdown replaces a kick.
+        let replaces = match (*slot, control) {
+            (None, _) | (_, Control::TakeOver) => true,
+            (Some(Control::Kick { .. }), Control::Shutdown) => true,
+            _ => false,
+        };
+        if replaces {
             *slot = Some(control);
         }
         drop(slot);

@@ -3,7 +3,8 @@
 //! encoded packets and writes them in as few syscalls as it can.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use tokio::io::{
@@ -118,21 +119,31 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// [`shrink_idle`](Self::shrink_idle)) waits for bytes without
     /// allocating: it reads into stack space first and moves what came into
     /// a new buffer.
-    pub async fn fill(&mut self) -> Result<bool, NetError> {
+    pub fn fill(&mut self) -> impl Future<Output = Result<bool, NetError>> + '_ {
+        // A poll function rather than an async body: the future is two
+        // words, whatever the reader's read future holds.
+        std::future::poll_fn(|cx| self.poll_fill(cx))
+    }
+
+    /// [`fill`](Self::fill) as a poll function: `Ready(Ok(false))` at the
+    /// end of the stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, NetError>> {
         if self.buf.capacity() == 0 {
-            let n = std::future::poll_fn(|cx| self.poll_first_read(cx)).await?;
-            return Ok(n > 0);
+            let n = ready!(self.poll_first_read(cx))?;
+            return Poll::Ready(Ok(n > 0));
         }
         if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
-        let n = self.io.read_buf(&mut self.buf).await?;
+        // Tokio's read future holds only its two references, so a fresh one
+        // per poll is the same as one kept across polls.
+        let n = ready!(std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx))?;
         if n == room && self.chunk < MAX_READ_CHUNK {
             // The peer sends faster than one buffer per read.
             self.chunk *= 2;
         }
-        Ok(n > 0)
+        Poll::Ready(Ok(n > 0))
     }
 
     /// One read into stack space; what came is copied into a new buffer.
@@ -226,10 +237,17 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     ///
     /// Cancel-safe: a cancelled call wrote nothing, so this can be one branch
     /// of a `tokio::select!` loop while the peer is slow to read.
-    pub async fn write_some(&mut self) -> Result<(), NetError> {
-        let n = self.io.write_buf(&mut self.buf).await?;
+    pub fn write_some(&mut self) -> impl Future<Output = Result<(), NetError>> + '_ {
+        std::future::poll_fn(|cx| self.poll_write_some(cx))
+    }
+
+    /// [`write_some`](Self::write_some) as a poll function.
+    pub fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
+        // Tokio's write future holds only its two references (see
+        // `PacketReader::poll_fill`).
+        let n = ready!(std::pin::pin!(self.io.write_buf(&mut self.buf)).poll(cx))?;
         if n == 0 && !self.buf.is_empty() {
-            return Err(NetError::Io(std::io::ErrorKind::WriteZero.into()));
+            return Poll::Ready(Err(NetError::Io(std::io::ErrorKind::WriteZero.into())));
         }
         if self.buf.is_empty() {
             // Between bursts the buffer is given back, so an idle
@@ -239,7 +257,13 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             self.peak = 0;
             self.buf = BytesMut::new();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes the stream (not the write buffer: see [`flush`](Self::flush)),
+    /// as a poll function.
+    pub fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
+        Poll::Ready(Ok(ready!(Pin::new(&mut self.io).poll_flush(cx))?))
     }
 
     /// Writes everything buffered, then flushes the stream.

@@ -215,7 +215,6 @@ impl Session {
             || holds_empty(&self.events)
             || holds_empty(&self.held)
             || holds_empty(&self.conn.pending_acks)
-            || (self.conn.pending_requests.is_empty() && self.conn.pending_requests.capacity() > 0)
             || self.state.holds_idle_memory()
     }
 
@@ -231,9 +230,6 @@ impl Session {
         release_empty(&mut self.events);
         release_empty(&mut self.held);
         release_empty(&mut self.conn.pending_acks);
-        if self.conn.pending_requests.is_empty() {
-            self.conn.pending_requests = std::collections::HashMap::new();
-        }
         self.state.shrink_idle();
     }
 
