@@ -599,7 +599,7 @@ where
         id: broker.registry().next_id(),
         info: Arc::clone(&info),
         control: std::sync::Mutex::new(None),
-        notify: tokio::sync::Notify::new(),
+        notify: super::registry::Signal::default(),
     });
     let claimed = tokio::select! {
         c = claim(&broker, &client_id, clean_start, &shared) => c,
@@ -817,21 +817,14 @@ where
         let mut armed: Option<Instant> = None;
         // When empty buffers and queues are given back (`shrink_idle`).
         let mut shrink_at: Option<Instant> = None;
+        let mut connecting = true;
         let high_water = self.high_water;
-        // Futures that live across iterations (re-armed after they fire),
-        // so an idle loop turn registers nothing anew.
-        let handle = Arc::clone(&self.handle);
-        let shared = Arc::clone(&self.shared);
         // The shutdown arrives as a control command
         // ([`Broker::shutdown_connections`]); one set before this
         // connection was in the table is seen here.
         if self.broker.is_shutting_down() {
             return Ending::Shutdown;
         }
-        let mail = handle.wake.notified();
-        tokio::pin!(mail);
-        let control = shared.notify.notified();
-        tokio::pin!(control);
         // Act on what packets held by the session's accept reported; packets
         // that arrived right behind the CONNECT are decoded by the first
         // turn of the loop (`catch_up`).
@@ -854,6 +847,14 @@ where
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(ending) => return ending,
+            }
+            if connecting {
+                // The CONNECT, CONNACK and the packets right behind them
+                // are handled: what they allocated is given back now, while
+                // the next connection's handshake can reuse it, rather than
+                // after the timer, which would leave holes in the heap.
+                connecting = false;
+                self.shrink_idle();
             }
             if shrink_at.is_none() && self.holds_idle_memory() {
                 shrink_at = Some(Instant::now() + SHRINK_AFTER);
@@ -883,8 +884,10 @@ where
                 r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
                     if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
                 }
-                () = &mut mail, if can_take => Wake::Mail,
-                () = &mut control => Wake::Control,
+                // Signals, not `Notified` futures: nothing kept between
+                // turns (see `Signal`).
+                () = self.handle.wake.wait(), if can_take => Wake::Mail,
+                () = self.shared.notify.wait() => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
             };
             match wake {
@@ -913,7 +916,6 @@ where
                     self.unflushed = false;
                 }
                 Wake::Mail => {
-                    mail.set(handle.wake.notified());
                     if self.drain() {
                         let checked = boxed(self.drain_checked());
                         checked.await;
@@ -924,7 +926,6 @@ where
                     }
                 }
                 Wake::Control => {
-                    control.set(shared.notify.notified());
                     let command = lock(&self.shared.control).take();
                     match command {
                         Some(Control::TakeOver) => return Ending::TakenOver,

@@ -1068,7 +1068,7 @@ mod tests {
                 transport: hooks::Transport::Tcp,
             }),
             control: std::sync::Mutex::new(None),
-            notify: Notify::new(),
+            notify: registry::Signal::default(),
         });
         session.attach_locked(&mut lock(&session.mailbox), conn);
         broker.end_session_if(&session, Some(armed));

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -73,6 +74,57 @@ pub(crate) struct Delivery {
     pub(crate) stored: Option<crate::store::MessageId>,
 }
 
+/// A wake-up for the one task that waits on it, set from any thread; a
+/// wake-up while nobody waits is kept for the next wait (like
+/// `Notify::notify_one`).
+///
+/// Its wait is a poll function ([`Signal::poll_wait`]): the waiting task
+/// keeps no future for it between wake-ups, where a `Notified` future would
+/// cost 64 bytes in every idle connection's task.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    /// Wakes the waiting task, or the next one to wait.
+    pub(crate) fn notify(&self) {
+        self.set.store(true, Ordering::Release);
+        let waker = lock(&self.waker).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// `Ready` once notified since the last `Ready`; registers the task's
+    /// waker otherwise.
+    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.set.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        {
+            let mut slot = lock(&self.waker);
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // A notification between the first check and the registration
+        // found no waker (or the old one): it is seen here.
+        if self.set.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Waits for [`notify`](Self::notify); a future of one word.
+    pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_wait(cx))
+    }
+}
+
 /// A command for a live connection, from another task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
@@ -99,7 +151,7 @@ pub(crate) struct ConnShared {
     /// A pending command.
     pub(crate) control: Mutex<Option<Control>>,
     /// Wakes the connection when `control` is set.
-    pub(crate) notify: Notify,
+    pub(crate) notify: Signal,
 }
 
 impl ConnShared {
@@ -117,7 +169,7 @@ impl ConnShared {
             *slot = Some(control);
         }
         drop(slot);
-        self.notify.notify_one();
+        self.notify.notify();
     }
 }
 
@@ -179,7 +231,7 @@ pub(crate) struct SessionHandle {
     dropped: AtomicU64,
     pub(crate) mailbox: Mutex<Mailbox>,
     /// Wakes the attached connection when a delivery is queued.
-    pub(crate) wake: Notify,
+    pub(crate) wake: Signal,
     /// Wakes a connection waiting to take the session over.
     pub(crate) detached: Notify,
     /// The session's subscriptions (for unsubscribing all at its end, and
@@ -221,7 +273,7 @@ impl SessionHandle {
                 pending_will: None,
                 track: None,
             }),
-            wake: Notify::new(),
+            wake: Signal::default(),
             detached: Notify::new(),
             subscriptions: Mutex::new(HashMap::new()),
         }
@@ -296,7 +348,7 @@ impl SessionHandle {
         drop(mb);
         if online && was_empty {
             // One wake-up per batch: the connection drains the whole queue.
-            self.wake.notify_one();
+            self.wake.notify();
         }
         Ok(())
     }
@@ -308,7 +360,7 @@ impl SessionHandle {
         mb.pending_will = None;
         self.online.store(true, Ordering::Relaxed);
         if !mb.queue.is_empty() {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
