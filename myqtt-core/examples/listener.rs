@@ -12,6 +12,10 @@
 //! store, or one another process has open, stops the listener with an
 //! error (exit status 1); the store is never wiped.
 //!
+//! `--sys-interval SECS` (default 10, as mosquitto; 0 turns it off) is how
+//! often the listener publishes its figures under `$SYS/broker/`
+//! (`mosquitto_sub -t '$SYS/#' -v`).
+//!
 //! ```text
 //! cargo run --example listener -- --port 1883
 //! mosquitto_sub -p 1883 -t 'a/#' -v &
@@ -32,10 +36,11 @@ struct Args {
     backend: BackendKind,
     hash_size: u32,
     max_packet_size: u32,
+    sys_interval: u64,
 }
 
 fn usage() -> &'static str {
-    "usage: listener [--host HOST] [--port PORT] [--max-packet-size BYTES] [--storage PATH [--backend redb|sled] [--hash-size N]]"
+    "usage: listener [--host HOST] [--port PORT] [--max-packet-size BYTES] [--sys-interval SECS] [--storage PATH [--backend redb|sled] [--hash-size N]]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         backend: BackendKind::Redb,
         hash_size: 0,
         max_packet_size: 0,
+        sys_interval: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -74,6 +80,12 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("invalid packet size {v:?}"))?;
             }
+            "--sys-interval" => {
+                let v = value("--sys-interval")?;
+                args.sys_interval = v
+                    .parse()
+                    .map_err(|_| format!("invalid interval {v:?} (seconds)"))?;
+            }
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -99,6 +111,7 @@ fn main() -> ExitCode {
     }
     let config = match BrokerConfig::builder()
         .max_packet_size(args.max_packet_size)
+        .sys_interval(std::time::Duration::from_secs(args.sys_interval))
         .build()
     {
         Ok(c) => c,

@@ -543,3 +543,59 @@ fn a_listener_waiter_waits_in_slices_without_missing_an_unlock() {
         Some(myqtt_core::WaitOutcome::Exited)
     );
 }
+
+#[test]
+fn pings_of_a_client_that_is_slow_to_read_keep_it_alive_while_reading_is_paused() {
+    // The broker stops reading a peer whose write buffer is past the high
+    // water mark; its PINGREQs still count [MQTT-3.1.2-24] (3.1.1) /
+    // [MQTT-3.1.2-22] (5.0): the client is not closed for keep alive.
+    use myqtt_core::codec::{Subscribe, SubscribeProperties, SubscriptionOptions};
+    const RETAINED: usize = 64;
+    with_default_broker(|ctx, addr| async move {
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        let payload = vec![7u8; 128 * 1024];
+        for i in 0..RETAINED {
+            p.publish(&format!("r/{i}"), &payload, QoS::AtMostOnce, true)
+                .await;
+        }
+        eventually("retained stored", || {
+            ctx.broker().retained_count() == RETAINED
+        })
+        .await;
+        // 4 x 8 MiB owed: far more than the sockets' buffers hold.
+        let (mut s, _) = Raw::connect_with(addr, connect_packet(V311, "slow", true, 1)).await;
+        for i in 1..=4 {
+            s.send(Packet::Subscribe(Subscribe {
+                packet_id: pid(i),
+                filters: vec![(filter("r/#"), SubscriptionOptions::default())],
+                properties: SubscribeProperties::default(),
+            }))
+            .await;
+        }
+        // Pings for three keep-alive expiries (1.5 s each), nothing read.
+        let start = Instant::now();
+        let mut pings = 0;
+        while start.elapsed() < Duration::from_millis(4500) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.send(Packet::PingReq).await;
+            pings += 1;
+        }
+        let connected = |id: &str| {
+            ctx.broker()
+                .clients()
+                .iter()
+                .any(|c| c.info.client_id == id)
+        };
+        assert!(connected("slow"), "closed while its PINGREQs waited unread");
+        // Reading everything now: every PINGREQ is answered.
+        let mut pongs = 0;
+        while pongs < pings {
+            match s.recv().await {
+                Packet::PingResp => pongs += 1,
+                Packet::Publish(_) | Packet::SubAck(_) => {}
+                other => panic!("unexpected {other:?} after {pongs} PINGRESPs"),
+            }
+        }
+        assert!(connected("slow"));
+    });
+}

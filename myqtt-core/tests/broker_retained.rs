@@ -222,3 +222,61 @@ fn a_client_that_does_not_read_is_not_read_from_past_the_write_high_water_mark()
         assert_eq!(hook.0.load(Ordering::SeqCst), usize::from(SUBSCRIBES));
     });
 }
+
+#[test]
+fn retained_qos1_messages_still_owed_at_a_disconnect_stay_with_a_persistent_session() {
+    // Retained messages sent on SUBSCRIBE are messages pending transmission,
+    // session state that outlives the connection (§4.1): those the broker
+    // had not handed to the session yet (the client was slow to read) are
+    // delivered on the next connection.
+    const RETAINED: usize = 64;
+    with_default_broker(|ctx, addr| async move {
+        let mut p = Raw::connect(addr, V311, "p", true).await;
+        let payload = vec![7u8; 128 * 1024];
+        for i in 0..RETAINED {
+            p.publish(&format!("r/{i}"), &payload, QoS::AtLeastOnce, true)
+                .await;
+        }
+        eventually("retained stored", || {
+            ctx.broker().retained_count() == RETAINED
+        })
+        .await;
+        let connected = |id: &str| {
+            ctx.broker()
+                .clients()
+                .iter()
+                .any(|c| c.info.client_id == id)
+        };
+        // 8 MiB owed: more than the sockets' buffers hold.
+        let mut s = Raw::connect(addr, V311, "slow", false).await;
+        s.send(Packet::Subscribe(myqtt_core::codec::Subscribe {
+            packet_id: pid(1),
+            filters: vec![(
+                filter("r/#"),
+                myqtt_core::codec::SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            )],
+            properties: myqtt_core::codec::SubscribeProperties::default(),
+        }))
+        .await;
+        assert!(matches!(s.recv().await, Packet::SubAck(_)));
+        drop(s);
+        eventually("the slow client gone", || !connected("slow")).await;
+        let (mut s, ack) = Raw::connect_with(addr, connect_packet(V311, "slow", false, 0)).await;
+        assert!(ack.session_present);
+        let mut topics = std::collections::BTreeSet::new();
+        while topics.len() < RETAINED {
+            match s.recv_within(WAIT).await {
+                Some(Packet::Publish(m)) => {
+                    s.ack(&m).await;
+                    topics.insert(m.topic.to_string());
+                }
+                Some(other) => panic!("unexpected {other:?}"),
+                None => break,
+            }
+        }
+        assert_eq!(topics.len(), RETAINED, "retained messages lost: {topics:?}");
+    });
+}

@@ -220,3 +220,45 @@ fn a_kick_closes_the_client_with_or_without_its_will() {
         assert!(!ctx.broker().kick_client("nobody", true));
     });
 }
+
+/// Connects a client with a retained will (with `delay` seconds of will
+/// delay at MQTT 5), shuts the listener down, and says whether the will was
+/// retained.
+fn will_retained_after_shutdown(wills_on_shutdown: bool, delay: Option<u32>) -> bool {
+    let config = myqtt_core::broker::BrokerConfig::builder()
+        .wills_on_shutdown(wills_on_shutdown)
+        .build()
+        .unwrap();
+    let ctx = myqtt_core::Ctx::builder()
+        .worker_threads(2)
+        .shutdown_grace(Duration::from_secs(5))
+        .broker(config)
+        .build()
+        .unwrap();
+    let addr = ctx.create_listener("127.0.0.1", 0).unwrap().local_addr();
+    let client = ctx.block_on(async move {
+        let mut connect = with_will(V5, "c", true);
+        connect.properties.session_expiry_interval = Some(60);
+        if let Some(w) = connect.will.as_mut() {
+            w.properties.will_delay_interval = delay;
+        }
+        let (client, _) = Raw::connect_with(addr, connect).await;
+        client
+    });
+    let broker = ctx.broker().clone();
+    assert_eq!(broker.retained_count(), 0);
+    ctx.exit(); // waits for the connections to close
+    drop(client);
+    broker.retained_count() == 1
+}
+
+#[test]
+fn wills_are_published_when_the_listener_shuts_down() {
+    // The server closes the connection without a DISCONNECT 0x00 from the
+    // client: the will is published [MQTT-3.1.2-8], MQTT 5.0 §3.1.2.5.
+    assert!(will_retained_after_shutdown(true, None));
+    // Without a store the session ends with the process: a delayed will
+    // cannot wait.
+    assert!(will_retained_after_shutdown(true, Some(30)));
+    assert!(!will_retained_after_shutdown(false, None));
+}

@@ -565,3 +565,61 @@ mod lossy_network {
         }
     }
 }
+
+#[test]
+fn resends_after_a_reconnect_respect_a_smaller_receive_maximum_and_keep_their_order() {
+    // [MQTT-3.3.4-9]: no more unacknowledged QoS 1/2 PUBLISH packets than the
+    // peer's Receive Maximum on this connection, resends included; held-back
+    // resends go first, in order, with DUP [MQTT-4.6.0-1], [MQTT-3.3.1-1].
+    let manual = |n: u16| {
+        SessionConfig::builder()
+            .ack_mode(AckMode::Manual)
+            .receive_maximum(n)
+            .build()
+            .unwrap()
+    };
+    let mut pair = Pair::connected_with(V5, SessionConfig::default(), manual(10));
+    for payload in ["m1", "m2", "m3", "m4", "m5"] {
+        pair.client
+            .publish(pair.now, message("r", QoS::AtLeastOnce, payload))
+            .unwrap();
+    }
+    pair.drive();
+    assert_eq!(pair.client.state().outgoing_len(), 5);
+    pair.server_config = manual(2);
+    pair.to_server.clear();
+    pair.reconnect();
+    pair.client
+        .publish(pair.now, message("r", QoS::AtMostOnce, "new0"))
+        .unwrap();
+    pair.client
+        .publish(pair.now, message("r", QoS::AtLeastOnce, "new1"))
+        .unwrap();
+    pair.drive();
+    assert_eq!(payloads(&pair.publishes_to_server()), ["m1", "m2"]);
+    let mut acked = 0;
+    loop {
+        let ids: Vec<PacketId> = pair
+            .publishes_to_server()
+            .iter()
+            .filter_map(|p| p.packet_id)
+            .collect();
+        assert!(
+            ids.len() - acked <= 2,
+            "{} unacknowledged after {acked} acks",
+            ids.len() - acked
+        );
+        let Some(&next) = ids.get(acked) else { break };
+        pair.server.ack(pair.now, next).unwrap();
+        acked += 1;
+        pair.drive();
+    }
+    let sent = pair.publishes_to_server();
+    assert_eq!(
+        payloads(&sent),
+        ["m1", "m2", "m3", "m4", "m5", "new0", "new1"]
+    );
+    assert!(sent[..5].iter().all(|p| p.dup));
+    assert!(!sent[6].dup);
+    assert!(pair.client.state().is_empty());
+}

@@ -49,11 +49,13 @@ pub struct BrokerConfig {
     pub(crate) duplicate_client_id: DuplicateClientId,
     pub(crate) hook_policy: HookPolicy,
     pub(crate) tick_interval: Duration,
+    pub(crate) sys_interval: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_session_expiry: u32,
     pub(crate) maximum_qos: QoS,
     pub(crate) retain_available: bool,
     pub(crate) write_high_water: usize,
+    pub(crate) wills_on_shutdown: bool,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
     pub(crate) storage: Option<StoreConfig>,
 }
@@ -74,11 +76,13 @@ impl Default for BrokerConfig {
             duplicate_client_id: DuplicateClientId::TakeOver,
             hook_policy: HookPolicy::default(),
             tick_interval: Duration::from_secs(1),
+            sys_interval: Duration::ZERO,
             connect_timeout: Duration::from_secs(10),
             max_session_expiry: u32::MAX,
             maximum_qos: QoS::ExactlyOnce,
             retain_available: true,
             write_high_water: 64 * 1024,
+            wills_on_shutdown: true,
             hooks: Vec::new(),
             storage: None,
         }
@@ -101,11 +105,13 @@ impl fmt::Debug for BrokerConfig {
             .field("duplicate_client_id", &self.duplicate_client_id)
             .field("hook_policy", &self.hook_policy)
             .field("tick_interval", &self.tick_interval)
+            .field("sys_interval", &self.sys_interval)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_session_expiry", &self.max_session_expiry)
             .field("maximum_qos", &self.maximum_qos)
             .field("retain_available", &self.retain_available)
             .field("write_high_water", &self.write_high_water)
+            .field("wills_on_shutdown", &self.wills_on_shutdown)
             .field("hooks", &self.hooks.len())
             .field("storage", &self.storage)
             .finish()
@@ -282,6 +288,18 @@ impl BrokerConfigBuilder {
         self
     }
 
+    /// How often the broker publishes its figures under `$SYS/broker/`
+    /// (clients connected, sessions, subscriptions, retained messages,
+    /// dropped messages, uptime, version, store commits), as retained QoS 0
+    /// messages, each only when its value changed. `#` and `+` never match
+    /// these topics [MQTT-4.7.2-1]: subscribe to `$SYS/#`. Default zero:
+    /// off (the example listener turns it on every 10 s, as mosquitto
+    /// does).
+    pub fn sys_interval(mut self, interval: Duration) -> Self {
+        self.config.sys_interval = interval;
+        self
+    }
+
     /// How long a new connection may take to send its CONNECT (and a
     /// deferred CONNECT decision to complete, within the hook policy) before
     /// it is closed. Default 10 s; zero is invalid.
@@ -322,6 +340,20 @@ impl BrokerConfigBuilder {
     /// from it until the buffer drains. Default 64 KiB; `0` is invalid.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.config.write_high_water = bytes;
+        self
+    }
+
+    /// Whether the wills of clients still connected are published when the
+    /// listener shuts down. The server then closes their connections
+    /// without a DISCONNECT 0x00 from them, one of the cases in which a will
+    /// is published ([MQTT-3.1.2-8], MQTT 5.0 §3.1.2.5): retained wills are
+    /// kept (in the store, if there is one) and queued for persistent
+    /// sessions. A will with a delay is kept for after a restart when there
+    /// is a store (its session outlives the process), and published at once
+    /// when there is none (the session ends with the process). Default
+    /// true; false drops them, as mosquitto does.
+    pub fn wills_on_shutdown(mut self, yes: bool) -> Self {
+        self.config.wills_on_shutdown = yes;
         self
     }
 

@@ -105,13 +105,13 @@ impl Ending {
     /// Whether the will is published: on any close but a DISCONNECT with
     /// reason 0x00 [MQTT-3.1.2-8] (3.1.1) / [MQTT-3.1.2-10] (5.0): only
     /// 0x00 deletes it [MQTT-3.14.4-3], so 0x04 and every error reason a
-    /// client sends publish it; not on a kick without will nor at the
-    /// broker's own shutdown.
-    fn publishes_will(&self) -> bool {
+    /// client sends publish it; not on a kick without will; at the broker's
+    /// own shutdown as configured (`wills_on_shutdown`).
+    fn publishes_will(&self, on_shutdown: bool) -> bool {
         match self {
             Self::Disconnect(r) => *r != ReasonCode::Success,
             Self::Kicked { with_will } => *with_will,
-            Self::Shutdown => false,
+            Self::Shutdown => on_shutdown,
             Self::Lost | Self::Violation(..) | Self::TakenOver | Self::HookClose => true,
         }
     }
@@ -941,7 +941,23 @@ where
                         shrink_at = None;
                         self.shrink_idle();
                     }
-                    if let Err(e) = self.session.handle_timeout(now) {
+                    if self.writer.pending() >= high_water {
+                        // Reading is paused (the peer is slow to read what
+                        // it is owed), so its PINGREQs may be waiting in the
+                        // socket: take what has arrived before judging the
+                        // keep alive [MQTT-3.1.2-24]. At most one read per
+                        // keep-alive period, so memory stays bounded.
+                        use futures_util::FutureExt as _;
+                        if let Some(r) = self.reader.fill().now_or_never() {
+                            if let Err(ending) = self.on_read(r) {
+                                return ending;
+                            }
+                            if let Err(ending) = self.read_buffered(Instant::now()).await {
+                                return ending;
+                            }
+                        }
+                    }
+                    if let Err(e) = self.session.handle_timeout(Instant::now()) {
                         tracing::info!(error = %e, "keep-alive expired");
                         return Self::violation(&e);
                     }
@@ -2037,6 +2053,20 @@ where
             let _ = self.submit(Batch::new()).await;
         }
         let now = Instant::now();
+        if self.session_expiry > 0 && !self.backlog.is_empty() {
+            // Retained QoS 1/2 messages still owed to new subscriptions are
+            // messages pending transmission, part of the session state that
+            // outlives the connection (MQTT 5.0 §4.1, 3.1.1 §4.1): the
+            // session queues them for the next connection. QoS 0 ones go.
+            let owed: Vec<Delivery> = self
+                .backlog
+                .drain(..)
+                .filter(|d| d.qos > QoS::AtMostOnce)
+                .collect();
+            for d in owed {
+                self.deliver(now, d).await;
+            }
+        }
         if let Some((code, why)) = ending.server_disconnect() {
             let reason_string = why.map(|w| {
                 // Keep the string small; it is informative only.
@@ -2086,7 +2116,10 @@ where
             session: &handle,
             conn: &shared,
             state,
-            will: will.filter(|_| ending.publishes_will()).map(|w| *w),
+            will: will
+                .filter(|_| ending.publishes_will(broker.config().wills_on_shutdown))
+                .map(|w| *w),
+            shutdown: ending == Ending::Shutdown,
             session_expiry,
             taken_over,
             track: persistent.then(|| track.into_inner()),

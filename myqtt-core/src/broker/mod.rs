@@ -24,6 +24,7 @@ pub mod hooks;
 mod persist;
 mod registry;
 mod router;
+mod sys;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -90,6 +91,8 @@ pub(crate) struct Detach<'a> {
     pub(crate) track: Option<persist::Track>,
     /// The protocol level, for the stored session record.
     pub(crate) protocol: crate::codec::ProtocolVersion,
+    /// The broker is shutting down.
+    pub(crate) shutdown: bool,
 }
 
 /// Counts live tasks so shutdown can wait for them to finish.
@@ -248,6 +251,7 @@ impl Broker {
             broker.restore(loaded);
         }
         broker.start_ticker();
+        sys::start(&broker);
         Ok(broker)
     }
 
@@ -638,13 +642,16 @@ impl Broker {
             taken_over,
             track,
             protocol,
+            shutdown,
         } = d;
         lock(&self.inner.registry.conns).remove(&conn.id);
         let delay = will
             .as_ref()
             .and_then(|w| w.properties.will_delay_interval)
             .unwrap_or(0);
-        let delayed = delay > 0 && session_expiry > 0;
+        // At shutdown without a store the session ends with the process:
+        // its will cannot wait for a delay [MQTT-3.1.2-8] (5.0 §3.1.3.2.2).
+        let delayed = delay > 0 && session_expiry > 0 && !(shutdown && self.persist().is_none());
         let mut will_now = None;
         let (generation, ended) = {
             let mut mb = lock(&session.mailbox);

@@ -94,6 +94,12 @@ pub(crate) struct ConnectionState {
     pub(crate) pending_requests: BTreeMap<PacketId, PendingRequest>,
     /// Client: the Clean Start flag of the CONNECT sent.
     pub(crate) clean_start: bool,
+    /// Flows in flight from an earlier connection whose PUBLISH is not
+    /// resent yet, in order: the peer's Receive Maximum on this connection
+    /// is smaller than the number of flows [MQTT-3.3.4-9]. Boxed and
+    /// usually `None`: it costs an idle connection one pointer.
+    #[allow(clippy::box_collection)] // a pointer, not a 32-byte VecDeque, per connection
+    pub(crate) held_resends: Option<Box<VecDeque<PacketId>>>,
 }
 
 impl ConnectionState {
@@ -111,6 +117,7 @@ impl ConnectionState {
             pending_qos1: 0,
             pending_requests: BTreeMap::new(),
             clean_start: false,
+            held_resends: None,
         }
     }
 }

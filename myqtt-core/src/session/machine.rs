@@ -1000,6 +1000,14 @@ impl Session {
             return;
         }
         let window = self.send_window();
+        if self.conn.held_resends.is_some() {
+            self.pump_held_resends(now, window);
+            if self.conn.held_resends.is_some() {
+                // New messages, QoS 0 too, wait behind the resends
+                // [MQTT-4.6.0-1], [MQTT-4.6.0-6].
+                return;
+            }
+        }
         while let Some(front) = self.state.queue.front() {
             let (expired, qos) = (front.is_expired(now), front.publish.qos);
             if expired {
@@ -1074,35 +1082,76 @@ impl Session {
         self.send(now, packet);
     }
 
-    /// Resends every flow in flight, in order, on a new connection
+    /// Resends the flows in flight, in order, on a new connection
     /// [MQTT-4.4.0-1], [MQTT-4.6.0-1]: PUBLISH with DUP 1 [MQTT-3.3.1-1]
     /// for those awaiting PUBACK / PUBREC, PUBREL for those awaiting PUBCOMP.
     ///
-    /// All of them go, even if the peer now advertises a smaller Receive
-    /// Maximum: the resend is required, and the window then holds back new
-    /// messages until enough flows complete.
+    /// Every flow counts against the peer's Receive Maximum of this
+    /// connection [MQTT-3.3.4-9]: a PUBREL (whose PUBLISH the peer already
+    /// holds) goes at once, while PUBLISH packets go only while the window
+    /// has room; the rest wait in order in `held_resends` and go, still
+    /// with DUP, as acknowledgements free the window, before any new
+    /// message ([`Self::pump`]).
     fn resend_inflight(&mut self, now: Instant) {
+        let window = self.send_window();
         let ids: Vec<PacketId> = self.state.outgoing.ids().collect();
+        let mut held = VecDeque::new();
+        let mut active = 0usize;
         for id in ids {
-            let packet = match self.state.outgoing.get(id) {
-                Some(Outgoing::Publish {
-                    publish, queued_at, ..
-                }) => wire_publish(&mut self.conn, self.version, now, publish, *queued_at, true),
-                Some(Outgoing::Release { .. }) => Some(Packet::PubRel(PubAck::new(id))),
-                None => continue,
-            };
-            match packet {
-                Some(packet) => self.send(now, packet),
-                None => {
-                    // Too large for this connection's peer [MQTT-3.1.2-25] (5.0).
-                    if let Some(Outgoing::Publish {
-                        ticket, publish, ..
-                    }) = self.state.outgoing.remove(id)
-                    {
-                        self.drop_message(ticket, publish, DropReason::PacketTooLarge);
-                    }
+            let is_release = matches!(self.state.outgoing.get(id), Some(Outgoing::Release { .. }));
+            if is_release {
+                active += 1;
+                self.send(now, Packet::PubRel(PubAck::new(id)));
+            } else if active < window && held.is_empty() {
+                if self.resend_publish(now, id) {
+                    active += 1;
                 }
+            } else {
+                held.push_back(id);
             }
+        }
+        self.conn.held_resends = (!held.is_empty()).then(|| Box::new(held));
+    }
+
+    /// Resends the PUBLISH of the flow `id` with DUP; false when it is no
+    /// longer in flight or was dropped as too large for this peer.
+    fn resend_publish(&mut self, now: Instant, id: PacketId) -> bool {
+        let packet = match self.state.outgoing.get(id) {
+            Some(Outgoing::Publish {
+                publish, queued_at, ..
+            }) => wire_publish(&mut self.conn, self.version, now, publish, *queued_at, true),
+            _ => return false,
+        };
+        if let Some(packet) = packet {
+            self.send(now, packet);
+            return true;
+        }
+        // Too large for this connection's peer [MQTT-3.1.2-25] (5.0).
+        if let Some(Outgoing::Publish {
+            ticket, publish, ..
+        }) = self.state.outgoing.remove(id)
+        {
+            self.drop_message(ticket, publish, DropReason::PacketTooLarge);
+        }
+        false
+    }
+
+    /// Resends held-back flows while the window has room.
+    fn pump_held_resends(&mut self, now: Instant, window: usize) {
+        let Some(mut held) = self.conn.held_resends.take() else {
+            return;
+        };
+        // Flows acknowledged (or ended) before their resend are skipped.
+        held.retain(|&id| self.state.outgoing.contains(id));
+        while let Some(&id) = held.front() {
+            if self.state.outgoing.len() - held.len() >= window {
+                break;
+            }
+            held.pop_front();
+            self.resend_publish(now, id);
+        }
+        if !held.is_empty() {
+            self.conn.held_resends = Some(held);
         }
     }
 
