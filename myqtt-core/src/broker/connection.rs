@@ -746,8 +746,7 @@ async fn claim(
             }
             continue;
         };
-        let waiter = Arc::clone(&old);
-        let detached = waiter.detached.notified();
+        let detached = registry.detached.notified();
         tokio::pin!(detached);
         detached.as_mut().enable();
         {

@@ -689,7 +689,7 @@ impl Broker {
             }
             (generation, ended)
         };
-        session.detached.notify_waiters();
+        self.inner.registry.detached.notify_waiters();
         if let Some(p) = self.persist()
             && session.is_persistent()
             && !taken_over

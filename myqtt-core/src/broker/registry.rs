@@ -7,7 +7,7 @@
 //! types: a session's persistent parts are the [`SessionState`] (inflight
 //! flows and queue), the mailbox queue, the subscriptions and the expiry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -232,11 +232,9 @@ pub(crate) struct SessionHandle {
     pub(crate) mailbox: Mutex<Mailbox>,
     /// Wakes the attached connection when a delivery is queued.
     pub(crate) wake: Signal,
-    /// Wakes a connection waiting to take the session over.
-    pub(crate) detached: Notify,
     /// The session's subscriptions (for unsubscribing all at its end, and
-    /// for listing clients).
-    pub(crate) subscriptions: Mutex<HashMap<TopicFilter, SubRecord>>,
+    /// for listing clients). An ordered map: empty, it is three words.
+    pub(crate) subscriptions: Mutex<BTreeMap<TopicFilter, SubRecord>>,
 }
 
 /// The mailbox capacity of a connected session when the queue limit is
@@ -274,8 +272,7 @@ impl SessionHandle {
                 track: None,
             }),
             wake: Signal::default(),
-            detached: Notify::new(),
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -402,6 +399,10 @@ pub(crate) type ConnTable = HashMap<u64, (Arc<ConnShared>, Arc<SessionHandle>)>;
 pub(crate) struct Registry {
     pub(crate) sessions: Mutex<HashMap<ByteStr, Arc<SessionHandle>>>,
     pub(crate) conns: Mutex<ConnTable>,
+    /// Wakes the connections waiting to take a session over whenever a
+    /// session is detached (one for all sessions: takeovers are rare, and
+    /// a waiter checks its own session again).
+    pub(crate) detached: Notify,
     next_key: AtomicU64,
     /// Connections past CONNACK.
     pub(crate) connected: AtomicUsize,
