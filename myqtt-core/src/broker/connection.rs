@@ -2164,45 +2164,12 @@ mod tests {
             "127.0.0.1:2".parse().unwrap(),
             Transport::Tcp,
         );
+        // Tokio's task cell is this future plus about 100 bytes, rounded
+        // up to 128: at most 536 bytes keeps an idle task at 640.
         let size = std::mem::size_of_val(&task);
-        println!("serve future {size}");
-        assert!(size <= 1280, "the connection future is {size} bytes");
+        assert!(size <= 536, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 1152, "a connection's state is {conn} bytes");
+        assert!(conn <= 832, "a connection's state is {conn} bytes");
         drop((task, far, signal));
-    }
-}
-
-#[cfg(test)]
-mod probe_sizes {
-    #[test]
-    fn probe() {
-        use std::mem::size_of;
-        type RH = tokio::net::tcp::OwnedReadHalf;
-        type WH = tokio::net::tcp::OwnedWriteHalf;
-        println!("Conn {}", size_of::<super::Conn<RH, WH>>());
-        println!("Session {}", size_of::<crate::session::Session>());
-        println!("SessionState {}", size_of::<crate::session::SessionState>());
-        println!("SessionConfig {}", size_of::<crate::session::SessionConfig>());
-        
-        println!("Packet {}", size_of::<crate::codec::Packet>());
-        println!("Event {}", size_of::<crate::session::Event>());
-        println!("Reader {}", size_of::<crate::net::PacketReader<RH>>());
-        println!("Writer {}", size_of::<crate::net::PacketWriter<WH>>());
-        println!("RH {} WH {}", size_of::<RH>(), size_of::<WH>());
-        println!("Decoder {}", size_of::<crate::codec::Decoder>());
-        println!("Scratch {}", size_of::<super::Scratch>());
-        println!("Batch {}", size_of::<crate::store::Batch>());
-        println!("SessionHandle {}", size_of::<super::SessionHandle>());
-        println!("Mailbox {}", size_of::<super::super::registry::Mailbox>());
-        println!("ConnShared {}", size_of::<super::ConnShared>());
-        println!("ClientInfo {}", size_of::<super::ClientInfo>());
-        println!("Sleep {}", size_of::<tokio::time::Sleep>());
-        println!("Notified {}", size_of::<tokio::sync::futures::Notified<'static>>());
-        println!("Notify {}", size_of::<tokio::sync::Notify>());
-        println!("watchRx {}", size_of::<tokio::sync::watch::Receiver<bool>>());
-        println!("Broker {}", size_of::<super::Broker>());
-        println!("Delivery {}", size_of::<super::Delivery>());
-        println!("StoreWait {}", size_of::<super::StoreWait>());
     }
 }

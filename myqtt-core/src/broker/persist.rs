@@ -493,7 +493,8 @@ impl Broker {
             });
             if let Some(s) = session {
                 {
-                    lock(&s.mailbox).pending_will = Some(Box::new(PendingWill { will, client: info }));
+                    lock(&s.mailbox).pending_will =
+                        Some(Box::new(PendingWill { will, client: info }));
                     self.after(&s, 0, left, |b, s| {
                         let pending = lock(&s.mailbox).pending_will.take().map(|w| *w);
                         if let Some(PendingWill { will, client }) = pending {

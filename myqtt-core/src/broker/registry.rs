@@ -458,3 +458,54 @@ impl Registry {
         lock(&self.sessions).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::{SessionHandle, Signal};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_signal_sent_before_the_wait_is_kept_for_it_once() {
+        let s = Signal::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        s.notify();
+        assert_eq!(s.poll_wait(&mut cx), Poll::Ready(()));
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending, "consumed");
+    }
+
+    #[test]
+    fn a_signal_wakes_the_task_that_waits() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let s = Signal::default();
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending);
+        s.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(s.poll_wait(&mut cx), Poll::Ready(()));
+        // A second wait registers again; a notification wakes it again.
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending);
+        s.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// Every client has a session handle, connected or not: it stays small
+    /// (the detached state, the pending will and the stored records are
+    /// boxed, the subscription map is an ordered map).
+    #[test]
+    fn a_session_handle_stays_small() {
+        let size = std::mem::size_of::<SessionHandle>();
+        assert!(size <= 224, "a session handle is {size} bytes");
+    }
+}

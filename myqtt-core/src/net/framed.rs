@@ -2,14 +2,12 @@
 //! [`Packet`]s with the incremental [`Decoder`], [`PacketWriter`] batches
 //! encoded packets and writes them in as few syscalls as it can.
 
-use std::pin::Pin;
 use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, encode};
 
@@ -162,6 +160,12 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// The read buffer's capacity in bytes (0 while the reader holds no
+    /// buffer).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// True when the read buffer is empty but still allocated:

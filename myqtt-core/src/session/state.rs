@@ -230,7 +230,9 @@ impl<V> IdOrderMap<V> {
     }
 
     pub(crate) fn contains(&self, id: PacketId) -> bool {
-        self.inner.as_ref().is_some_and(|m| m.by_id.contains_key(&id))
+        self.inner
+            .as_ref()
+            .is_some_and(|m| m.by_id.contains_key(&id))
     }
 
     pub(crate) fn get(&self, id: PacketId) -> Option<&V> {
@@ -261,9 +263,7 @@ impl<V> IdOrderMap<V> {
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
-        self.inner
-            .iter()
-            .flat_map(|m| m.order.values().copied())
+        self.inner.iter().flat_map(|m| m.order.values().copied())
     }
 
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (PacketId, &V)> + '_ {
@@ -636,6 +636,45 @@ mod tests {
         );
         assert_eq!(s.allocate_packet_id(|_| false), Some(id(65534)));
         assert_eq!(s.allocate_packet_id(|i| i == id(2)), Some(id(3)));
+    }
+
+    #[test]
+    fn an_emptied_packet_id_map_gives_its_tables_back_and_keeps_entries_otherwise() {
+        let t = Ticket::new(0);
+        let release = |n| Outgoing::Release {
+            ticket: t,
+            packet_id: id(n),
+        };
+        let mut m: IdOrderMap<Outgoing> = IdOrderMap::default();
+        assert!(!m.holds_idle_memory(), "a new map allocates nothing");
+        m.push_back(id(1), release(1));
+        m.push_back(id(2), release(2));
+        m.shrink_idle();
+        assert_eq!(m.ids().collect::<Vec<_>>(), [id(1), id(2)], "entries stay");
+        m.remove(id(1));
+        m.remove(id(2));
+        assert!(m.holds_idle_memory(), "the tables outlive their entries");
+        m.shrink_idle();
+        assert!(!m.holds_idle_memory());
+        // Still usable, in order.
+        m.push_back(id(3), release(3));
+        m.push_back(id(1), release(1));
+        assert_eq!(m.ids().collect::<Vec<_>>(), [id(3), id(1)]);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_room_back() {
+        let now = Instant::now();
+        let mut s = SessionState::new(10);
+        assert!(s.enqueue(now, message("a", QoS::AtLeastOnce)).is_ok());
+        s.shrink_idle();
+        assert_eq!(s.queue_len(), 1, "a queued message stays");
+        assert!(!s.holds_idle_memory());
+        s.queue.clear();
+        assert!(s.holds_idle_memory());
+        s.shrink_idle();
+        assert!(!s.holds_idle_memory());
+        assert_eq!(s.queue.capacity(), 0);
     }
 
     #[test]
