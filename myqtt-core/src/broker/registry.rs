@@ -160,11 +160,12 @@ impl ConnShared {
         let mut slot = lock(&self.control);
         // A takeover or kick already pending is not replaced by a weaker
         // one; the shutdown replaces a kick.
-        let replaces = match (*slot, control) {
-            (None, _) | (_, Control::TakeOver) => true,
-            (Some(Control::Kick { .. }), Control::Shutdown) => true,
-            _ => false,
-        };
+        let replaces = matches!(
+            (*slot, control),
+            (None | Some(Control::Kick { .. }), Control::Shutdown)
+                | (None, _)
+                | (_, Control::TakeOver)
+        );
         if replaces {
             *slot = Some(control);
         }
