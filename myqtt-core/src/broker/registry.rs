@@ -119,6 +119,15 @@ impl Signal {
         }
     }
 
+    /// Forgets the waiting task and any notification not yet seen: a waker
+    /// keeps its task's memory alive, and the task that waited here has
+    /// ended.
+    pub(crate) fn reset(&self) {
+        self.set.store(false, Ordering::Release);
+        let waker = lock(&self.waker).take();
+        drop(waker);
+    }
+
     /// Waits for [`notify`](Self::notify); a future of one word.
     pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
         std::future::poll_fn(|cx| self.poll_wait(cx))
@@ -365,6 +374,9 @@ impl SessionHandle {
     /// Marks the session detached (the caller holds the lock).
     pub(crate) fn detach_locked(&self, mb: &mut Mailbox) -> u64 {
         mb.conn = None;
+        // The session may stay offline for long: it must not keep the
+        // ended connection's task alive through its waker.
+        self.wake.reset();
         mb.generation += 1;
         self.online.store(false, Ordering::Relaxed);
         mb.generation
@@ -499,6 +511,24 @@ mod tests {
         assert_eq!(s.poll_wait(&mut cx), Poll::Pending);
         s.notify();
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_reset_signal_lets_go_of_the_waker_and_of_an_unseen_notification() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let s = Signal::default();
+        assert_eq!(s.poll_wait(&mut Context::from_waker(&waker)), Poll::Pending);
+        assert_eq!(Arc::strong_count(&count), 3, "the signal holds a waker");
+        s.reset();
+        assert_eq!(Arc::strong_count(&count), 2, "and gave it back");
+        s.notify();
+        s.reset();
+        assert_eq!(
+            s.poll_wait(&mut Context::from_waker(Waker::noop())),
+            Poll::Pending
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
     }
 
     /// Every client has a session handle, connected or not: it stays small
