@@ -671,7 +671,6 @@ where
     };
     let now = Instant::now();
     let accepted = session.accept(now, connack, state);
-    lock(&broker.registry().conns).insert(shared.id, (Arc::clone(&shared), Arc::clone(&handle)));
     tracing::debug!(
         ?version,
         clean_start,
@@ -820,7 +819,7 @@ where
         let high_water = self.high_water;
         // The shutdown arrives as a control command
         // ([`Broker::shutdown_connections`]); one set before this
-        // connection was in the table is seen here.
+        // connection was attached to its session is seen here.
         if self.broker.is_shutting_down() {
             return Ending::Shutdown;
         }

@@ -521,10 +521,13 @@ impl Broker {
     /// Kicks every client connected with user name `username` (see
     /// [`kick_client`](Self::kick_client)); returns how many.
     pub fn kick_username(&self, username: &str, with_will: bool) -> usize {
-        let conns: Vec<_> = lock(&self.inner.registry.conns)
-            .values()
+        let conns: Vec<_> = self
+            .inner
+            .registry
+            .live()
+            .into_iter()
             .filter(|(c, _)| c.info.username.as_deref() == Some(username))
-            .map(|(c, _)| Arc::clone(c))
+            .map(|(c, _)| c)
             .collect();
         for c in &conns {
             c.command(Control::Kick { with_will });
@@ -534,9 +537,12 @@ impl Broker {
 
     /// The connected clients with their subscriptions.
     pub fn clients(&self) -> Vec<ClientSummary> {
-        let conns: Vec<_> = lock(&self.inner.registry.conns)
-            .values()
-            .map(|(c, s)| (Arc::clone(&c.info), Arc::clone(s)))
+        let conns: Vec<_> = self
+            .inner
+            .registry
+            .live()
+            .into_iter()
+            .map(|(c, s)| (Arc::clone(&c.info), s))
             .collect();
         conns
             .into_iter()
@@ -644,7 +650,6 @@ impl Broker {
             protocol,
             shutdown,
         } = d;
-        lock(&self.inner.registry.conns).remove(&conn.id);
         let delay = will
             .as_ref()
             .and_then(|w| w.properties.will_delay_interval)
@@ -819,13 +824,9 @@ impl Broker {
 
     /// Tells every live connection that the context is shutting down. A
     /// connection that attaches after this sees the signal itself
-    /// ([`Self::is_shutting_down`]) once it is in the table.
+    /// ([`Self::is_shutting_down`]) once attached to its session.
     fn shutdown_connections(&self) {
-        let conns: Vec<_> = lock(&self.inner.registry.conns)
-            .values()
-            .map(|(c, _)| Arc::clone(c))
-            .collect();
-        for c in &conns {
+        for (c, _) in self.inner.registry.live() {
             c.command(Control::Shutdown);
         }
     }

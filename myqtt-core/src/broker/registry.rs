@@ -404,14 +404,10 @@ impl ClaimError {
     }
 }
 
-/// Live connections by connection id, with their sessions.
-pub(crate) type ConnTable = HashMap<u64, (Arc<ConnShared>, Arc<SessionHandle>)>;
-
 /// All sessions by client id, and the live connections.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     pub(crate) sessions: Mutex<HashMap<ByteStr, Arc<SessionHandle>>>,
-    pub(crate) conns: Mutex<ConnTable>,
     /// Wakes the connections waiting to take a session over whenever a
     /// session is detached (one for all sessions: takeovers are rare, and
     /// a waiter checks its own session again).
@@ -464,6 +460,20 @@ impl Registry {
         {
             sessions.remove(handle.client_id.as_str());
         }
+    }
+
+    /// The live connections with their sessions (a session's mailbox
+    /// names the connection attached to it, so no table of connections is
+    /// kept: one entry less per client).
+    pub(crate) fn live(&self) -> Vec<(Arc<ConnShared>, Arc<SessionHandle>)> {
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        sessions
+            .into_iter()
+            .filter_map(|s| {
+                let conn = lock(&s.mailbox).conn.clone();
+                conn.map(|c| (c, s))
+            })
+            .collect()
     }
 
     /// The number of sessions (connected or not).
