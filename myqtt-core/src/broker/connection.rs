@@ -5,9 +5,12 @@
 //! mailbox, and writes what the session wants sent, batched.
 //!
 // Design: a single `tokio::select!` loop over (packet read | socket
-// writable while bytes wait | mailbox wake-up | control command | keep-alive
-// timer | shutdown). No lock is held across an await; the session state
-// belongs to this task alone while the connection lives.
+// writable while bytes wait | mailbox wake-up | control command (takeover,
+// kick, shutdown) | timer (keep-alive, giving back idle memory)). No lock is
+// held across an await; the session state belongs to this task alone while
+// the connection lives. What the task keeps while it waits is what an idle
+// connection costs: the futures it waits on are poll functions of a few
+// words, and empty queues and buffers are given back (`shrink_idle`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::chain::{EventKind, HookChain, PublishOutcome};
@@ -49,6 +51,12 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The most PUBLISH packets of one connection the hooks decide on in one
 /// batch ([`super::hooks::Hook::on_publish_batch`]).
 const HOOK_BATCH: usize = 64;
+
+/// How long after its buffers and queues were last found empty but
+/// allocated a connection gives their memory back ([`Conn::shrink_idle`]):
+/// an idle connection then holds no buffer, while a busy one reallocates
+/// at most once per period instead of after every packet.
+const SHRINK_AFTER: Duration = Duration::from_millis(100);
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +136,6 @@ enum Wake {
     Mail,
     Control,
     Timer,
-    Shutdown,
     /// Boxed: the store's error is large, and rare.
     Stored(Box<Result<Vec<OpOutcome>, StoreError>>),
 }
@@ -187,6 +194,18 @@ struct StoreWait {
     check: Option<EnqueueCheck>,
 }
 
+/// Replaces an empty queue that kept capacity with one that holds no memory.
+fn release_empty<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+}
+
+/// True when `q` is empty but keeps capacity.
+fn holds_empty<T>(q: &VecDeque<T>) -> bool {
+    q.is_empty() && q.capacity() > 0
+}
+
 /// The front commit of `q` (an entry without a commit is ready at once).
 async fn front_done(q: &mut VecDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
@@ -233,8 +252,9 @@ struct Conn<R, W> {
     will: Option<Box<LastWill>>,
     /// Session expiry in seconds; `u32::MAX` never expires.
     session_expiry: u32,
-    shutdown: watch::Receiver<bool>,
-    scratch: Scratch,
+    /// Routing's reusable buffers, allocated by the first PUBLISH and
+    /// given back when the connection goes quiet.
+    scratch: Option<Box<Scratch>>,
     /// The mailbox's queue is swapped with this one to drain it.
     spare: VecDeque<Delivery>,
     /// The session is written to the broker's store.
@@ -278,38 +298,14 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    // A plain function around one async block, so the arguments are held
-    // once by the task.
+    // A plain function around one async block that holds only two
+    // pointers: an async block keeps its captured arguments for its whole
+    // life, so they go to the boxed start-up future instead, which is freed
+    // once the connection is up.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
+    let start = boxed(start(broker, read, write, peer, local, (transport, socket)));
     async move {
-        let limit = broker.config().max_connections;
-        let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
-        let pre_connect = PreConnect(broker.clone());
-        if limit > 0 && waiting > limit {
-            tracing::warn!(
-                limit,
-                "socket closed: too many connections waiting for CONNECT"
-            );
-            return;
-        }
-        // Until the client is authenticated it may send only a small first
-        // packet; the full limit applies from the CONNACK on.
-        let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
-        let writer = PacketWriter::new(write);
-        // The handshake and the close are boxed: their futures are large
-        // and short-lived, so an idle connection keeps only the main loop's.
-        // Built in their own statements: a temporary lives to the end of
-        // its statement, and must not span the await.
-        let handshake = boxed(handshake(
-            broker,
-            reader,
-            writer,
-            peer,
-            local,
-            (transport, socket),
-        ));
-        let conn = handshake.await;
-        drop(pre_connect);
+        let conn = start.await;
         if let Some(mut conn) = conn {
             let ending = conn.run().await;
             let close = boxed(conn.close(ending));
@@ -320,6 +316,39 @@ where
     .instrument(span)
 }
 
+/// Applies the limit on sockets waiting for CONNECT, then runs the
+/// handshake.
+async fn start<R, W>(
+    broker: Broker,
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: (Transport, Option<i64>),
+) -> Option<Box<Conn<R, W>>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = broker.config().max_connections;
+    let waiting = broker.registry().connecting.fetch_add(1, Ordering::AcqRel) + 1;
+    let pre_connect = PreConnect(broker.clone());
+    if limit > 0 && waiting > limit {
+        tracing::warn!(
+            limit,
+            "socket closed: too many connections waiting for CONNECT"
+        );
+        return None;
+    }
+    // Until the client is authenticated it may send only a small first
+    // packet; the full limit applies from the CONNACK on.
+    let reader = PacketReader::new(read, broker.config().max_connect_packet_size());
+    let writer = PacketWriter::new(write);
+    let conn = handshake(broker, reader, writer, peer, local, transport).await;
+    drop(pre_connect);
+    conn
+}
+
 /// Moves a future to the heap. A plain function, so the unboxed future is
 /// a temporary of this frame and never takes room in the caller's state.
 fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
@@ -327,16 +356,18 @@ fn boxed<F: std::future::Future>(f: F) -> std::pin::Pin<Box<F>> {
 }
 
 /// Writes part of the buffer when bytes wait, else flushes the transport.
-/// Cancel-safe either way.
-async fn write_or_flush<W: AsyncWrite + Unpin>(
+/// Cancel-safe either way; the future is a poll function of two words.
+fn write_or_flush<W: AsyncWrite + Unpin>(
     writer: &mut PacketWriter<W>,
     pending: bool,
-) -> Result<(), NetError> {
-    if pending {
-        writer.write_some().await
-    } else {
-        writer.flush().await
-    }
+) -> impl std::future::Future<Output = Result<(), NetError>> + '_ {
+    std::future::poll_fn(move |cx| {
+        if pending {
+            writer.poll_write_some(cx)
+        } else {
+            writer.poll_flush_io(cx)
+        }
+    })
 }
 
 /// Writes what the session queued, then flushes and closes the write side,
@@ -485,8 +516,11 @@ where
         assigned = Some(id.clone());
         id
     } else {
-        client_id
+        // Kept for the connection's life (and the session's): copied out
+        // of the read buffer so that it does not keep the buffer alive.
+        super::own_small_str(&client_id)
     };
+    let username = username.as_ref().map(super::own_small_str);
     tracing::Span::current().record("client_id", client_id.as_str());
 
     // The connection limit.
@@ -569,7 +603,7 @@ where
         id: broker.registry().next_id(),
         info: Arc::clone(&info),
         control: std::sync::Mutex::new(None),
-        notify: tokio::sync::Notify::new(),
+        notify: super::registry::Signal::default(),
     });
     let claimed = tokio::select! {
         c = claim(&broker, &client_id, clean_start, &shared) => c,
@@ -641,7 +675,6 @@ where
     };
     let now = Instant::now();
     let accepted = session.accept(now, connack, state);
-    lock(&broker.registry().conns).insert(shared.id, (Arc::clone(&shared), Arc::clone(&handle)));
     tracing::debug!(
         ?version,
         clean_start,
@@ -661,10 +694,12 @@ where
         handle,
         chain,
         chain_version,
-        will: will.map(Box::new),
+        will: will.map(|mut w| {
+            super::own_will(&mut w);
+            Box::new(w)
+        }),
         session_expiry,
-        shutdown,
-        scratch: Scratch::default(),
+        scratch: None,
         spare: VecDeque::new(),
         persistent,
         track: TrackBox::new(track, persistent),
@@ -714,8 +749,7 @@ async fn claim(
             }
             continue;
         };
-        let waiter = Arc::clone(&old);
-        let detached = waiter.detached.notified();
+        let detached = registry.detached.notified();
         tokio::pin!(detached);
         detached.as_mut().enable();
         {
@@ -740,8 +774,8 @@ async fn claim(
                 }
                 None => {
                     // Resume the stored session [MQTT-3.1.2-4] (3.1.1).
-                    let state = mb.state.take();
-                    let track = mb.track.take();
+                    let state = mb.state.take().map(|s| *s);
+                    let track = mb.track.take().map(|t| *t);
                     old.attach_locked(&mut mb, Arc::clone(conn));
                     drop(mb);
                     return Ok((old, state, track));
@@ -783,18 +817,16 @@ where
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        // When empty buffers and queues are given back (`shrink_idle`).
+        let mut shrink_at: Option<Instant> = None;
+        let mut connecting = true;
         let high_water = self.high_water;
-        // Futures that live across iterations (re-armed after they fire),
-        // so an idle loop turn registers nothing anew.
-        let handle = Arc::clone(&self.handle);
-        let shared = Arc::clone(&self.shared);
-        let mut shutdown_rx = self.shutdown.clone();
-        let shutdown = crate::broker::signalled(&mut shutdown_rx);
-        tokio::pin!(shutdown);
-        let mail = handle.wake.notified();
-        tokio::pin!(mail);
-        let control = shared.notify.notified();
-        tokio::pin!(control);
+        // The shutdown arrives as a control command
+        // ([`Broker::shutdown_connections`]); one set before this
+        // connection was attached to its session is seen here.
+        if self.broker.is_shutting_down() {
+            return Ending::Shutdown;
+        }
         // Act on what packets held by the session's accept reported; packets
         // that arrived right behind the CONNECT are decoded by the first
         // turn of the loop (`catch_up`).
@@ -818,7 +850,21 @@ where
                 Ok(false) => {}
                 Err(ending) => return ending,
             }
-            let deadline = self.session.poll_timeout();
+            if connecting {
+                // The CONNECT, CONNACK and the packets right behind them
+                // are handled: what they allocated is given back now, while
+                // the next connection's handshake can reuse it, rather than
+                // after the timer, which would leave holes in the heap.
+                connecting = false;
+                self.shrink_idle();
+            }
+            if shrink_at.is_none() && self.holds_idle_memory() {
+                shrink_at = Some(Instant::now() + SHRINK_AFTER);
+            }
+            let deadline = match (self.session.poll_timeout(), shrink_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline != armed {
                 if let Some(d) = deadline {
                     timer.as_mut().reset(tokio::time::Instant::from_std(d));
@@ -840,14 +886,20 @@ where
                 r = write_or_flush(&mut self.writer, pending_write), if pending_write || flush => {
                     if pending_write { Wake::Written(r) } else { Wake::Flushed(r) }
                 }
-                () = &mut mail, if can_take => Wake::Mail,
-                () = &mut control => Wake::Control,
+                // Signals, not `Notified` futures: nothing kept between
+                // turns (see `Signal`).
+                () = self.handle.wake.wait(), if can_take => Wake::Mail,
+                () = self.shared.notify.wait() => Wake::Control,
                 () = &mut timer, if armed.is_some() => Wake::Timer,
-                () = &mut shutdown => Wake::Shutdown,
             };
             match wake {
                 Wake::Read(r) => {
-                    if let Err(ending) = self.on_read(r).await {
+                    // Checked apart from the await: the read's result is
+                    // not kept in the future while its packets are handled.
+                    if let Err(ending) = self.on_read(r) {
+                        return ending;
+                    }
+                    if let Err(ending) = self.read_buffered(Instant::now()).await {
                         return ending;
                     }
                 }
@@ -866,7 +918,6 @@ where
                     self.unflushed = false;
                 }
                 Wake::Mail => {
-                    mail.set(handle.wake.notified());
                     if self.drain() {
                         let checked = boxed(self.drain_checked());
                         checked.await;
@@ -877,16 +928,21 @@ where
                     }
                 }
                 Wake::Control => {
-                    control.set(shared.notify.notified());
                     let command = lock(&self.shared.control).take();
                     match command {
                         Some(Control::TakeOver) => return Ending::TakenOver,
                         Some(Control::Kick { with_will }) => return Ending::Kicked { with_will },
+                        Some(Control::Shutdown) => return Ending::Shutdown,
                         None => {}
                     }
                 }
                 Wake::Timer => {
                     armed = None;
+                    let now = Instant::now();
+                    if shrink_at.is_some_and(|at| at <= now) {
+                        shrink_at = None;
+                        self.shrink_idle();
+                    }
                     if self.writer.pending() >= high_water {
                         // Reading is paused (the peer is slow to read what
                         // it is owed), so its PINGREQs may be waiting in the
@@ -894,10 +950,13 @@ where
                         // keep alive [MQTT-3.1.2-24]. At most one read per
                         // keep-alive period, so memory stays bounded.
                         use futures_util::FutureExt as _;
-                        if let Some(r) = self.reader.fill().now_or_never()
-                            && let Err(ending) = self.on_read(r).await
-                        {
-                            return ending;
+                        if let Some(r) = self.reader.fill().now_or_never() {
+                            if let Err(ending) = self.on_read(r) {
+                                return ending;
+                            }
+                            if let Err(ending) = self.read_buffered(Instant::now()).await {
+                                return ending;
+                            }
                         }
                     }
                     if let Err(e) = self.session.handle_timeout(Instant::now()) {
@@ -905,7 +964,6 @@ where
                         return Self::violation(&e);
                     }
                 }
-                Wake::Shutdown => return Ending::Shutdown,
                 Wake::Stored(r) => {
                     // Boxed: only connections with a store get here.
                     let stored = boxed(self.on_stored(*r));
@@ -917,10 +975,35 @@ where
         }
     }
 
-    /// Bytes arrived (or the stream ended): acts on the whole packets.
-    async fn on_read(&mut self, r: Result<bool, NetError>) -> Result<(), Ending> {
+    /// True when a buffer or queue of this connection is empty but still
+    /// allocated ([`Self::shrink_idle`] would give it back).
+    fn holds_idle_memory(&self) -> bool {
+        self.session.holds_idle_memory()
+            || self.reader.holds_idle_memory()
+            || self.scratch.is_some()
+            || holds_empty(&self.spare)
+            || holds_empty(&self.backlog)
+            || holds_empty(&self.pending)
+    }
+
+    /// Gives back the memory of every empty buffer and queue of the
+    /// connection, its session and its mailbox: an idle connection holds
+    /// only its fixed-size state. Nothing queued is dropped.
+    fn shrink_idle(&mut self) {
+        self.session.shrink_idle();
+        self.reader.shrink_idle();
+        self.scratch = None;
+        release_empty(&mut self.spare);
+        release_empty(&mut self.backlog);
+        release_empty(&mut self.pending);
+        release_empty(&mut lock(&self.handle.mailbox).queue);
+    }
+
+    /// A read completed: `Ok` when bytes arrived (the caller decodes
+    /// them), the ending when the stream ended or failed.
+    fn on_read(&self, r: Result<bool, NetError>) -> Result<(), Ending> {
         match r {
-            Ok(true) => self.read_buffered(Instant::now()).await,
+            Ok(true) => Ok(()),
             Ok(false) => {
                 if self.reader.has_partial() {
                     tracing::debug!("connection closed by the client in the middle of a packet");
@@ -1777,7 +1860,11 @@ where
         // It may be retained or queued for long: small parts get their own
         // allocation instead of pinning the read buffer. The topic of the
         // previous message, already copied, is shared when it is the same.
-        match self.scratch.known_topic(&msg.topic) {
+        match self
+            .scratch
+            .as_ref()
+            .and_then(|s| s.known_topic(&msg.topic))
+        {
             Some(topic) => super::own_small_parts_but_topic(&mut msg, topic.clone()),
             None => super::own_small_parts(&mut msg),
         }
@@ -1788,7 +1875,7 @@ where
         let (matched, staged) = self.broker.route_staged(
             &routed,
             Some(self.handle.key),
-            &mut self.scratch,
+            self.scratch.get_or_insert_default(),
             &self.chain,
         );
         self.staged = staged.map(Box::new);
@@ -2288,10 +2375,12 @@ mod tests {
             "127.0.0.1:2".parse().unwrap(),
             (Transport::Tcp, None),
         );
+        // Tokio's task cell is this future plus about 100 bytes, rounded
+        // up to 128: at most 536 bytes keeps an idle task at 640.
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 1280, "the connection future is {size} bytes");
+        assert!(size <= 536, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 1152, "a connection's state is {conn} bytes");
+        assert!(conn <= 832, "a connection's state is {conn} bytes");
         drop((task, far, signal));
     }
 }

@@ -521,10 +521,13 @@ impl Broker {
     /// Kicks every client connected with user name `username` (see
     /// [`kick_client`](Self::kick_client)); returns how many.
     pub fn kick_username(&self, username: &str, with_will: bool) -> usize {
-        let conns: Vec<_> = lock(&self.inner.registry.conns)
-            .values()
+        let conns: Vec<_> = self
+            .inner
+            .registry
+            .live()
+            .into_iter()
             .filter(|(c, _)| c.info.username.as_deref() == Some(username))
-            .map(|(c, _)| Arc::clone(c))
+            .map(|(c, _)| c)
             .collect();
         for c in &conns {
             c.command(Control::Kick { with_will });
@@ -534,9 +537,12 @@ impl Broker {
 
     /// The connected clients with their subscriptions.
     pub fn clients(&self) -> Vec<ClientSummary> {
-        let conns: Vec<_> = lock(&self.inner.registry.conns)
-            .values()
-            .map(|(c, s)| (Arc::clone(&c.info), Arc::clone(s)))
+        let conns: Vec<_> = self
+            .inner
+            .registry
+            .live()
+            .into_iter()
+            .map(|(c, s)| (Arc::clone(&c.info), s))
             .collect();
         conns
             .into_iter()
@@ -591,7 +597,10 @@ impl Broker {
         }
         mb.ended = true;
         mb.state = None;
-        Some((std::mem::take(&mut mb.queue), mb.pending_will.take()))
+        Some((
+            std::mem::take(&mut mb.queue),
+            mb.pending_will.take().map(|w| *w),
+        ))
     }
 
     /// The second half of ending a session: subscriptions, registry entry,
@@ -641,7 +650,6 @@ impl Broker {
             protocol,
             shutdown,
         } = d;
-        lock(&self.inner.registry.conns).remove(&conn.id);
         let delay = will
             .as_ref()
             .and_then(|w| w.properties.will_delay_interval)
@@ -662,8 +670,8 @@ impl Broker {
             // included: the new connection starts afresh (3.1.1
             // [MQTT-3.1.2-6]; 5.0 §3.1.4).
             if session_expiry > 0 {
-                mb.state = Some(state);
-                mb.track = track;
+                mb.state = Some(Box::new(state));
+                mb.track = track.map(Box::new);
             }
             // Ended under the same lock as the detach: a connection
             // claiming the client id meanwhile never resumes it.
@@ -676,17 +684,17 @@ impl Broker {
                 if delayed {
                     // [MQTT-3.1.3-9] (5.0): wait for the delay; a new
                     // connection to the session cancels it.
-                    mb.pending_will = Some(PendingWill {
+                    mb.pending_will = Some(Box::new(PendingWill {
                         will: w,
                         client: Arc::clone(&conn.info),
-                    });
+                    }));
                 } else {
                     will_now = Some(w);
                 }
             }
             (generation, ended)
         };
-        session.detached.notify_waiters();
+        self.inner.registry.detached.notify_waiters();
         if let Some(p) = self.persist()
             && session.is_persistent()
             && !taken_over
@@ -724,7 +732,7 @@ impl Broker {
                 let pending = {
                     let mut mb = lock(&s.mailbox);
                     if mb.generation == generation {
-                        mb.pending_will.take()
+                        mb.pending_will.take().map(|w| *w)
                     } else {
                         None
                     }
@@ -814,6 +822,20 @@ impl Broker {
         });
     }
 
+    /// Tells every live connection that the context is shutting down. A
+    /// connection that attaches after this sees the signal itself
+    /// ([`Self::is_shutting_down`]) once attached to its session.
+    fn shutdown_connections(&self) {
+        for (c, _) in self.inner.registry.live() {
+            c.command(Control::Shutdown);
+        }
+    }
+
+    /// True once the shutdown signal is set (or its sender is gone).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow() || self.inner.shutdown.has_changed().is_err()
+    }
+
     fn start_ticker(&self) {
         let interval = self.inner.config.tick_interval;
         let broker = self.downgrade();
@@ -830,7 +852,12 @@ impl Broker {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
-                    () = crate::broker::signalled(&mut shutdown) => return,
+                    () = crate::broker::signalled(&mut shutdown) => {
+                        if let Some(broker) = broker.upgrade() {
+                            broker.shutdown_connections();
+                        }
+                        return;
+                    }
                 }
                 let Some(broker) = broker.upgrade() else {
                     return;
@@ -888,7 +915,7 @@ fn own_small(b: &bytes::Bytes) -> bytes::Bytes {
     }
 }
 
-fn own_small_str(s: &ByteStr) -> ByteStr {
+pub(crate) fn own_small_str(s: &ByteStr) -> ByteStr {
     if s.len() < COPY_BELOW {
         ByteStr::from(s.as_str())
     } else {
@@ -996,6 +1023,28 @@ fn own_small_properties(m: &mut Message) {
     let Some(p) = m.properties.get_mut() else {
         return;
     };
+    if let Some(t) = &p.response_topic {
+        p.response_topic = Some(own_small_topic(t));
+    }
+    if let Some(c) = &p.correlation_data {
+        p.correlation_data = Some(own_small(c));
+    }
+    if let Some(c) = &p.content_type {
+        p.content_type = Some(own_small_str(c));
+    }
+    for (k, v) in &mut p.user_properties {
+        *k = own_small_str(k);
+        *v = own_small_str(v);
+    }
+}
+
+/// Copies the small parts of a will out of the CONNECT's read buffer: the
+/// connection keeps its will for its whole life, and a slice would keep the
+/// buffer alive with it.
+pub(crate) fn own_will(w: &mut LastWill) {
+    w.payload = own_small(&w.payload);
+    w.topic = own_small_topic(&w.topic);
+    let p = &mut w.properties;
     if let Some(t) = &p.response_topic {
         p.response_topic = Some(own_small_topic(t));
     }
@@ -1148,7 +1197,7 @@ mod tests {
                 socket: None,
             }),
             control: std::sync::Mutex::new(None),
-            notify: Notify::new(),
+            notify: registry::Signal::default(),
         });
         session.attach_locked(&mut lock(&session.mailbox), conn);
         broker.end_session_if(&session, Some(armed));

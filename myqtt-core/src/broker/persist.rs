@@ -479,8 +479,8 @@ impl Broker {
                         stored: Some(q.message_id),
                     });
                 }
-                mb.state = Some(state);
-                mb.track = Some(track);
+                mb.state = Some(Box::new(state));
+                mb.track = Some(Box::new(track));
             }
             if !self.inner.registry.install(None, &handle) {
                 continue;
@@ -514,9 +514,10 @@ impl Broker {
             });
             if let Some(s) = session {
                 {
-                    lock(&s.mailbox).pending_will = Some(PendingWill { will, client: info });
+                    lock(&s.mailbox).pending_will =
+                        Some(Box::new(PendingWill { will, client: info }));
                     self.after(&s, 0, left, |b, s| {
-                        let pending = lock(&s.mailbox).pending_will.take();
+                        let pending = lock(&s.mailbox).pending_will.take().map(|w| *w);
                         if let Some(PendingWill { will, client }) = pending {
                             b.forget_will(&client.client_id);
                             b.spawn_will(client, will);

@@ -7,9 +7,10 @@
 //! types: a session's persistent parts are the [`SessionState`] (inflight
 //! flows and queue), the mailbox queue, the subscriptions and the expiry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -73,6 +74,66 @@ pub(crate) struct Delivery {
     pub(crate) stored: Option<crate::store::MessageId>,
 }
 
+/// A wake-up for the one task that waits on it, set from any thread; a
+/// wake-up while nobody waits is kept for the next wait (like
+/// `Notify::notify_one`).
+///
+/// Its wait is a poll function ([`Signal::poll_wait`]): the waiting task
+/// keeps no future for it between wake-ups, where a `Notified` future would
+/// cost 64 bytes in every idle connection's task.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    /// Wakes the waiting task, or the next one to wait.
+    pub(crate) fn notify(&self) {
+        self.set.store(true, Ordering::Release);
+        let waker = lock(&self.waker).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// `Ready` once notified since the last `Ready`; registers the task's
+    /// waker otherwise.
+    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.set.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        {
+            let mut slot = lock(&self.waker);
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // A notification between the first check and the registration
+        // found no waker (or the old one): it is seen here.
+        if self.set.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Forgets the waiting task and any notification not yet seen: a waker
+    /// keeps its task's memory alive, and the task that waited here has
+    /// ended.
+    pub(crate) fn reset(&self) {
+        self.set.store(false, Ordering::Release);
+        let waker = lock(&self.waker).take();
+        drop(waker);
+    }
+
+    /// Waits for [`notify`](Self::notify); a future of one word.
+    pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_wait(cx))
+    }
+}
+
 /// A command for a live connection, from another task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
@@ -83,6 +144,10 @@ pub(crate) enum Control {
         /// Publish the client's will as for an abnormal close.
         with_will: bool,
     },
+    /// The context is shutting down. Sent to every live connection by one
+    /// task of the broker, so that a connection does not need a watch on
+    /// the shutdown signal of its own (memory per idle connection).
+    Shutdown,
 }
 
 /// What other tasks know of a live connection.
@@ -95,19 +160,26 @@ pub(crate) struct ConnShared {
     /// A pending command.
     pub(crate) control: Mutex<Option<Control>>,
     /// Wakes the connection when `control` is set.
-    pub(crate) notify: Notify,
+    pub(crate) notify: Signal,
 }
 
 impl ConnShared {
     /// Asks the connection to act on `control`.
     pub(crate) fn command(&self, control: Control) {
         let mut slot = lock(&self.control);
-        // A takeover or kick already pending is not replaced by a weaker one.
-        if slot.is_none() || control == Control::TakeOver {
+        // A takeover or kick already pending is not replaced by a weaker
+        // one; the shutdown replaces a kick.
+        let replaces = matches!(
+            (*slot, control),
+            (None | Some(Control::Kick { .. }), Control::Shutdown)
+                | (None, _)
+                | (_, Control::TakeOver)
+        );
+        if replaces {
             *slot = Some(control);
         }
         drop(slot);
-        self.notify.notify_one();
+        self.notify.notify();
     }
 }
 
@@ -135,18 +207,19 @@ pub(crate) struct Mailbox {
     pub(crate) queue: VecDeque<Delivery>,
     /// The connection the session is attached to.
     pub(crate) conn: Option<Arc<ConnShared>>,
-    /// The protocol state while no connection is attached.
-    pub(crate) state: Option<SessionState>,
+    /// The protocol state while no connection is attached (boxed, like
+    /// the other rarely present parts: every session has a mailbox).
+    pub(crate) state: Option<Box<SessionState>>,
     /// The session has ended; nothing is queued any more.
     pub(crate) ended: bool,
     /// Bumped at every attach and detach; delayed tasks (will delay,
     /// session expiry) act only if it has not changed since they started.
     pub(crate) generation: u64,
     /// A will whose delay has not passed yet.
-    pub(crate) pending_will: Option<PendingWill>,
+    pub(crate) pending_will: Option<Box<PendingWill>>,
     /// The stored records of the protocol state while no connection is
     /// attached (brokers with a store).
-    pub(crate) track: Option<super::persist::Track>,
+    pub(crate) track: Option<Box<super::persist::Track>>,
 }
 
 /// A client's session: alive from its first CONNECT until it ends (clean
@@ -168,12 +241,10 @@ pub(crate) struct SessionHandle {
     dropped: AtomicU64,
     pub(crate) mailbox: Mutex<Mailbox>,
     /// Wakes the attached connection when a delivery is queued.
-    pub(crate) wake: Notify,
-    /// Wakes a connection waiting to take the session over.
-    pub(crate) detached: Notify,
+    pub(crate) wake: Signal,
     /// The session's subscriptions (for unsubscribing all at its end, and
-    /// for listing clients).
-    pub(crate) subscriptions: Mutex<HashMap<TopicFilter, SubRecord>>,
+    /// for listing clients). An ordered map: empty, it is three words.
+    pub(crate) subscriptions: Mutex<BTreeMap<TopicFilter, SubRecord>>,
 }
 
 /// The mailbox capacity of a connected session when the queue limit is
@@ -210,9 +281,8 @@ impl SessionHandle {
                 pending_will: None,
                 track: None,
             }),
-            wake: Notify::new(),
-            detached: Notify::new(),
-            subscriptions: Mutex::new(HashMap::new()),
+            wake: Signal::default(),
+            subscriptions: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -285,7 +355,7 @@ impl SessionHandle {
         drop(mb);
         if online && was_empty {
             // One wake-up per batch: the connection drains the whole queue.
-            self.wake.notify_one();
+            self.wake.notify();
         }
         Ok(())
     }
@@ -297,13 +367,16 @@ impl SessionHandle {
         mb.pending_will = None;
         self.online.store(true, Ordering::Relaxed);
         if !mb.queue.is_empty() {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
     /// Marks the session detached (the caller holds the lock).
     pub(crate) fn detach_locked(&self, mb: &mut Mailbox) -> u64 {
         mb.conn = None;
+        // The session may stay offline for long: it must not keep the
+        // ended connection's task alive through its waker.
+        self.wake.reset();
         mb.generation += 1;
         self.online.store(false, Ordering::Relaxed);
         mb.generation
@@ -331,14 +404,14 @@ impl ClaimError {
     }
 }
 
-/// Live connections by connection id, with their sessions.
-pub(crate) type ConnTable = HashMap<u64, (Arc<ConnShared>, Arc<SessionHandle>)>;
-
 /// All sessions by client id, and the live connections.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     pub(crate) sessions: Mutex<HashMap<ByteStr, Arc<SessionHandle>>>,
-    pub(crate) conns: Mutex<ConnTable>,
+    /// Wakes the connections waiting to take a session over whenever a
+    /// session is detached (one for all sessions: takeovers are rare, and
+    /// a waiter checks its own session again).
+    pub(crate) detached: Notify,
     next_key: AtomicU64,
     /// Connections past CONNACK.
     pub(crate) connected: AtomicUsize,
@@ -389,8 +462,91 @@ impl Registry {
         }
     }
 
+    /// The live connections with their sessions (a session's mailbox
+    /// names the connection attached to it, so no table of connections is
+    /// kept: one entry less per client).
+    pub(crate) fn live(&self) -> Vec<(Arc<ConnShared>, Arc<SessionHandle>)> {
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        sessions
+            .into_iter()
+            .filter_map(|s| {
+                let conn = lock(&s.mailbox).conn.clone();
+                conn.map(|c| (c, s))
+            })
+            .collect()
+    }
+
     /// The number of sessions (connected or not).
     pub(crate) fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::{SessionHandle, Signal};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_signal_sent_before_the_wait_is_kept_for_it_once() {
+        let s = Signal::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        s.notify();
+        assert_eq!(s.poll_wait(&mut cx), Poll::Ready(()));
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending, "consumed");
+    }
+
+    #[test]
+    fn a_signal_wakes_the_task_that_waits() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let s = Signal::default();
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending);
+        s.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(s.poll_wait(&mut cx), Poll::Ready(()));
+        // A second wait registers again; a notification wakes it again.
+        assert_eq!(s.poll_wait(&mut cx), Poll::Pending);
+        s.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_reset_signal_lets_go_of_the_waker_and_of_an_unseen_notification() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let s = Signal::default();
+        assert_eq!(s.poll_wait(&mut Context::from_waker(&waker)), Poll::Pending);
+        assert_eq!(Arc::strong_count(&count), 3, "the signal holds a waker");
+        s.reset();
+        assert_eq!(Arc::strong_count(&count), 2, "and gave it back");
+        s.notify();
+        s.reset();
+        assert_eq!(
+            s.poll_wait(&mut Context::from_waker(Waker::noop())),
+            Poll::Pending
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    /// Every client has a session handle, connected or not: it stays small
+    /// (the detached state, the pending will and the stored records are
+    /// boxed, the subscription map is an ordered map).
+    #[test]
+    fn a_session_handle_stays_small() {
+        let size = std::mem::size_of::<SessionHandle>();
+        assert!(size <= 224, "a session handle is {size} bytes");
     }
 }

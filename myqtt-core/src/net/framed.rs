@@ -2,14 +2,22 @@
 //! [`Packet`]s with the incremental [`Decoder`], [`PacketWriter`] batches
 //! encoded packets and writes them in as few syscalls as it can.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::codec::{DecodeError, Decoder, EncodeError, Packet, ProtocolVersion, encode};
 
 /// Initial capacity of a connection's read and write buffers. Small, so an
 /// idle connection costs little; buffers grow with the traffic.
 const INITIAL_BUFFER: usize = 512;
+/// A reader without a buffer first reads into this much stack space, and
+/// allocates a buffer only once bytes have arrived: an idle connection
+/// waits for its peer without holding read memory.
+const FIRST_READ: usize = 1024;
 /// Below this much spare room the read buffer grows before the next read.
 const MIN_READ_ROOM: usize = 256;
 /// The largest buffer a writer starts a burst with.
@@ -63,10 +71,11 @@ pub struct PacketReader<R> {
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// A reader that refuses packets larger than `max_packet_size` bytes.
+    /// It allocates no buffer until bytes arrive.
     pub fn new(io: R, max_packet_size: u32) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            buf: BytesMut::new(),
             decoder: Decoder::new(max_packet_size),
             chunk: INITIAL_BUFFER,
         }
@@ -103,17 +112,76 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     ///
     /// Cancel-safe, and its future is small: a connection loop can wait on
     /// it and decode the packets synchronously after it completes.
-    pub async fn fill(&mut self) -> Result<bool, NetError> {
+    ///
+    /// A reader without a buffer (a new one, or one given back by
+    /// [`shrink_idle`](Self::shrink_idle)) waits for bytes without
+    /// allocating: it reads into stack space first and moves what came into
+    /// a new buffer.
+    pub fn fill(&mut self) -> impl Future<Output = Result<bool, NetError>> + '_ {
+        // A poll function rather than an async body: the future is two
+        // words, whatever the reader's read future holds.
+        std::future::poll_fn(|cx| self.poll_fill(cx))
+    }
+
+    /// [`fill`](Self::fill) as a poll function: `Ready(Ok(false))` at the
+    /// end of the stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, NetError>> {
+        if self.buf.capacity() == 0 {
+            let n = ready!(self.poll_first_read(cx))?;
+            return Poll::Ready(Ok(n > 0));
+        }
         if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
-        let n = self.io.read_buf(&mut self.buf).await?;
+        // Tokio's read future holds only its two references, so a fresh one
+        // per poll is the same as one kept across polls.
+        let n = ready!(std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx))?;
         if n == room && self.chunk < MAX_READ_CHUNK {
             // The peer sends faster than one buffer per read.
             self.chunk *= 2;
         }
-        Ok(n > 0)
+        Poll::Ready(Ok(n > 0))
+    }
+
+    /// One read into stack space; what came is copied into a new buffer.
+    fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut space = [0u8; FIRST_READ];
+        let mut rb = ReadBuf::new(&mut space);
+        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let got = rb.filled();
+                if !got.is_empty() {
+                    self.buf.reserve(self.chunk.max(got.len() + MIN_READ_ROOM));
+                    self.buf.extend_from_slice(got);
+                }
+                Poll::Ready(Ok(got.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The read buffer's capacity in bytes (0 while the reader holds no
+    /// buffer).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// True when the read buffer is empty but still allocated:
+    /// [`shrink_idle`](Self::shrink_idle) would give it back.
+    pub fn holds_idle_memory(&self) -> bool {
+        self.buf.is_empty() && self.buf.capacity() > 0
+    }
+
+    /// Gives the read buffer back if it holds no bytes, so that a quiet
+    /// connection holds no read memory; the next [`fill`](Self::fill)
+    /// allocates one when bytes arrive. Packets already decoded keep their
+    /// part of the old buffer alive until they are dropped.
+    pub fn shrink_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// True if bytes of an incomplete packet are buffered (a stream that
@@ -173,10 +241,17 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     ///
     /// Cancel-safe: a cancelled call wrote nothing, so this can be one branch
     /// of a `tokio::select!` loop while the peer is slow to read.
-    pub async fn write_some(&mut self) -> Result<(), NetError> {
-        let n = self.io.write_buf(&mut self.buf).await?;
+    pub fn write_some(&mut self) -> impl Future<Output = Result<(), NetError>> + '_ {
+        std::future::poll_fn(|cx| self.poll_write_some(cx))
+    }
+
+    /// [`write_some`](Self::write_some) as a poll function.
+    pub fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
+        // Tokio's write future holds only its two references (see
+        // `PacketReader::poll_fill`).
+        let n = ready!(std::pin::pin!(self.io.write_buf(&mut self.buf)).poll(cx))?;
         if n == 0 && !self.buf.is_empty() {
-            return Err(NetError::Io(std::io::ErrorKind::WriteZero.into()));
+            return Poll::Ready(Err(NetError::Io(std::io::ErrorKind::WriteZero.into())));
         }
         if self.buf.is_empty() {
             // Between bursts the buffer is given back, so an idle
@@ -186,7 +261,13 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             self.peak = 0;
             self.buf = BytesMut::new();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes the stream (not the write buffer: see [`flush`](Self::flush)),
+    /// as a poll function.
+    pub fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), NetError>> {
+        Poll::Ready(Ok(ready!(Pin::new(&mut self.io).poll_flush(cx))?))
     }
 
     /// Writes everything buffered, then flushes the stream.

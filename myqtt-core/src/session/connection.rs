@@ -2,7 +2,7 @@
 //! peer's limits, keep-alive deadlines, topic aliases, acknowledgements
 //! waiting for the application, client requests waiting for their ack).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::codec::{AckProperties, PacketId, PacketType, QoS, ReasonCode};
@@ -91,7 +91,7 @@ pub(crate) struct ConnectionState {
     pub(crate) pending_qos1: usize,
     /// Client: SUBSCRIBE/UNSUBSCRIBE ids awaiting their ack; they are
     /// skipped by the packet-id allocator.
-    pub(crate) pending_requests: HashMap<PacketId, PendingRequest>,
+    pub(crate) pending_requests: BTreeMap<PacketId, PendingRequest>,
     /// Client: the Clean Start flag of the CONNECT sent.
     pub(crate) clean_start: bool,
     /// Flows in flight from an earlier connection whose PUBLISH is not
@@ -115,7 +115,7 @@ impl ConnectionState {
             outbound_aliases: OutboundAliases::default(),
             pending_acks: VecDeque::new(),
             pending_qos1: 0,
-            pending_requests: HashMap::new(),
+            pending_requests: BTreeMap::new(),
             clean_start: false,
             held_resends: None,
         }

@@ -15,7 +15,7 @@ use crate::topic::TopicFilter;
 use super::alias::{AliasPlan, InboundAliases, OutboundAliases};
 use super::connection::{ConnectionState, PendingAck, PendingRequest};
 use super::size::packet_size;
-use super::state::{IncomingQos2, Outgoing, QueuedMessage};
+use super::state::{IncomingQos2, Outgoing, QueuedMessage, holds_empty, release_empty};
 use super::{
     AckMode, DropReason, Event, PeerLimits, SessionConfig, SessionError, SessionState, Stats,
     Ticket,
@@ -205,6 +205,32 @@ impl Session {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// True when queues or tables of this session are empty but still hold
+    /// memory from earlier packets: [`shrink_idle`](Self::shrink_idle)
+    /// would give something back.
+    pub fn holds_idle_memory(&self) -> bool {
+        holds_empty(&self.transmit)
+            || holds_empty(&self.events)
+            || holds_empty(&self.held)
+            || holds_empty(&self.conn.pending_acks)
+            || self.state.holds_idle_memory()
+    }
+
+    /// Gives back the memory of every empty queue and table (a `VecDeque`
+    /// keeps room for at least four packets after its first use, about
+    /// 1 KB), so an idle connection costs only the session's fixed size.
+    /// Nothing queued is dropped.
+    ///
+    /// The I/O layer calls it when the connection has gone quiet, not after
+    /// every packet: a busy connection would allocate again at once.
+    pub fn shrink_idle(&mut self) {
+        release_empty(&mut self.transmit);
+        release_empty(&mut self.events);
+        release_empty(&mut self.held);
+        release_empty(&mut self.conn.pending_acks);
+        self.state.shrink_idle();
     }
 
     // ----- the sans-IO interface -----

@@ -190,12 +190,33 @@ impl Hasher for IdHasher {
 /// A hash map keyed by packet id, hashed with [`IdHasher`].
 pub(crate) type IdMap<V> = HashMap<PacketId, V, BuildHasherDefault<IdHasher>>;
 
+/// Replaces an empty queue that kept capacity with one that holds no memory
+/// (`VecDeque::new` does not allocate).
+pub(crate) fn release_empty<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+}
+
+/// True when `q` is empty but keeps capacity.
+pub(crate) fn holds_empty<T>(q: &VecDeque<T>) -> bool {
+    q.is_empty() && q.capacity() > 0
+}
+
 /// A map keyed by packet id that iterates in insertion order, and can move
 /// an entry to the end.
 // Design: `order` maps an increasing sequence number to the id, `by_id` the
-// id to its sequence number and value; removal and move are O(log n).
+// id to its sequence number and value; removal and move are O(log n). Both
+// live in one box allocated by the first entry and dropped by `shrink_idle`
+// once empty: most sessions are idle most of the time, and an empty map then
+// costs one pointer instead of two tables.
 #[derive(Debug, Clone)]
 pub(crate) struct IdOrderMap<V> {
+    inner: Option<Box<IdOrderInner<V>>>,
+}
+
+#[derive(Debug, Clone)]
+struct IdOrderInner<V> {
     next_seq: u64,
     by_id: IdMap<(u64, V)>,
     order: BTreeMap<u64, PacketId>,
@@ -203,65 +224,94 @@ pub(crate) struct IdOrderMap<V> {
 
 impl<V> Default for IdOrderMap<V> {
     fn default() -> Self {
-        Self {
-            next_seq: 0,
-            by_id: IdMap::default(),
-            order: BTreeMap::new(),
-        }
+        Self { inner: None }
     }
 }
 
 impl<V> IdOrderMap<V> {
+    /// True when the map is empty but still holds memory from earlier
+    /// entries.
+    pub(crate) fn holds_idle_memory(&self) -> bool {
+        self.inner.is_some() && self.is_empty()
+    }
+
+    /// Gives back the memory of an empty map (a `HashMap` keeps its table
+    /// and a `BTreeMap` its root node after the last removal).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.is_empty() {
+            self.inner = None;
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut IdOrderInner<V> {
+        self.inner.get_or_insert_with(|| {
+            Box::new(IdOrderInner {
+                next_seq: 0,
+                by_id: IdMap::default(),
+                order: BTreeMap::new(),
+            })
+        })
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.inner.as_ref().map_or(0, |m| m.by_id.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.len() == 0
     }
 
     pub(crate) fn contains(&self, id: PacketId) -> bool {
-        self.by_id.contains_key(&id)
+        self.inner
+            .as_ref()
+            .is_some_and(|m| m.by_id.contains_key(&id))
     }
 
     pub(crate) fn get(&self, id: PacketId) -> Option<&V> {
-        self.by_id.get(&id).map(|(_, v)| v)
+        self.inner.as_ref()?.by_id.get(&id).map(|(_, v)| v)
     }
 
     pub(crate) fn get_mut(&mut self, id: PacketId) -> Option<&mut V> {
-        self.by_id.get_mut(&id).map(|(_, v)| v)
+        self.inner.as_mut()?.by_id.get_mut(&id).map(|(_, v)| v)
     }
 
     /// Inserts at the end; an existing entry with the same id is replaced
     /// and moved to the end.
     pub(crate) fn push_back(&mut self, id: PacketId, value: V) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if let Some((old_seq, _)) = self.by_id.insert(id, (seq, value)) {
-            self.order.remove(&old_seq);
+        let m = self.inner_mut();
+        let seq = m.next_seq;
+        m.next_seq += 1;
+        if let Some((old_seq, _)) = m.by_id.insert(id, (seq, value)) {
+            m.order.remove(&old_seq);
         }
-        self.order.insert(seq, id);
+        m.order.insert(seq, id);
     }
 
     pub(crate) fn remove(&mut self, id: PacketId) -> Option<V> {
-        let (seq, value) = self.by_id.remove(&id)?;
-        self.order.remove(&seq);
+        let m = self.inner.as_mut()?;
+        let (seq, value) = m.by_id.remove(&id)?;
+        m.order.remove(&seq);
         Some(value)
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
-        self.order.values().copied()
+        self.inner.iter().flat_map(|m| m.order.values().copied())
     }
 
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (PacketId, &V)> + '_ {
-        self.order
-            .values()
-            .filter_map(|id| self.by_id.get(id).map(|(_, v)| (*id, v)))
+        self.inner.iter().flat_map(|m| {
+            m.order
+                .values()
+                .filter_map(|id| m.by_id.get(id).map(|(_, v)| (*id, v)))
+        })
     }
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        let order = &mut self.order;
-        self.by_id.retain(|_, (seq, v)| {
+        let Some(m) = self.inner.as_mut() else {
+            return;
+        };
+        let order = &mut m.order;
+        m.by_id.retain(|_, (seq, v)| {
             let k = keep(v);
             if !k {
                 order.remove(seq);
@@ -272,8 +322,12 @@ impl<V> IdOrderMap<V> {
 
     /// Removes every entry and returns them in order.
     pub(crate) fn take_all(&mut self) -> Vec<(PacketId, V)> {
-        let order = std::mem::take(&mut self.order);
-        let mut by_id = std::mem::take(&mut self.by_id);
+        let Some(m) = self.inner.take() else {
+            return Vec::new();
+        };
+        let IdOrderInner {
+            order, mut by_id, ..
+        } = *m;
         order
             .into_values()
             .filter_map(|id| by_id.remove(&id).map(|(_, v)| (id, v)))
@@ -281,8 +335,10 @@ impl<V> IdOrderMap<V> {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.by_id.clear();
-        self.order.clear();
+        if let Some(m) = self.inner.as_mut() {
+            m.by_id.clear();
+            m.order.clear();
+        }
     }
 }
 
@@ -356,6 +412,23 @@ impl SessionState {
     /// How many messages wait in the queue.
     pub fn queue_len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// True when an empty table or queue of this state still holds memory
+    /// from earlier traffic ([`shrink_idle`](Self::shrink_idle) gives it
+    /// back).
+    pub fn holds_idle_memory(&self) -> bool {
+        self.outgoing.holds_idle_memory()
+            || self.incoming.holds_idle_memory()
+            || holds_empty(&self.queue)
+    }
+
+    /// Gives back the memory of the tables and the queue that are empty, so
+    /// that an idle session costs only its fixed size. Entries are kept.
+    pub fn shrink_idle(&mut self) {
+        self.outgoing.shrink_idle();
+        self.incoming.shrink_idle();
+        release_empty(&mut self.queue);
     }
 
     /// The queue's maximum length.
@@ -597,6 +670,45 @@ mod tests {
         );
         assert_eq!(s.allocate_packet_id(|_| false), Some(id(65534)));
         assert_eq!(s.allocate_packet_id(|i| i == id(2)), Some(id(3)));
+    }
+
+    #[test]
+    fn an_emptied_packet_id_map_gives_its_tables_back_and_keeps_entries_otherwise() {
+        let t = Ticket::new(0);
+        let release = |n| Outgoing::Release {
+            ticket: t,
+            packet_id: id(n),
+        };
+        let mut m: IdOrderMap<Outgoing> = IdOrderMap::default();
+        assert!(!m.holds_idle_memory(), "a new map allocates nothing");
+        m.push_back(id(1), release(1));
+        m.push_back(id(2), release(2));
+        m.shrink_idle();
+        assert_eq!(m.ids().collect::<Vec<_>>(), [id(1), id(2)], "entries stay");
+        m.remove(id(1));
+        m.remove(id(2));
+        assert!(m.holds_idle_memory(), "the tables outlive their entries");
+        m.shrink_idle();
+        assert!(!m.holds_idle_memory());
+        // Still usable, in order.
+        m.push_back(id(3), release(3));
+        m.push_back(id(1), release(1));
+        assert_eq!(m.ids().collect::<Vec<_>>(), [id(3), id(1)]);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_room_back() {
+        let now = Instant::now();
+        let mut s = SessionState::new(10);
+        assert!(s.enqueue(now, message("a", QoS::AtLeastOnce)).is_ok());
+        s.shrink_idle();
+        assert_eq!(s.queue_len(), 1, "a queued message stays");
+        assert!(!s.holds_idle_memory());
+        s.queue.clear();
+        assert!(s.holds_idle_memory());
+        s.shrink_idle();
+        assert!(!s.holds_idle_memory());
+        assert_eq!(s.queue.capacity(), 0);
     }
 
     #[test]
