@@ -553,8 +553,10 @@ impl Session {
             ));
         }
         let message = self.state.admit(now, publish)?;
+        // Held-back resends go first [MQTT-4.6.0-1].
         let goes_now = self.phase == Phase::Connected
             && self.state.queue.is_empty()
+            && self.conn.held_resends.is_none()
             && (message.publish.qos == QoS::AtMostOnce
                 || self.state.outgoing.len() < self.send_window());
         if goes_now && !message.is_expired(now) {
