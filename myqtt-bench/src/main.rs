@@ -1,5 +1,4 @@
-//! `myqtt-bench`: a load generator for any MQTT broker, built on the myqtt
-//! client ([`myqtt_core::client::Conn`]).
+//! `myqtt-bench`: a load generator for any MQTT broker.
 //!
 //! It publishes stamped messages through publisher connections to
 //! subscriber connections and reports the deliveries per second, the
@@ -7,10 +6,16 @@
 //! many idle connections and reports the broker's resident memory per
 //! connection. See `doc/benchmarks.md` and `--help`.
 //!
+//! Two engines drive the load: `raw` (MQTT over plain sockets from one
+//! thread, PUBLISH packets written in batches: far cheaper per message than
+//! a broker, the default at full speed with QoS 0 and 1) and `client` (the
+//! myqtt client, [`myqtt_core::client::Conn`]: any QoS, fixed rates).
+//!
 //! # Layout
 //!
 //! - `args.rs`: the command line.
-//! - `load.rs`: the publish/subscribe load and its measurement.
+//! - `load.rs`: the publish/subscribe load and its measurement, with the
+//!   client engine; `load/raw.rs`: the raw engine.
 //! - `idle.rs`: the idle-connection mode.
 //! - `histogram.rs`: latency percentiles in log-linear buckets.
 //! - `sys.rs`: `/proc` readings (RSS, CPU time) and the open-file limit.
