@@ -339,6 +339,9 @@ impl Inner {
                 let _ = tokio::time::timeout(grace, broker.wait_idle()).await;
             });
             rt.shutdown_timeout(Duration::from_millis(100));
+            // The store is closed now, not when the last handle to the
+            // broker goes (a client `Conn`, a Python object).
+            broker.release_store(Duration::from_secs(10));
         };
         if Handle::try_current().is_ok() {
             // Blocking is not allowed on a runtime thread.

@@ -237,3 +237,30 @@ fn the_listener_program_refuses_a_store_another_process_has_open() {
     assert!(line.starts_with("listening on "), "{line:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn exiting_a_context_releases_its_store_while_handles_to_it_live_on() {
+    // A client connection made through the context keeps the context (and
+    // its broker) alive; exit() still closes the store, so a new context
+    // opens the same folder at once, with what was committed.
+    let dir = temp_dir("release");
+    let ctx = ctx_with_store(&dir, BackendKind::Redb);
+    let port = ctx
+        .create_listener("127.0.0.1", 0)
+        .unwrap()
+        .local_addr()
+        .port();
+    let c = client(&ctx, port, "keeper", ProtocolVersion::V5);
+    let m = PublishMessage::new("kept/r", "v")
+        .unwrap()
+        .qos(QoS::AtLeastOnce)
+        .retain(true);
+    c.publish_blocking(m, WAIT).unwrap().wait(WAIT).unwrap();
+    let alive = ctx.clone();
+    ctx.exit();
+    let again = ctx_with_store(&dir, BackendKind::Redb);
+    assert_eq!(again.broker().retained_count(), 1);
+    again.exit();
+    drop((c, alive, ctx));
+    let _ = std::fs::remove_dir_all(&dir);
+}

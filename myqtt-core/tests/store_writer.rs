@@ -244,6 +244,33 @@ fn closing_the_writer_completes_what_was_submitted() {
     assert_eq!(store.queue_len(&key).0, 50);
 }
 
+#[test]
+fn releasing_a_shared_writer_commits_then_drops_the_store_and_refuses_more() {
+    let store: Arc<dyn Store> = Arc::new(myqtt_core::store::MemoryStore::new());
+    let writer = StoreWriter::spawn(store.clone()).expect("spawn");
+    let key = SessionKey::broker("release");
+    let commits: Vec<_> = (0..20u8)
+        .map(|i| {
+            writer
+                .submit_blocking(enqueue_batch(&writer, &key, &[i]))
+                .expect("submit")
+        })
+        .collect();
+    assert!(writer.release(std::time::Duration::from_secs(10)));
+    for c in commits {
+        assert!(c.wait().is_ok());
+    }
+    assert_eq!(store.queue_len(&key).0, 20);
+    // The writer thread's reference is gone: only the test's is left.
+    assert_eq!(Arc::strong_count(&store), 1);
+    assert!(matches!(
+        writer
+            .submit_blocking(Batch::new())
+            .map(myqtt_core::store::Commit::wait),
+        Err(StoreError::WriterClosed) | Ok(Err(_))
+    ));
+}
+
 /// A memory backend whose commits fail once `fail` is set, like a full
 /// disk.
 #[derive(Debug, Default)]

@@ -255,6 +255,20 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Commits what was submitted, then closes the store: its files and its
+    /// folder's lock are released even while handles to this broker live
+    /// on (a new context may open the same path at once). Called by
+    /// [`crate::Ctx::exit`] once the connections are closed; later store
+    /// writes fail (logged). Blocks up to `timeout`; not from a runtime
+    /// thread.
+    pub(crate) fn release_store(&self, timeout: Duration) {
+        if let Some(p) = self.persist()
+            && !p.writer.release(timeout)
+        {
+            tracing::warn!("the store writer did not finish in time");
+        }
+    }
+
     /// The store's writer statistics (batches, submissions, ops, fsyncs),
     /// if the broker has a store.
     pub fn store_stats(&self) -> Option<crate::store::WriterStats> {

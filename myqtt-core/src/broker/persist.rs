@@ -534,7 +534,7 @@ impl Broker {
             p.submit_now(self, cleanup);
         }
         tracing::info!(
-            backend = p.writer.store().backend_name(),
+            backend = p.writer.backend_name(),
             sessions = restored,
             retained = self.retained_count(),
             "store loaded"

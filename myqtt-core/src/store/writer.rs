@@ -11,10 +11,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +28,9 @@ type Reply = Result<Vec<OpOutcome>, StoreError>;
 struct Request {
     batch: Batch,
     done: oneshot::Sender<Reply>,
+    /// Set by [`StoreWriter::release`]: the thread ends after this round,
+    /// drops the store and says so here.
+    release: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// Sizes of the [`StoreWriter`]'s channel and transactions.
@@ -96,7 +100,10 @@ struct Counters {
 /// ```
 pub struct StoreWriter {
     tx: Option<mpsc::Sender<Request>>,
-    store: Arc<dyn Store>,
+    // Weak: the writer thread holds the only strong reference the writer
+    // makes, so `release` can close the store while this handle lives on.
+    store: Weak<dyn Store>,
+    backend_name: &'static str,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
 }
@@ -104,7 +111,7 @@ pub struct StoreWriter {
 impl std::fmt::Debug for StoreWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreWriter")
-            .field("backend", &self.store.backend_name())
+            .field("backend", &self.backend_name)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -121,29 +128,77 @@ impl StoreWriter {
     pub fn with_config(store: Arc<dyn Store>, config: WriterConfig) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
+        let backend_name = store.backend_name();
+        let weak = Arc::downgrade(&store);
         let thread = std::thread::Builder::new()
-            .name(format!("myqtt-store-{}", store.backend_name()))
+            .name(format!("myqtt-store-{backend_name}"))
             .spawn({
-                let store = Arc::clone(&store);
                 let counters = Arc::clone(&counters);
-                move || run(&*store, rx, &counters, config.max_batch_ops.max(1))
+                move || {
+                    let released = run(&*store, rx, &counters, config.max_batch_ops.max(1));
+                    // The store (its files and folder lock) closes here, when
+                    // no one else holds it.
+                    drop(store);
+                    if let Some(ack) = released {
+                        let _ = ack.send(());
+                    }
+                }
             })?;
         Ok(Self {
             tx: Some(tx),
-            store,
+            backend_name,
+            store: weak,
             counters,
             thread: Some(thread),
         })
     }
 
-    /// The store written to (for reads and [`Store::new_message_id`]).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The store written to (for reads and [`Store::new_message_id`]);
+    /// `None` once [`released`](Self::release) and closed.
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.upgrade()
     }
 
-    /// A fresh message id ([`Store::new_message_id`]).
+    /// The store's backend name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+
+    /// A fresh message id ([`Store::new_message_id`]); after
+    /// [`release`](Self::release), an id no submission can use (they all
+    /// fail with [`StoreError::WriterClosed`]).
     pub fn new_message_id(&self) -> MessageId {
-        self.store.new_message_id()
+        self.store
+            .upgrade()
+            .map_or(MessageId(0), |s| s.new_message_id())
+    }
+
+    /// Commits what was submitted before, then ends the writer thread and
+    /// closes the store (its files and the folder's lock, unless someone
+    /// else holds the store), waiting up to `timeout`; later submissions
+    /// fail with [`StoreError::WriterClosed`]. For a shared writer (a
+    /// broker's) whose handle outlives its use: dropping the writer does the
+    /// same. True once the thread is done.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside a tokio runtime (it blocks).
+    pub fn release(&self, timeout: Duration) -> bool {
+        let Some(tx) = &self.tx else {
+            return true;
+        };
+        let (ack, acked) = std::sync::mpsc::channel();
+        let (done, _) = oneshot::channel();
+        let req = Request {
+            batch: Batch::new(),
+            done,
+            release: Some(ack),
+        };
+        if tx.blocking_send(req).is_err() {
+            // The thread has ended already.
+            return true;
+        }
+        acked.recv_timeout(timeout).is_ok()
     }
 
     fn request(batch: impl Into<Batch>) -> (Request, Commit) {
@@ -152,6 +207,7 @@ impl StoreWriter {
             Request {
                 batch: batch.into(),
                 done,
+                release: None,
             },
             Commit { rx },
         )
@@ -210,7 +266,7 @@ impl StoreWriter {
             batches: self.counters.batches.load(Ordering::Relaxed),
             submissions: self.counters.submissions.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
-            fsyncs: self.store.stats().fsyncs,
+            fsyncs: self.store.upgrade().map_or(0, |s| s.stats().fsyncs),
         }
     }
 
@@ -239,7 +295,15 @@ impl Drop for StoreWriter {
 
 /// The writer thread: one transaction per round, as many waiting
 /// submissions in it as fit.
-fn run(store: &dyn Store, mut rx: mpsc::Receiver<Request>, counters: &Counters, max_ops: usize) {
+/// Returns the acknowledgement to send once the store is dropped, when
+/// [`StoreWriter::release`] ended it.
+fn run(
+    store: &dyn Store,
+    mut rx: mpsc::Receiver<Request>,
+    counters: &Counters,
+    max_ops: usize,
+) -> Option<std::sync::mpsc::Sender<()>> {
+    let mut released = None;
     while let Some(first) = rx.blocking_recv() {
         let mut n = first.batch.len();
         let mut round = vec![first];
@@ -255,6 +319,9 @@ fn run(store: &dyn Store, mut rx: mpsc::Receiver<Request>, counters: &Counters, 
         let mut ops = Vec::with_capacity(n);
         let mut lens = Vec::with_capacity(round.len());
         for req in &mut round {
+            if let Some(ack) = req.release.take() {
+                released = Some(ack);
+            }
             lens.push(req.batch.ops.len());
             ops.append(&mut req.batch.ops);
         }
@@ -280,7 +347,12 @@ fn run(store: &dyn Store, mut rx: mpsc::Receiver<Request>, counters: &Counters, 
                 }
             }
         }
+        if released.is_some() {
+            // Later submissions fail: the receiver goes with this thread.
+            return released;
+        }
     }
+    released
 }
 
 /// Why [`StoreWriter::try_submit`] did not take a batch.
