@@ -301,55 +301,29 @@ impl ListenerConn {
 /// routed when the handler returns `PUBLISH_OK`.
 #[pyclass(module = "myqtt")]
 pub(crate) struct ListenerMsg {
-    topic: String,
-    payload: Bytes,
-    qos: QoS,
-    retain: bool,
-    properties: PublishProps,
+    /// The message as the engine gave it (moved in, nothing copied): the
+    /// Python values are made only when the handler reads an attribute.
+    msg: Message,
     modified: bool,
 }
 
 impl ListenerMsg {
     pub(crate) fn new(msg: &Message) -> Self {
-        Self {
-            topic: msg.topic.as_str().to_owned(),
-            payload: msg.payload.clone(),
-            qos: msg.qos,
-            retain: msg.retain,
-            properties: msg.properties.clone(),
-            modified: false,
-        }
+        Self::from_message(msg.clone())
     }
 
-    /// [`Self::new`] for a message the caller gives away (no copy of its
-    /// properties).
+    /// [`Self::new`] for a message the caller gives away (no copy).
     pub(crate) fn from_message(msg: Message) -> Self {
         Self {
-            topic: msg.topic.as_str().to_owned(),
-            payload: msg.payload,
-            qos: msg.qos,
-            retain: msg.retain,
-            properties: msg.properties,
+            msg,
             modified: false,
         }
     }
 
-    /// The rewritten message, if the handler changed something.
-    pub(crate) fn rewrite(&self) -> Option<Result<Message, String>> {
-        if !self.modified {
-            return None;
-        }
-        Some(
-            TopicName::new(ByteStr::from(self.topic.clone()))
-                .map_err(|e| format!("invalid rewritten topic {:?}: {e}", self.topic))
-                .map(|topic| Message {
-                    topic,
-                    payload: self.payload.clone(),
-                    qos: self.qos,
-                    retain: self.retain,
-                    properties: self.properties.clone(),
-                }),
-        )
+    /// The rewritten message, if the handler changed something (the topic
+    /// was checked when it was set).
+    pub(crate) fn rewrite(&self) -> Option<Message> {
+        self.modified.then(|| self.msg.clone())
     }
 }
 
@@ -358,13 +332,12 @@ impl ListenerMsg {
     /// The topic (settable: rewrites the message).
     #[getter]
     fn get_topic(&self) -> &str {
-        &self.topic
+        self.msg.topic.as_str()
     }
 
     #[setter]
-    fn set_topic(&mut self, topic: String) -> PyResult<()> {
-        topic_from(&topic)?;
-        self.topic = topic;
+    fn set_topic(&mut self, topic: &str) -> PyResult<()> {
+        self.msg.topic = topic_from(topic)?;
         self.modified = true;
         Ok(())
     }
@@ -372,12 +345,12 @@ impl ListenerMsg {
     /// The payload as bytes (settable with bytes or str).
     #[getter]
     fn get_payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.payload)
+        PyBytes::new(py, &self.msg.payload)
     }
 
     #[setter]
     fn set_payload(&mut self, payload: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.payload = payload_bytes(payload)?;
+        self.msg.payload = payload_bytes(payload)?;
         self.modified = true;
         Ok(())
     }
@@ -385,24 +358,24 @@ impl ListenerMsg {
     /// The payload decoded as UTF-8 text.
     #[getter]
     fn content(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
+        String::from_utf8_lossy(&self.msg.payload).into_owned()
     }
 
     /// The payload's length in bytes.
     #[getter]
     fn size(&self) -> usize {
-        self.payload.len()
+        self.msg.payload.len()
     }
 
     /// The QoS (settable: 0, 1 or 2).
     #[getter]
     fn get_qos(&self) -> u8 {
-        self.qos.as_u8()
+        self.msg.qos.as_u8()
     }
 
     #[setter]
     fn set_qos(&mut self, qos: u8) -> PyResult<()> {
-        self.qos = qos_from(qos)?;
+        self.msg.qos = qos_from(qos)?;
         self.modified = true;
         Ok(())
     }
@@ -410,12 +383,12 @@ impl ListenerMsg {
     /// The retain flag (settable).
     #[getter]
     fn get_retain(&self) -> bool {
-        self.retain
+        self.msg.retain
     }
 
     #[setter]
     fn set_retain(&mut self, retain: bool) {
-        self.retain = retain;
+        self.msg.retain = retain;
         self.modified = true;
     }
 
@@ -443,13 +416,14 @@ impl ListenerMsg {
     /// The MQTT 5 properties (empty before MQTT 5).
     #[getter]
     fn properties(&self) -> crate::props::Properties {
-        crate::props::Properties::from_publish(&self.properties)
+        crate::props::Properties::from_publish(&self.msg.properties)
     }
 
     /// MQTT 5 user properties as a list of (name, value) pairs.
     #[getter]
     fn user_properties(&self) -> Vec<(String, String)> {
-        self.properties
+        self.msg
+            .properties
             .user_properties
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -459,10 +433,10 @@ impl ListenerMsg {
     fn __repr__(&self) -> String {
         format!(
             "<myqtt.ListenerMsg topic={:?} qos={} retain={} size={}>",
-            self.topic,
-            self.qos.as_u8(),
-            self.retain,
-            self.payload.len()
+            self.msg.topic.as_str(),
+            self.msg.qos.as_u8(),
+            self.msg.retain,
+            self.msg.payload.len()
         )
     }
 }
