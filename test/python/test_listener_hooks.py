@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Iterator, List
@@ -551,3 +553,40 @@ def test_coroutine_handlers_with_and_without_suspending(
         lambda: any("on_publish" in r.getMessage() for r in caplog.records), what="the log record"
     )
     c.close()
+
+
+EXIT_WHILE_PUBLISHING = r"""
+import threading, myqtt
+ctx = myqtt.Ctx(); ctx.init()
+seen = threading.Event()
+calls = [0]
+def on_publish(ctx, conn, msg, data):
+    calls[0] += 1
+    if calls[0] == 500:
+        seen.set()
+    return myqtt.PUBLISH_OK
+ctx.set_on_publish(on_publish)
+listener = myqtt.create_listener(ctx, "127.0.0.1", 0)
+def publish():
+    pub_ctx = myqtt.Ctx(); pub_ctx.init()
+    conn = myqtt.Conn(pub_ctx, "127.0.0.1", listener.port, None, True, 60)
+    while True:
+        conn.pub("t", b"x" * 16, 0, False, 0)
+threading.Thread(target=publish, daemon=True).start()
+assert seen.wait(30)
+print("exiting with", calls[0] > 0, flush=True)
+"""
+
+
+def test_the_interpreter_exits_while_publishes_reach_an_on_publish_handler() -> None:
+    # The dispatch threads wait for jobs detached from the interpreter with
+    # their thread state kept: at exit they must neither block the
+    # interpreter's finalization nor touch it.
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_WHILE_PUBLISHING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "exiting with True"
