@@ -6,8 +6,8 @@
 //! calls keep their order. A thread attaches to the interpreter at its first
 //! job and stays attached, waiting for jobs detached (the GIL released, its
 //! thread state kept); it runs the jobs waiting (up to [`BATCH`]) between
-//! two waits, and answers each hook through a oneshot channel the hook's `Reply::Later`
-//! future awaits. A full channel makes the hook wait (its connection only),
+//! two waits, and answers each hook through a oneshot channel the hook's
+//! `Reply::Later` future awaits. A full channel makes the hook wait (its connection only),
 //! so memory stays bounded; a slow handler slows the clients of its thread,
 //! never another thread's, and never the engine's keep-alive handling.
 //!
