@@ -1037,16 +1037,32 @@ fn own_small_properties(m: &mut Message) {
     let Some(p) = m.properties.get_mut() else {
         return;
     };
-    if let Some(t) = &p.response_topic {
-        p.response_topic = Some(own_small_topic(t));
+    own_application_properties(
+        &mut p.response_topic,
+        &mut p.correlation_data,
+        &mut p.content_type,
+        &mut p.user_properties,
+    );
+}
+
+/// The application properties a message and a will share (MQTT 5.0
+/// §3.1.3.2, §3.3.2.3), copied out of a read buffer ([`own_small_parts`]).
+fn own_application_properties(
+    response_topic: &mut Option<crate::topic::TopicName>,
+    correlation_data: &mut Option<bytes::Bytes>,
+    content_type: &mut Option<ByteStr>,
+    user_properties: &mut crate::codec::UserProperties,
+) {
+    if let Some(t) = response_topic.as_ref() {
+        *response_topic = Some(own_small_topic(t));
     }
-    if let Some(c) = &p.correlation_data {
-        p.correlation_data = Some(own_small(c));
+    if let Some(c) = correlation_data.as_ref() {
+        *correlation_data = Some(own_small(c));
     }
-    if let Some(c) = &p.content_type {
-        p.content_type = Some(own_small_str(c));
+    if let Some(c) = content_type.as_ref() {
+        *content_type = Some(own_small_str(c));
     }
-    for (k, v) in &mut p.user_properties {
+    for (k, v) in user_properties.iter_mut() {
         *k = own_small_str(k);
         *v = own_small_str(v);
     }
@@ -1059,19 +1075,12 @@ pub(crate) fn own_will(w: &mut LastWill) {
     w.payload = own_small(&w.payload);
     w.topic = own_small_topic(&w.topic);
     let p = &mut w.properties;
-    if let Some(t) = &p.response_topic {
-        p.response_topic = Some(own_small_topic(t));
-    }
-    if let Some(c) = &p.correlation_data {
-        p.correlation_data = Some(own_small(c));
-    }
-    if let Some(c) = &p.content_type {
-        p.content_type = Some(own_small_str(c));
-    }
-    for (k, v) in &mut p.user_properties {
-        *k = own_small_str(k);
-        *v = own_small_str(v);
-    }
+    own_application_properties(
+        &mut p.response_topic,
+        &mut p.correlation_data,
+        &mut p.content_type,
+        &mut p.user_properties,
+    );
 }
 
 /// A copy of a subscription filter with its own allocation (see
