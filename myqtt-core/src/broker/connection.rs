@@ -277,8 +277,11 @@ struct Conn<R, W> {
     /// Routing's reusable buffers, allocated by the first PUBLISH and
     /// given back when the connection goes quiet.
     scratch: Option<Box<Scratch>>,
-    /// The mailbox's queue is swapped with this one to drain it.
-    spare: VecDeque<Delivery>,
+    /// The mailbox's queue is swapped with this one to drain it. Boxed:
+    /// a pointer, not a 32-byte `VecDeque`, per idle connection (given
+    /// back when idle, allocated again by the next drain).
+    #[allow(clippy::box_collection)]
+    spare: Option<Box<VecDeque<Delivery>>>,
     /// The session is written to the broker's store.
     persistent: bool,
     /// The session's stored records (when `persistent`).
@@ -292,8 +295,10 @@ struct Conn<R, W> {
     /// at the next loop turn: one submission for a burst of packets.
     out: Batch,
     /// Retained messages owed to new subscriptions, handed to the session
-    /// only while the write buffer is below the high-water mark.
-    backlog: VecDeque<Delivery>,
+    /// only while the write buffer is below the high-water mark. Boxed as
+    /// `spare`: allocated only while messages are owed.
+    #[allow(clippy::box_collection)]
+    backlog: Option<Box<VecDeque<Delivery>>>,
     /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
     /// read and no message taken while this many bytes wait for the socket.
     high_water: usize,
@@ -722,13 +727,13 @@ where
         }),
         session_expiry,
         scratch: None,
-        spare: VecDeque::new(),
+        spare: None,
         persistent,
         track: TrackBox::new(track, persistent),
         pending: VecDeque::new(),
         staged: None,
         out: Batch::new(),
-        backlog: VecDeque::new(),
+        backlog: None,
         high_water: config.write_high_water,
         more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
@@ -1040,8 +1045,8 @@ where
         self.session.holds_idle_memory()
             || self.reader.holds_idle_memory()
             || self.scratch.is_some()
-            || holds_empty(&self.spare)
-            || holds_empty(&self.backlog)
+            || self.spare.is_some()
+            || self.backlog.as_deref().is_some_and(VecDeque::is_empty)
             || holds_empty(&self.pending)
     }
 
@@ -1052,8 +1057,10 @@ where
         self.session.shrink_idle();
         self.reader.shrink_idle();
         self.scratch = None;
-        release_empty(&mut self.spare);
-        release_empty(&mut self.backlog);
+        self.spare = None;
+        if self.backlog.as_deref().is_some_and(VecDeque::is_empty) {
+            self.backlog = None;
+        }
         release_empty(&mut self.pending);
         release_empty(&mut lock(&self.handle.mailbox).queue);
     }
@@ -1142,7 +1149,7 @@ where
             // Stop at the high-water mark (or with retained messages still
             // owed): the rest stays buffered, and the loop comes back for it
             // once the writer has drained.
-            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+            if self.writer.pending() >= self.high_water || self.owes_backlog() {
                 self.more_buffered = true;
                 return Ok(());
             }
@@ -1220,7 +1227,7 @@ where
             // Stop at the high-water mark (or with retained messages still
             // owed): the rest stays buffered, and the loop comes back for it
             // once the writer has drained.
-            if self.writer.pending() >= self.high_water || !self.backlog.is_empty() {
+            if self.writer.pending() >= self.high_water || self.owes_backlog() {
                 self.more_buffered = true;
                 return Ok(());
             }
@@ -1969,7 +1976,7 @@ where
         // Sent after the SUBACK, as the write buffer allows (the run loop
         // drains the backlog).
         for (msg, qos) in retained {
-            self.backlog.push_back(Delivery {
+            self.backlog.get_or_insert_default().push_back(Delivery {
                 msg,
                 qos,
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
@@ -1986,7 +1993,7 @@ where
     fn catch_up(&self) -> CatchUp {
         if self.writer.pending() >= self.high_water {
             CatchUp::Nothing
-        } else if !self.backlog.is_empty() {
+        } else if self.owes_backlog() {
             CatchUp::Backlog
         } else if self.more_buffered {
             CatchUp::Buffered
@@ -2000,7 +2007,7 @@ where
     async fn drain_backlog(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
         while self.writer.pending() < self.high_water {
-            let Some(d) = self.backlog.pop_front() else {
+            let Some(d) = self.backlog.as_deref_mut().and_then(VecDeque::pop_front) else {
                 break;
             };
             self.deliver(now, d).await;
@@ -2147,37 +2154,47 @@ where
         if self.chain.interests().deliver_acl {
             return true;
         }
-        {
-            let mut mb = lock(&self.handle.mailbox);
-            std::mem::swap(&mut mb.queue, &mut self.spare);
-        }
+        let mut spare = self.take_mail();
         let now = Instant::now();
-        while let Some(d) = self.spare.pop_front() {
+        while let Some(d) = spare.pop_front() {
             self.deliver_plain(now, d);
         }
-        self.trim_spare();
+        self.keep_spare(spare);
         false
     }
 
-    /// Gives back the memory of a large burst.
-    fn trim_spare(&mut self) {
-        if self.spare.capacity() > 64 {
-            self.spare = VecDeque::new();
+    /// Swaps the mailbox's queue with the spare one: what waits in the
+    /// mailbox, in an empty queue's place.
+    #[allow(clippy::box_collection, clippy::unnecessary_box_returns)] // kept boxed in `spare`
+    fn take_mail(&mut self) -> Box<VecDeque<Delivery>> {
+        let mut spare = self.spare.take().unwrap_or_default();
+        std::mem::swap(&mut lock(&self.handle.mailbox).queue, &mut *spare);
+        spare
+    }
+
+    /// Keeps the drained queue for the next drain, unless it grew large
+    /// (its memory is given back after a burst).
+    #[allow(clippy::box_collection)] // kept boxed in `spare`
+    fn keep_spare(&mut self, spare: Box<VecDeque<Delivery>>) {
+        if spare.capacity() <= 64 {
+            self.spare = Some(spare);
         }
+    }
+
+    /// True when retained messages are owed to new subscriptions.
+    fn owes_backlog(&self) -> bool {
+        self.backlog.as_deref().is_some_and(|b| !b.is_empty())
     }
 
     /// Takes everything waiting in the mailbox into the session, each
     /// delivery checked by the delivery ACL.
     async fn drain_checked(&mut self) {
-        {
-            let mut mb = lock(&self.handle.mailbox);
-            std::mem::swap(&mut mb.queue, &mut self.spare);
-        }
+        let mut spare = self.take_mail();
         let now = Instant::now();
-        while let Some(d) = self.spare.pop_front() {
+        while let Some(d) = spare.pop_front() {
             self.deliver_checked(now, d).await;
         }
-        self.trim_spare();
+        self.keep_spare(spare);
     }
 
     /// Hands one message to the session after the delivery ACL, when a
@@ -2319,14 +2336,16 @@ where
             let _ = self.submit(Batch::new()).await;
         }
         let now = Instant::now();
-        if self.session_expiry > 0 && !self.backlog.is_empty() {
+        if self.session_expiry > 0 && self.owes_backlog() {
             // Retained QoS 1/2 messages still owed to new subscriptions are
             // messages pending transmission, part of the session state that
             // outlives the connection (MQTT 5.0 §4.1, 3.1.1 §4.1): the
             // session queues them for the next connection. QoS 0 ones go.
             let owed: Vec<Delivery> = self
                 .backlog
-                .drain(..)
+                .take()
+                .into_iter()
+                .flat_map(|b| *b)
                 .filter(|d| d.qos > QoS::AtMostOnce)
                 .collect();
             for d in owed {
@@ -2437,7 +2456,7 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 400, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 832, "a connection's state is {conn} bytes");
+        assert!(conn <= 768, "a connection's state is {conn} bytes");
         drop((task, far, signal));
     }
 }
