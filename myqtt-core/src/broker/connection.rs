@@ -223,13 +223,52 @@ fn release_empty<T>(q: &mut VecDeque<T>) {
     }
 }
 
-/// True when `q` is empty but keeps capacity.
-fn holds_empty<T>(q: &VecDeque<T>) -> bool {
-    q.is_empty() && q.capacity() > 0
+/// A queue that is one pointer while it holds nothing: its `VecDeque` is
+/// allocated by the first push and given back by [`Self::release_empty`].
+#[allow(clippy::box_collection)] // a pointer, not a 32-byte `VecDeque`
+struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> LazyDeque<T> {
+    fn new() -> Self {
+        Self(None)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(VecDeque::is_empty)
+    }
+
+    fn push_back(&mut self, item: T) {
+        self.0.get_or_insert_default().push_back(item);
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.0.as_deref_mut().and_then(VecDeque::pop_front)
+    }
+
+    fn front_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut().and_then(VecDeque::front_mut)
+    }
+
+    /// True when the queue is empty but still allocated.
+    fn holds_empty(&self) -> bool {
+        self.0.as_deref().is_some_and(VecDeque::is_empty)
+    }
+
+    /// Takes everything queued, giving back the memory.
+    fn take(&mut self) -> VecDeque<T> {
+        self.0.take().map(|q| *q).unwrap_or_default()
+    }
+
+    /// Gives back the memory of an empty queue.
+    fn release_empty(&mut self) {
+        if self.holds_empty() {
+            self.0 = None;
+        }
+    }
 }
 
 /// The front commit of `q` (an entry without a commit is ready at once).
-async fn front_done(q: &mut VecDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
+async fn front_done(q: &mut LazyDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
         Some(StoreWait {
             commit: Some(c), ..
@@ -286,8 +325,9 @@ struct Conn<R, W> {
     persistent: bool,
     /// The session's stored records (when `persistent`).
     track: TrackBox,
-    /// Store commits awaited before acting, oldest first.
-    pending: VecDeque<StoreWait>,
+    /// Store commits awaited before acting, oldest first (only
+    /// connections with a store have some).
+    pending: LazyDeque<StoreWait>,
     /// The store batch of the message just routed.
     staged: Option<Box<Staged>>,
     /// Store ops nobody waits for (removals after acknowledgements, QoS 1
@@ -295,10 +335,8 @@ struct Conn<R, W> {
     /// at the next loop turn: one submission for a burst of packets.
     out: Batch,
     /// Retained messages owed to new subscriptions, handed to the session
-    /// only while the write buffer is below the high-water mark. Boxed as
-    /// `spare`: allocated only while messages are owed.
-    #[allow(clippy::box_collection)]
-    backlog: Option<Box<VecDeque<Delivery>>>,
+    /// only while the write buffer is below the high-water mark.
+    backlog: LazyDeque<Delivery>,
     /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
     /// read and no message taken while this many bytes wait for the socket.
     high_water: usize,
@@ -730,10 +768,10 @@ where
         spare: None,
         persistent,
         track: TrackBox::new(track, persistent),
-        pending: VecDeque::new(),
+        pending: LazyDeque::new(),
         staged: None,
         out: Batch::new(),
-        backlog: None,
+        backlog: LazyDeque::new(),
         high_water: config.write_high_water,
         more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
@@ -1046,8 +1084,8 @@ where
             || self.reader.holds_idle_memory()
             || self.scratch.is_some()
             || self.spare.is_some()
-            || self.backlog.as_deref().is_some_and(VecDeque::is_empty)
-            || holds_empty(&self.pending)
+            || self.backlog.holds_empty()
+            || self.pending.holds_empty()
     }
 
     /// Gives back the memory of every empty buffer and queue of the
@@ -1058,10 +1096,8 @@ where
         self.reader.shrink_idle();
         self.scratch = None;
         self.spare = None;
-        if self.backlog.as_deref().is_some_and(VecDeque::is_empty) {
-            self.backlog = None;
-        }
-        release_empty(&mut self.pending);
+        self.backlog.release_empty();
+        self.pending.release_empty();
         release_empty(&mut lock(&self.handle.mailbox).queue);
     }
 
@@ -1976,7 +2012,7 @@ where
         // Sent after the SUBACK, as the write buffer allows (the run loop
         // drains the backlog).
         for (msg, qos) in retained {
-            self.backlog.get_or_insert_default().push_back(Delivery {
+            self.backlog.push_back(Delivery {
                 msg,
                 qos,
                 // [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)
@@ -2007,7 +2043,7 @@ where
     async fn drain_backlog(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
         while self.writer.pending() < self.high_water {
-            let Some(d) = self.backlog.as_deref_mut().and_then(VecDeque::pop_front) else {
+            let Some(d) = self.backlog.pop_front() else {
                 break;
             };
             self.deliver(now, d).await;
@@ -2183,7 +2219,7 @@ where
 
     /// True when retained messages are owed to new subscriptions.
     fn owes_backlog(&self) -> bool {
-        self.backlog.as_deref().is_some_and(|b| !b.is_empty())
+        !self.backlog.is_empty()
     }
 
     /// Takes everything waiting in the mailbox into the session, each
@@ -2345,7 +2381,6 @@ where
                 .backlog
                 .take()
                 .into_iter()
-                .flat_map(|b| *b)
                 .filter(|d| d.qos > QoS::AtMostOnce)
                 .collect();
             for d in owed {
@@ -2456,7 +2491,7 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 400, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 768, "a connection's state is {conn} bytes");
+        assert!(conn <= 744, "a connection's state is {conn} bytes");
         drop((task, far, signal));
     }
 }
