@@ -70,6 +70,13 @@ pub(crate) struct PendingRequest {
     pub(crate) filters: usize,
 }
 
+/// The topic aliases of a connection, both directions.
+#[derive(Debug, Default)]
+pub(crate) struct Aliases {
+    pub(crate) inbound: InboundAliases,
+    pub(crate) outbound: OutboundAliases,
+}
+
 /// The per-connection half of a session.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
@@ -83,8 +90,9 @@ pub(crate) struct ConnectionState {
     /// is reported.
     pub(crate) ping_requested: bool,
     pub(crate) peer: PeerLimits,
-    pub(crate) inbound_aliases: InboundAliases,
-    pub(crate) outbound_aliases: OutboundAliases,
+    /// Topic aliases; boxed, and `None` while neither side may use any
+    /// (most connections): a pointer instead of two tables per connection.
+    pub(crate) aliases: Option<Box<Aliases>>,
     pub(crate) pending_acks: VecDeque<PendingAck>,
     /// How many of `pending_acks` are QoS 1 (they count against this side's
     /// Receive Maximum together with the incoming QoS 2 table).
@@ -111,8 +119,7 @@ impl ConnectionState {
             ping_sent_at: None,
             ping_requested: false,
             peer: PeerLimits::default(),
-            inbound_aliases: InboundAliases::default(),
-            outbound_aliases: OutboundAliases::default(),
+            aliases: None,
             pending_acks: VecDeque::new(),
             pending_qos1: 0,
             pending_requests: BTreeMap::new(),
