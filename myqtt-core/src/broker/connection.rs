@@ -39,7 +39,7 @@ use crate::codec::{
     ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use crate::net::{NetError, PacketReader, PacketWriter};
-use crate::session::{self, Session, SessionError, SessionState};
+use crate::session::{self, LazyDeque, Session, SessionError, SessionState};
 use crate::store::{
     Batch, Commit, IncomingRecord, InflightState, Op, OpOutcome, SessionKey, SessionRecord,
     StoreError, SubscriptionRecord, Timestamp,
@@ -220,50 +220,6 @@ struct StoreWait {
 fn release_empty<T>(q: &mut VecDeque<T>) {
     if q.is_empty() && q.capacity() > 0 {
         *q = VecDeque::new();
-    }
-}
-
-/// A queue that is one pointer while it holds nothing: its `VecDeque` is
-/// allocated by the first push and given back by [`Self::release_empty`].
-#[allow(clippy::box_collection)] // a pointer, not a 32-byte `VecDeque`
-struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
-
-impl<T> LazyDeque<T> {
-    fn new() -> Self {
-        Self(None)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.as_deref().is_none_or(VecDeque::is_empty)
-    }
-
-    fn push_back(&mut self, item: T) {
-        self.0.get_or_insert_default().push_back(item);
-    }
-
-    fn pop_front(&mut self) -> Option<T> {
-        self.0.as_deref_mut().and_then(VecDeque::pop_front)
-    }
-
-    fn front_mut(&mut self) -> Option<&mut T> {
-        self.0.as_deref_mut().and_then(VecDeque::front_mut)
-    }
-
-    /// True when the queue is empty but still allocated.
-    fn holds_empty(&self) -> bool {
-        self.0.as_deref().is_some_and(VecDeque::is_empty)
-    }
-
-    /// Takes everything queued, giving back the memory.
-    fn take(&mut self) -> VecDeque<T> {
-        self.0.take().map(|q| *q).unwrap_or_default()
-    }
-
-    /// Gives back the memory of an empty queue.
-    fn release_empty(&mut self) {
-        if self.holds_empty() {
-            self.0 = None;
-        }
     }
 }
 
@@ -2491,7 +2447,7 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 400, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 688, "a connection's state is {conn} bytes");
+        assert!(conn <= 640, "a connection's state is {conn} bytes");
         drop((task, far, signal));
     }
 }

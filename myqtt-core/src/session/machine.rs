@@ -15,7 +15,7 @@ use crate::topic::TopicFilter;
 use super::alias::{AliasPlan, InboundAliases, OutboundAliases};
 use super::connection::{Aliases, ConnectionState, PendingAck, PendingRequest};
 use super::size::packet_size;
-use super::state::{IncomingQos2, Outgoing, QueuedMessage, holds_empty, release_empty};
+use super::state::{IncomingQos2, LazyDeque, Outgoing, QueuedMessage, holds_empty, release_empty};
 use super::{
     AckMode, DropReason, Event, PeerLimits, SessionConfig, SessionError, SessionState, Stats,
     Ticket,
@@ -100,11 +100,11 @@ pub struct Session {
     version: ProtocolVersion,
     state: SessionState,
     conn: ConnectionState,
-    transmit: VecDeque<Packet>,
+    transmit: LazyDeque<Packet>,
     events: VecDeque<Event>,
     /// Server: packets that arrived after CONNECT, before the broker
     /// answered it; handled by `accept`.
-    held: VecDeque<Packet>,
+    held: LazyDeque<Packet>,
     stats: Stats,
 }
 
@@ -131,9 +131,9 @@ impl Session {
             version: ProtocolVersion::V311,
             state,
             conn: ConnectionState::new(now),
-            transmit: VecDeque::new(),
+            transmit: LazyDeque::new(),
             events: VecDeque::new(),
-            held: VecDeque::new(),
+            held: LazyDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -211,9 +211,9 @@ impl Session {
     /// memory from earlier packets: [`shrink_idle`](Self::shrink_idle)
     /// would give something back.
     pub fn holds_idle_memory(&self) -> bool {
-        holds_empty(&self.transmit)
+        self.transmit.holds_empty()
             || holds_empty(&self.events)
-            || holds_empty(&self.held)
+            || self.held.holds_empty()
             || holds_empty(&self.conn.pending_acks)
             || self.state.holds_idle_memory()
     }
@@ -226,9 +226,9 @@ impl Session {
     /// The I/O layer calls it when the connection has gone quiet, not after
     /// every packet: a busy connection would allocate again at once.
     pub fn shrink_idle(&mut self) {
-        release_empty(&mut self.transmit);
+        self.transmit.release_empty();
         release_empty(&mut self.events);
-        release_empty(&mut self.held);
+        self.held.release_empty();
         release_empty(&mut self.conn.pending_acks);
         self.state.shrink_idle();
     }
