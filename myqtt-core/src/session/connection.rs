@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{AckProperties, PacketId, PacketType, QoS, ReasonCode};
 
 use super::alias::{InboundAliases, OutboundAliases};
+use super::state::LazyDeque;
 
 /// The peer's limits for this connection, as its CONNECT (seen by a server)
 /// or CONNACK (seen by a client) announced them. Before MQTT 5, and for
@@ -93,7 +94,7 @@ pub(crate) struct ConnectionState {
     /// Topic aliases; boxed, and `None` while neither side may use any
     /// (most connections): a pointer instead of two tables per connection.
     pub(crate) aliases: Option<Box<Aliases>>,
-    pub(crate) pending_acks: VecDeque<PendingAck>,
+    pub(crate) pending_acks: LazyDeque<PendingAck>,
     /// How many of `pending_acks` are QoS 1 (they count against this side's
     /// Receive Maximum together with the incoming QoS 2 table).
     pub(crate) pending_qos1: usize,
@@ -120,7 +121,7 @@ impl ConnectionState {
             ping_requested: false,
             peer: PeerLimits::default(),
             aliases: None,
-            pending_acks: VecDeque::new(),
+            pending_acks: LazyDeque::new(),
             pending_qos1: 0,
             pending_requests: BTreeMap::new(),
             clean_start: false,

@@ -15,7 +15,7 @@ use crate::topic::TopicFilter;
 use super::alias::{AliasPlan, InboundAliases, OutboundAliases};
 use super::connection::{Aliases, ConnectionState, PendingAck, PendingRequest};
 use super::size::packet_size;
-use super::state::{IncomingQos2, LazyDeque, Outgoing, QueuedMessage, holds_empty, release_empty};
+use super::state::{IncomingQos2, LazyDeque, Outgoing, QueuedMessage};
 use super::{
     AckMode, DropReason, Event, PeerLimits, SessionConfig, SessionError, SessionState, Stats,
     Ticket,
@@ -101,7 +101,7 @@ pub struct Session {
     state: SessionState,
     conn: ConnectionState,
     transmit: LazyDeque<Packet>,
-    events: VecDeque<Event>,
+    events: LazyDeque<Event>,
     /// Server: packets that arrived after CONNECT, before the broker
     /// answered it; handled by `accept`.
     held: LazyDeque<Packet>,
@@ -132,7 +132,7 @@ impl Session {
             state,
             conn: ConnectionState::new(now),
             transmit: LazyDeque::new(),
-            events: VecDeque::new(),
+            events: LazyDeque::new(),
             held: LazyDeque::new(),
             stats: Stats::default(),
         }
@@ -212,9 +212,9 @@ impl Session {
     /// would give something back.
     pub fn holds_idle_memory(&self) -> bool {
         self.transmit.holds_empty()
-            || holds_empty(&self.events)
+            || self.events.holds_empty()
             || self.held.holds_empty()
-            || holds_empty(&self.conn.pending_acks)
+            || self.conn.pending_acks.holds_empty()
             || self.state.holds_idle_memory()
     }
 
@@ -227,9 +227,9 @@ impl Session {
     /// every packet: a busy connection would allocate again at once.
     pub fn shrink_idle(&mut self) {
         self.transmit.release_empty();
-        release_empty(&mut self.events);
+        self.events.release_empty();
         self.held.release_empty();
-        release_empty(&mut self.conn.pending_acks);
+        self.conn.pending_acks.release_empty();
         self.state.shrink_idle();
     }
 

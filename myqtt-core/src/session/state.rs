@@ -226,6 +226,17 @@ impl<T> LazyDeque<T> {
         self.0.as_deref_mut().and_then(VecDeque::pop_front)
     }
 
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.0.as_deref().and_then(VecDeque::front)
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.0
+            .as_deref_mut()
+            .into_iter()
+            .flat_map(VecDeque::iter_mut)
+    }
+
     pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
         self.0.as_deref_mut().and_then(VecDeque::front_mut)
     }
