@@ -12,7 +12,6 @@
 // connection costs: the futures it waits on are poll functions of a few
 // words, and empty queues and buffers are given back (`shrink_idle`).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -216,13 +215,6 @@ struct StoreWait {
     check: Option<EnqueueCheck>,
 }
 
-/// Replaces an empty queue that kept capacity with one that holds no memory.
-fn release_empty<T>(q: &mut VecDeque<T>) {
-    if q.is_empty() && q.capacity() > 0 {
-        *q = VecDeque::new();
-    }
-}
-
 /// The front commit of `q` (an entry without a commit is ready at once).
 async fn front_done(q: &mut LazyDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
@@ -272,11 +264,9 @@ struct Conn<R, W> {
     /// Routing's reusable buffers, allocated by the first PUBLISH and
     /// given back when the connection goes quiet.
     scratch: Option<Box<Scratch>>,
-    /// The mailbox's queue is swapped with this one to drain it. Boxed:
-    /// a pointer, not a 32-byte `VecDeque`, per idle connection (given
-    /// back when idle, allocated again by the next drain).
-    #[allow(clippy::box_collection)]
-    spare: Option<Box<VecDeque<Delivery>>>,
+    /// The mailbox's queue is swapped with this one to drain it (given
+    /// back when idle).
+    spare: LazyDeque<Delivery>,
     /// The session is written to the broker's store.
     persistent: bool,
     /// The session's stored records (when `persistent`).
@@ -721,7 +711,7 @@ where
         }),
         session_expiry,
         scratch: None,
-        spare: None,
+        spare: LazyDeque::new(),
         persistent,
         track: TrackBox::new(track, persistent),
         pending: LazyDeque::new(),
@@ -1039,7 +1029,7 @@ where
         self.session.holds_idle_memory()
             || self.reader.holds_idle_memory()
             || self.scratch.is_some()
-            || self.spare.is_some()
+            || self.spare.holds_empty()
             || self.backlog.holds_empty()
             || self.pending.holds_empty()
     }
@@ -1051,10 +1041,10 @@ where
         self.session.shrink_idle();
         self.reader.shrink_idle();
         self.scratch = None;
-        self.spare = None;
+        self.spare.release_empty();
         self.backlog.release_empty();
         self.pending.release_empty();
-        release_empty(&mut lock(&self.handle.mailbox).queue);
+        lock(&self.handle.mailbox).queue.release_empty();
     }
 
     /// A read completed: `Ok` when bytes arrived (the caller decodes
@@ -2157,19 +2147,17 @@ where
 
     /// Swaps the mailbox's queue with the spare one: what waits in the
     /// mailbox, in an empty queue's place.
-    #[allow(clippy::box_collection, clippy::unnecessary_box_returns)] // kept boxed in `spare`
-    fn take_mail(&mut self) -> Box<VecDeque<Delivery>> {
-        let mut spare = self.spare.take().unwrap_or_default();
-        std::mem::swap(&mut lock(&self.handle.mailbox).queue, &mut *spare);
+    fn take_mail(&mut self) -> LazyDeque<Delivery> {
+        let mut spare = std::mem::replace(&mut self.spare, LazyDeque::new());
+        std::mem::swap(&mut lock(&self.handle.mailbox).queue, &mut spare);
         spare
     }
 
     /// Keeps the drained queue for the next drain, unless it grew large
     /// (its memory is given back after a burst).
-    #[allow(clippy::box_collection)] // kept boxed in `spare`
-    fn keep_spare(&mut self, spare: Box<VecDeque<Delivery>>) {
+    fn keep_spare(&mut self, spare: LazyDeque<Delivery>) {
         if spare.capacity() <= 64 {
-            self.spare = Some(spare);
+            self.spare = spare;
         }
     }
 

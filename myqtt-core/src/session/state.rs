@@ -226,6 +226,25 @@ impl<T> LazyDeque<T> {
         self.0.as_deref_mut().and_then(VecDeque::pop_front)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_deref().map_or(0, VecDeque::len)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.as_deref().map_or(0, VecDeque::capacity)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.as_deref().into_iter().flat_map(VecDeque::iter)
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        if let Some(q) = self.0.as_deref_mut() {
+            q.retain(keep);
+        }
+    }
+
     pub(crate) fn front(&self) -> Option<&T> {
         self.0.as_deref().and_then(VecDeque::front)
     }
