@@ -234,7 +234,7 @@ impl<T> LazyDeque<T> {
         self.0.as_deref().map_or(0, VecDeque::capacity)
     }
 
-    #[cfg(test)]
+    #[cfg_attr(not(test), expect(dead_code))] // read by tests
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.0.as_deref().into_iter().flat_map(VecDeque::iter)
     }
