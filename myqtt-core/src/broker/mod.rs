@@ -611,10 +611,7 @@ impl Broker {
         }
         mb.ended = true;
         mb.state = None;
-        Some((
-            std::mem::take(&mut mb.queue),
-            mb.pending_will.take().map(|w| *w),
-        ))
+        Some((mb.queue.take(), mb.pending_will.take().map(|w| *w)))
     }
 
     /// The second half of ending a session: subscriptions, registry entry,

@@ -7,7 +7,7 @@
 //! types: a session's persistent parts are the [`SessionState`] (inflight
 //! flows and queue), the mailbox queue, the subscriptions and the expiry.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::hooks::{ClientInfo, DropReason, Message};
 use crate::ByteStr;
 use crate::codec::{LastWill, QoS, ReasonCode, SubscriptionOptions};
-use crate::session::SessionState;
+use crate::session::{LazyDeque, SessionState};
 use crate::topic::TopicFilter;
 
 /// Locks a std mutex, ignoring poisoning: the data behind these locks stays
@@ -204,7 +204,7 @@ pub(crate) struct PendingWill {
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     /// Messages routed to the client, not yet taken by its connection.
-    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queue: LazyDeque<Delivery>,
     /// The connection the session is attached to.
     pub(crate) conn: Option<Arc<ConnShared>>,
     /// The protocol state while no connection is attached (boxed, like
@@ -273,7 +273,7 @@ impl SessionHandle {
             persistent: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             mailbox: Mutex::new(Mailbox {
-                queue: VecDeque::new(),
+                queue: LazyDeque::new(),
                 conn: None,
                 state: None,
                 ended: false,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{AckProperties, PacketId, PacketType, QoS, ReasonCode};
 
 use super::alias::{InboundAliases, OutboundAliases};
+use super::state::LazyDeque;
 
 /// The peer's limits for this connection, as its CONNECT (seen by a server)
 /// or CONNACK (seen by a client) announced them. Before MQTT 5, and for
@@ -70,6 +71,13 @@ pub(crate) struct PendingRequest {
     pub(crate) filters: usize,
 }
 
+/// The topic aliases of a connection, both directions.
+#[derive(Debug, Default)]
+pub(crate) struct Aliases {
+    pub(crate) inbound: InboundAliases,
+    pub(crate) outbound: OutboundAliases,
+}
+
 /// The per-connection half of a session.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
@@ -83,9 +91,10 @@ pub(crate) struct ConnectionState {
     /// is reported.
     pub(crate) ping_requested: bool,
     pub(crate) peer: PeerLimits,
-    pub(crate) inbound_aliases: InboundAliases,
-    pub(crate) outbound_aliases: OutboundAliases,
-    pub(crate) pending_acks: VecDeque<PendingAck>,
+    /// Topic aliases; boxed, and `None` while neither side may use any
+    /// (most connections): a pointer instead of two tables per connection.
+    pub(crate) aliases: Option<Box<Aliases>>,
+    pub(crate) pending_acks: LazyDeque<PendingAck>,
     /// How many of `pending_acks` are QoS 1 (they count against this side's
     /// Receive Maximum together with the incoming QoS 2 table).
     pub(crate) pending_qos1: usize,
@@ -111,9 +120,8 @@ impl ConnectionState {
             ping_sent_at: None,
             ping_requested: false,
             peer: PeerLimits::default(),
-            inbound_aliases: InboundAliases::default(),
-            outbound_aliases: OutboundAliases::default(),
-            pending_acks: VecDeque::new(),
+            aliases: None,
+            pending_acks: LazyDeque::new(),
             pending_qos1: 0,
             pending_requests: BTreeMap::new(),
             clean_start: false,

@@ -13,9 +13,9 @@ use crate::codec::{
 use crate::topic::TopicFilter;
 
 use super::alias::{AliasPlan, InboundAliases, OutboundAliases};
-use super::connection::{ConnectionState, PendingAck, PendingRequest};
+use super::connection::{Aliases, ConnectionState, PendingAck, PendingRequest};
 use super::size::packet_size;
-use super::state::{IncomingQos2, Outgoing, QueuedMessage, holds_empty, release_empty};
+use super::state::{IncomingQos2, LazyDeque, Outgoing, QueuedMessage};
 use super::{
     AckMode, DropReason, Event, PeerLimits, SessionConfig, SessionError, SessionState, Stats,
     Ticket,
@@ -100,11 +100,11 @@ pub struct Session {
     version: ProtocolVersion,
     state: SessionState,
     conn: ConnectionState,
-    transmit: VecDeque<Packet>,
-    events: VecDeque<Event>,
+    transmit: LazyDeque<Packet>,
+    events: LazyDeque<Event>,
     /// Server: packets that arrived after CONNECT, before the broker
     /// answered it; handled by `accept`.
-    held: VecDeque<Packet>,
+    held: LazyDeque<Packet>,
     stats: Stats,
 }
 
@@ -131,9 +131,9 @@ impl Session {
             version: ProtocolVersion::V311,
             state,
             conn: ConnectionState::new(now),
-            transmit: VecDeque::new(),
-            events: VecDeque::new(),
-            held: VecDeque::new(),
+            transmit: LazyDeque::new(),
+            events: LazyDeque::new(),
+            held: LazyDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -211,10 +211,10 @@ impl Session {
     /// memory from earlier packets: [`shrink_idle`](Self::shrink_idle)
     /// would give something back.
     pub fn holds_idle_memory(&self) -> bool {
-        holds_empty(&self.transmit)
-            || holds_empty(&self.events)
-            || holds_empty(&self.held)
-            || holds_empty(&self.conn.pending_acks)
+        self.transmit.holds_empty()
+            || self.events.holds_empty()
+            || self.held.holds_empty()
+            || self.conn.pending_acks.holds_empty()
             || self.state.holds_idle_memory()
     }
 
@@ -226,10 +226,10 @@ impl Session {
     /// The I/O layer calls it when the connection has gone quiet, not after
     /// every packet: a busy connection would allocate again at once.
     pub fn shrink_idle(&mut self) {
-        release_empty(&mut self.transmit);
-        release_empty(&mut self.events);
-        release_empty(&mut self.held);
-        release_empty(&mut self.conn.pending_acks);
+        self.transmit.release_empty();
+        self.events.release_empty();
+        self.held.release_empty();
+        self.conn.pending_acks.release_empty();
         self.state.shrink_idle();
     }
 
@@ -802,7 +802,11 @@ impl Session {
 
     /// An incoming PUBLISH: resolve its alias, deliver it once, acknowledge.
     fn on_publish(&mut self, now: Instant, mut publish: Publish) -> Result<(), SessionError> {
-        self.conn.inbound_aliases.resolve(&mut publish)?;
+        match self.conn.aliases.as_deref_mut() {
+            Some(a) => a.inbound.resolve(&mut publish)?,
+            // No alias allowed: one used is refused as before.
+            None => InboundAliases::default().resolve(&mut publish)?,
+        }
         let manual = self.config.ack_mode == AckMode::Manual;
         match publish.qos {
             QoS::AtMostOnce => self.events.push_back(Event::Publish(publish)),
@@ -1252,13 +1256,17 @@ impl Session {
         } else {
             0
         };
-        self.conn.inbound_aliases = InboundAliases::new(inbound);
         let outbound = self
             .conn
             .peer
             .topic_alias_maximum
             .min(self.config.outgoing_topic_aliases);
-        self.conn.outbound_aliases = OutboundAliases::new(outbound);
+        self.conn.aliases = (inbound > 0 || outbound > 0).then(|| {
+            Box::new(Aliases {
+                inbound: InboundAliases::new(inbound),
+                outbound: OutboundAliases::new(outbound),
+            })
+        });
         self.conn.last_received = now;
         self.phase = Phase::Connected;
     }
@@ -1468,7 +1476,10 @@ fn wire_publish_owned(
         wire.properties.make_mut().message_expiry_interval =
             Some(secs.saturating_sub(waited).max(1));
     }
-    let plan = conn.outbound_aliases.plan(&wire.topic);
+    let plan = conn
+        .aliases
+        .as_deref()
+        .map_or(AliasPlan::None, |a| a.outbound.plan(&wire.topic));
     // An alias in use replaces the topic on the wire: kept to give the
     // message back whole, or to commit a new alias.
     let topic = (plan != AliasPlan::None).then(|| wire.topic.clone());
@@ -1484,8 +1495,8 @@ fn wire_publish_owned(
             Err(wire)
         }
         packet => {
-            if let Some(topic) = &topic {
-                conn.outbound_aliases.commit(plan, topic);
+            if let (Some(topic), Some(a)) = (&topic, conn.aliases.as_deref_mut()) {
+                a.outbound.commit(plan, topic);
             }
             Ok(packet)
         }

@@ -52,6 +52,7 @@ pub use connection::{PeerLimits, Stats};
 pub use error::SessionError;
 pub use event::{DropReason, Event};
 pub use machine::{Role, Session};
+pub(crate) use state::LazyDeque;
 pub use state::{
     DEFAULT_MAX_QUEUE_LEN, IncomingQos2, Outgoing, QueuedMessage, SessionSnapshot, SessionState,
     Ticket,

@@ -203,6 +203,88 @@ pub(crate) fn holds_empty<T>(q: &VecDeque<T>) -> bool {
     q.is_empty() && q.capacity() > 0
 }
 
+/// A queue that is one pointer while it holds nothing: its `VecDeque` is
+/// allocated by the first push and given back by [`Self::release_empty`].
+#[allow(clippy::box_collection)] // a pointer, not a 32-byte `VecDeque`
+#[derive(Debug)]
+pub(crate) struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> LazyDeque<T> {
+    pub(crate) fn new() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(VecDeque::is_empty)
+    }
+
+    pub(crate) fn push_back(&mut self, item: T) {
+        self.0.get_or_insert_default().push_back(item);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        self.0.as_deref_mut().and_then(VecDeque::pop_front)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_deref().map_or(0, VecDeque::len)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.as_deref().map_or(0, VecDeque::capacity)
+    }
+
+    #[cfg_attr(not(test), expect(dead_code))] // read by tests
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.as_deref().into_iter().flat_map(VecDeque::iter)
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        if let Some(q) = self.0.as_deref_mut() {
+            q.retain(keep);
+        }
+    }
+
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.0.as_deref().and_then(VecDeque::front)
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.0
+            .as_deref_mut()
+            .into_iter()
+            .flat_map(VecDeque::iter_mut)
+    }
+
+    pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut().and_then(VecDeque::front_mut)
+    }
+
+    /// Drops everything queued (the memory stays until released).
+    pub(crate) fn clear(&mut self) {
+        if let Some(q) = self.0.as_deref_mut() {
+            q.clear();
+        }
+    }
+
+    /// True when the queue is empty but still allocated.
+    pub(crate) fn holds_empty(&self) -> bool {
+        self.0.as_deref().is_some_and(VecDeque::is_empty)
+    }
+
+    /// Takes everything queued, giving back the memory.
+    pub(crate) fn take(&mut self) -> VecDeque<T> {
+        self.0.take().map(|q| *q).unwrap_or_default()
+    }
+
+    /// Gives back the memory of an empty queue.
+    pub(crate) fn release_empty(&mut self) {
+        if self.holds_empty() {
+            self.0 = None;
+        }
+    }
+}
+
 /// A map keyed by packet id that iterates in insertion order, and can move
 /// an entry to the end.
 // Design: `order` maps an increasing sequence number to the id, `by_id` the
