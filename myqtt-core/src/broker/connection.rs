@@ -1111,13 +1111,9 @@ where
         loop {
             // A separate statement: the decoded packet is moved out before
             // any await, so no packet-sized temporary spans it.
-            let packet = match self.reader.try_read_buffered() {
-                Ok(Some(packet)) => packet,
-                Ok(None) => {
-                    self.more_buffered = false;
-                    return Ok(());
-                }
-                Err(e) => return Err(Self::read_failed(e)),
+            let next = self.reader.try_read_buffered();
+            let Some(packet) = self.buffered(next)? else {
+                return Ok(());
             };
             if self.persistent {
                 // Boxed: the store path's future stays off the common
@@ -1158,13 +1154,8 @@ where
                 // packet.
                 let held = Box::new(next);
                 self.settle(now).await?;
-                let packet = match *held {
-                    Ok(Some(packet)) => packet,
-                    Ok(None) => {
-                        self.more_buffered = false;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(Self::read_failed(e)),
+                let Some(packet) = self.buffered(*held)? else {
+                    return Ok(());
                 };
                 if self.persistent {
                     // Boxed: the store path's future stays off the common
@@ -1175,13 +1166,8 @@ where
                     self.take(packet, now)?;
                 }
             } else {
-                let packet = match next {
-                    Ok(Some(packet)) => packet,
-                    Ok(None) => {
-                        self.more_buffered = false;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(Self::read_failed(e)),
+                let Some(packet) = self.buffered(next)? else {
+                    return Ok(());
                 };
                 let publish = matches!(packet, Packet::Publish(_));
                 let taken = if self.persistent {
@@ -1213,6 +1199,20 @@ where
                 self.more_buffered = true;
                 return Ok(());
             }
+        }
+    }
+
+    /// The next buffered packet, `None` once the buffer holds no whole
+    /// packet (then nothing more is buffered), or how the connection ends
+    /// when it is malformed.
+    fn buffered(&mut self, r: Result<Option<Packet>, NetError>) -> Result<Option<Packet>, Ending> {
+        match r {
+            Ok(Some(packet)) => Ok(Some(packet)),
+            Ok(None) => {
+                self.more_buffered = false;
+                Ok(None)
+            }
+            Err(e) => Err(Self::read_failed(e)),
         }
     }
 
