@@ -5,8 +5,9 @@
 //! mailbox, and writes what the session wants sent, batched.
 //!
 // Design: a single `tokio::select!` loop over (packet read | socket
-// writable while bytes wait | mailbox wake-up | control command (takeover,
-// kick, shutdown) | timer (keep-alive, giving back idle memory)). No lock is
+// writable while bytes wait | mailbox wake-up | control signal: a command
+// (takeover, kick, shutdown) or the broker's timer sweep (keep-alive,
+// giving back idle memory; see `sweep.rs`: no timer per connection)). No lock is
 // held across an await; the session state belongs to this task alone while
 // the connection lives. What the task keeps while it waits is what an idle
 // connection costs: the futures it waits on are poll functions of a few
@@ -30,6 +31,7 @@ use super::registry::{
     ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
 use super::router::Scratch;
+use super::sweep::NEVER;
 use super::{Broker, Detach, TaskGuard, assigned_client_id, clean_properties};
 use crate::ByteStr;
 use crate::codec::{
@@ -142,7 +144,7 @@ enum Step {
     Read,
     /// Messages wait in the mailbox.
     Mail,
-    /// The timer fired; `read`: bytes were just read while reading was
+    /// The connection's time was due; `read`: bytes were just read while reading was
     /// paused.
     Timer { read: bool },
     /// A store commit completed.
@@ -155,8 +157,8 @@ enum Wake {
     Written(Result<(), NetError>),
     Flushed(Result<(), NetError>),
     Mail,
+    /// A command, or the connection's timer is due.
     Control,
-    Timer,
     /// Boxed: the store's error is large, and rare.
     Stored(Box<Result<Vec<OpOutcome>, StoreError>>),
 }
@@ -284,8 +286,9 @@ struct Conn<R, W> {
     /// only while the write buffer is below the high-water mark.
     backlog: LazyDeque<Delivery>,
     /// [`BrokerConfig::write_high_water`](super::BrokerConfig): no packet is
-    /// read and no message taken while this many bytes wait for the socket.
-    high_water: usize,
+    /// read and no message taken while this many bytes wait for the socket
+    /// (saturated to `u32`: 4 bytes less per connection).
+    high_water: u32,
     /// Whole packets may be left in the read buffer: decoding stopped at the
     /// write high-water mark.
     more_buffered: bool,
@@ -293,6 +296,10 @@ struct Conn<R, W> {
     flush_after_write: bool,
     /// Bytes were written since the last flush.
     unflushed: bool,
+    /// When empty buffers and queues are given back ([`Self::shrink_idle`]),
+    /// in milliseconds of the broker's connection timers; [`NEVER`] while
+    /// nothing waits for that.
+    shrink_at: u64,
     _slot: ConnSlot,
 }
 
@@ -615,6 +622,7 @@ where
         info: Arc::clone(&info),
         control: std::sync::Mutex::new(None),
         notify: super::registry::Signal::default(),
+        due: std::sync::atomic::AtomicU64::new(super::sweep::NEVER),
     });
     let claimed = tokio::select! {
         c = claim(&broker, &client_id, clean_start, &shared) => c,
@@ -718,10 +726,11 @@ where
         staged: None,
         out: Batch::new(),
         backlog: LazyDeque::new(),
-        high_water: config.write_high_water,
+        high_water: u32::try_from(config.write_high_water).unwrap_or(u32::MAX),
         more_buffered: false,
         flush_after_write: transport != Transport::Tcp,
         unflushed: false,
+        shrink_at: NEVER,
         _slot: slot,
     });
     if let Err(e) = accepted {
@@ -824,14 +833,8 @@ where
     /// The main loop; returns why the connection ends.
     #[allow(clippy::too_many_lines)] // one select over every source of work, and its dispatch
     async fn run(&mut self) -> Ending {
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-        let timer = tokio::time::sleep_until(far);
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
-        // When empty buffers and queues are given back (`shrink_idle`).
-        let mut shrink_at: Option<Instant> = None;
         let mut connecting = true;
-        let high_water = self.high_water;
+        let high_water = self.high_water();
         // The shutdown arrives as a control command
         // ([`Broker::shutdown_connections`]); one set before this
         // connection was attached to its session is seen here.
@@ -884,22 +887,7 @@ where
                 connecting = false;
                 self.shrink_idle();
             }
-            if shrink_at.is_none() && self.holds_idle_memory() {
-                shrink_at = Some(Instant::now() + SHRINK_AFTER);
-            }
-            {
-                // A block: `deadline` is not kept across the await below.
-                let deadline = match (self.session.poll_timeout(), shrink_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                if deadline != armed {
-                    if let Some(d) = deadline {
-                        timer.as_mut().reset(tokio::time::Instant::from_std(d));
-                    }
-                    armed = deadline;
-                }
-            }
+            self.arm_timer();
             let can_take =
                 self.writer.pending() < high_water && self.session.state().queue_len() == 0;
             let pending_write = self.writer.pending() > 0;
@@ -920,8 +908,9 @@ where
                     // Signals, not `Notified` futures: nothing kept between
                     // turns (see `Signal`).
                     () = self.handle.wake.wait(), if can_take => Wake::Mail,
+                    // Commands, and the broker's sweep when this
+                    // connection's time is due (see `sweep`).
                     () = self.shared.notify.wait() => Wake::Control,
-                    () = &mut timer, if armed.is_some() => Wake::Timer,
                 };
                 // What woke the loop is acted on in two parts: the synchronous
                 // part here, the awaits below, once the `Wake` (and any read's
@@ -957,14 +946,14 @@ where
                                 return Ending::Kicked { with_will };
                             }
                             Some(Control::Shutdown) => return Ending::Shutdown,
-                            None => continue,
+                            // No command: the sweep found this connection
+                            // due (or a command was already taken; nothing
+                            // below acts before its time).
+                            None => {}
                         }
-                    }
-                    Wake::Timer => {
-                        armed = None;
-                        let now = Instant::now();
-                        if shrink_at.is_some_and(|at| at <= now) {
-                            shrink_at = None;
+                        let now = self.broker.timers().now_millis(Instant::now());
+                        if self.shrink_at != NEVER && self.shrink_at <= now {
+                            self.shrink_at = NEVER;
                             self.shrink_idle();
                         }
                         let mut read = false;
@@ -1020,6 +1009,26 @@ where
             if let Err(ending) = done {
                 return ending;
             }
+        }
+    }
+
+    /// [`Conn::high_water`] in bytes.
+    fn high_water(&self) -> usize {
+        self.high_water as usize
+    }
+
+    /// Asks the broker's sweep ([`super::sweep`]) to wake this connection
+    /// at its next deadline: the keep-alive expiry, or [`SHRINK_AFTER`]
+    /// after it first holds idle memory. The sweep wakes it through its
+    /// control signal, at most [`super::sweep::SWEEP_EVERY`] late.
+    fn arm_timer(&mut self) {
+        let timers = self.broker.timers();
+        if self.shrink_at == NEVER && self.holds_idle_memory() {
+            self.shrink_at = timers.due_millis(Instant::now() + SHRINK_AFTER);
+            timers.arm(&self.shared.due, self.shrink_at);
+        }
+        if let Some(at) = self.session.poll_timeout() {
+            timers.arm(&self.shared.due, timers.due_millis(at));
         }
     }
 
@@ -1127,7 +1136,7 @@ where
             // Stop at the high-water mark (or with retained messages still
             // owed): the rest stays buffered, and the loop comes back for it
             // once the writer has drained.
-            if self.writer.pending() >= self.high_water || self.owes_backlog() {
+            if self.writer.pending() >= self.high_water() || self.owes_backlog() {
                 self.more_buffered = true;
                 return Ok(());
             }
@@ -1195,7 +1204,7 @@ where
             // Stop at the high-water mark (or with retained messages still
             // owed): the rest stays buffered, and the loop comes back for it
             // once the writer has drained.
-            if self.writer.pending() >= self.high_water || self.owes_backlog() {
+            if self.writer.pending() >= self.high_water() || self.owes_backlog() {
                 self.more_buffered = true;
                 return Ok(());
             }
@@ -1973,7 +1982,7 @@ where
     /// mark: retained messages owed to new subscriptions, then packets left
     /// in the read buffer; nothing while the writer has no room.
     fn catch_up(&self) -> CatchUp {
-        if self.writer.pending() >= self.high_water {
+        if self.writer.pending() >= self.high_water() {
             CatchUp::Nothing
         } else if self.owes_backlog() {
             CatchUp::Backlog
@@ -1988,7 +1997,7 @@ where
     /// until the write buffer reaches the high-water mark.
     async fn drain_backlog(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
-        while self.writer.pending() < self.high_water {
+        while self.writer.pending() < self.high_water() {
             let Some(d) = self.backlog.pop_front() else {
                 break;
             };
@@ -2431,9 +2440,10 @@ mod tests {
         );
         // Tokio's task cell is this future plus 112 bytes (header 32,
         // scheduler and task id 16, stage tag 8, trailer 48), rounded up to
-        // 128: at most 400 bytes keeps an idle task at 512.
+        // 128: at most 272 bytes keeps an idle task at 384. No timer is in
+        // it: the broker's sweep wakes the connection when it is due.
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 400, "the connection future is {size} bytes");
+        assert!(size <= 272, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
         assert!(conn <= 592, "a connection's state is {conn} bytes");
         drop((task, far, signal));

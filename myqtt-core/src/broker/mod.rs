@@ -14,6 +14,8 @@
 //!   the fan-out of one message to its subscribers' mailboxes.
 //! - `registry.rs`: sessions by client id (mailbox, subscriptions, detached
 //!   state) and live connections; the in-memory store.
+//! - `sweep.rs`: the connections' timers (keep alive, idle shrink), swept
+//!   by the broker's ticker task instead of a timer per connection.
 //! - `chain.rs`: runs the installed hooks in order.
 //! - [`hooks`]: the hook trait and its types.
 
@@ -24,6 +26,7 @@ pub mod hooks;
 mod persist;
 mod registry;
 mod router;
+mod sweep;
 mod sys;
 
 use std::collections::VecDeque;
@@ -185,6 +188,8 @@ pub(crate) struct BrokerInner {
     /// Messages dropped anywhere (queue full, expired, too large, ...).
     dropped: AtomicU64,
     started: Instant,
+    /// The connections' timers, swept by the ticker task.
+    timers: sweep::Timers,
     /// The durable store; `None`: memory only, no store call anywhere.
     persist: Option<persist::Persist>,
 }
@@ -239,6 +244,7 @@ impl Broker {
                 tasks: TaskCounter::default(),
                 dropped: AtomicU64::new(0),
                 started: Instant::now(),
+                timers: sweep::Timers::default(),
                 persist,
             }),
         };
@@ -327,6 +333,11 @@ impl Broker {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The connections' timers ([`sweep`]).
+    pub(crate) fn timers(&self) -> &sweep::Timers {
+        &self.inner.timers
     }
 
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
@@ -847,6 +858,10 @@ impl Broker {
         *self.inner.shutdown.borrow() || self.inner.shutdown.has_changed().is_err()
     }
 
+    /// Starts the broker's ticker task: the hooks' periodic tick and the
+    /// retained messages' expiry every `tick_interval`, the connections'
+    /// timers every [`sweep::SWEEP_EVERY`], and the shutdown of live
+    /// connections.
     fn start_ticker(&self) {
         let interval = self.inner.config.tick_interval;
         let broker = self.downgrade();
@@ -860,23 +875,31 @@ impl Broker {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
+            let mut sweep = tokio::time::interval(sweep::SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
+                let tick = tokio::select! {
+                    _ = ticker.tick() => true,
+                    _ = sweep.tick() => false,
                     () = crate::broker::signalled(&mut shutdown) => {
                         if let Some(broker) = broker.upgrade() {
                             broker.shutdown_connections();
                         }
                         return;
                     }
-                }
+                };
                 let Some(broker) = broker.upgrade() else {
                     return;
                 };
+                let now = Instant::now();
+                if !tick {
+                    broker.timers().sweep(broker.registry(), now);
+                    continue;
+                }
                 if !interval.is_zero() {
                     broker.chain().emit(EventKind::Lifecycle, || Event::Tick);
                 }
-                broker.router().sweep_retained(Instant::now());
+                broker.router().sweep_retained(now);
             }
         });
     }
@@ -1218,6 +1241,7 @@ mod tests {
             }),
             control: std::sync::Mutex::new(None),
             notify: registry::Signal::default(),
+            due: AtomicU64::new(sweep::NEVER),
         });
         session.attach_locked(&mut lock(&session.mailbox), conn);
         broker.end_session_if(&session, Some(armed));

@@ -159,8 +159,13 @@ pub(crate) struct ConnShared {
     pub(crate) info: Arc<ClientInfo>,
     /// A pending command.
     pub(crate) control: Mutex<Option<Control>>,
-    /// Wakes the connection when `control` is set.
+    /// Wakes the connection when `control` is set, or when its timer is
+    /// due (`due` cleared).
     pub(crate) notify: Signal,
+    /// When the connection wants to be woken next, in milliseconds of the
+    /// broker's connection timers ([`super::sweep::Timers`]);
+    /// [`super::sweep::NEVER`] for no time.
+    pub(crate) due: AtomicU64,
 }
 
 impl ConnShared {
@@ -474,6 +479,18 @@ impl Registry {
                 conn.map(|c| (c, s))
             })
             .collect()
+    }
+
+    /// Calls `f` with every live connection, under its session's mailbox
+    /// lock (so `f` must not take that lock). The sessions are copied out
+    /// of the map first: no mailbox is locked under the map's lock.
+    pub(crate) fn for_each_conn(&self, mut f: impl FnMut(&ConnShared)) {
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        for s in sessions {
+            if let Some(c) = &lock(&s.mailbox).conn {
+                f(c);
+            }
+        }
     }
 
     /// The number of sessions (connected or not).
