@@ -30,7 +30,7 @@ fn acked(events: &[Event]) -> Vec<Ticket> {
 #[test]
 fn a_session_stays_small() {
     let size = std::mem::size_of::<Session>();
-    assert!(size <= 480, "a session is {size} bytes");
+    assert!(size <= 240, "a session is {size} bytes");
 }
 
 #[test]

@@ -618,7 +618,6 @@ where
 
     // Claim the client's session (taking it over from a live connection).
     let shared = Arc::new(ConnShared {
-        id: broker.registry().next_id(),
         info: Arc::clone(&info),
         control: std::sync::Mutex::new(None),
         notify: super::registry::Signal::default(),
@@ -2445,7 +2444,7 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 272, "the connection future is {size} bytes");
         let conn = std::mem::size_of::<Conn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>>();
-        assert!(conn <= 592, "a connection's state is {conn} bytes");
+        assert!(conn <= 512, "a connection's state is {conn} bytes");
         drop((task, far, signal));
     }
 }

@@ -175,7 +175,7 @@ impl WeakBroker {
 pub(crate) struct BrokerInner {
     config: BrokerConfig,
     /// The protocol settings of every connection, derived from `config`.
-    session_config: SessionConfig,
+    session_config: Arc<SessionConfig>,
     handle: tokio::runtime::Handle,
     shutdown: watch::Receiver<bool>,
     /// The installed hooks. A std lock is fine: it is held to clone an
@@ -230,7 +230,7 @@ impl Broker {
         };
         let hooks = config.hooks.clone();
         let chain = HookChain::new(hooks, config.hook_policy);
-        let session_config = session_config(&config);
+        let session_config = Arc::new(session_config(&config));
         let broker = Self {
             inner: Arc::new(BrokerInner {
                 config,
@@ -323,8 +323,8 @@ impl Broker {
     }
 
     /// The protocol settings of a new connection.
-    pub(crate) fn session_config(&self) -> SessionConfig {
-        self.inner.session_config.clone()
+    pub(crate) fn session_config(&self) -> Arc<SessionConfig> {
+        Arc::clone(&self.inner.session_config)
     }
 
     pub(crate) fn router(&self) -> &Router {
@@ -682,7 +682,12 @@ impl Broker {
         let mut will_now = None;
         let (generation, ended) = {
             let mut mb = lock(&session.mailbox);
-            let ours = mb.conn.as_ref().is_some_and(|c| c.id == conn.id);
+            // The same allocation: `conn` is alive, so its address is
+            // not reused meanwhile.
+            let ours = mb
+                .conn
+                .as_ref()
+                .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), conn));
             let generation = if ours {
                 session.detach_locked(&mut mb)
             } else {
@@ -1227,7 +1232,6 @@ mod tests {
         let armed = lock(&session.mailbox).generation;
         // ...and the session was resumed after it fired.
         let conn = Arc::new(registry::ConnShared {
-            id: 2,
             info: Arc::new(ClientInfo {
                 client_id: ByteStr::from("c"),
                 username: None,

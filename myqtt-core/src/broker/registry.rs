@@ -153,8 +153,6 @@ pub(crate) enum Control {
 /// What other tasks know of a live connection.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
-    /// Unique per connection.
-    pub(crate) id: u64,
     /// Who is connected.
     pub(crate) info: Arc<ClientInfo>,
     /// A pending command.
@@ -235,8 +233,9 @@ pub(crate) struct SessionHandle {
     pub(crate) key: u64,
     /// The client id.
     pub(crate) client_id: ByteStr,
-    /// Queue limit for the mailbox.
-    limit: usize,
+    /// Queue limit for the mailbox (saturated to `u32`: it shares a word
+    /// with the flags below).
+    limit: u32,
     /// Mirrors `mailbox.conn.is_some()`, read without the lock by shared
     /// subscription picks.
     online: AtomicBool,
@@ -273,7 +272,7 @@ impl SessionHandle {
         Self {
             key,
             client_id,
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             online: AtomicBool::new(false),
             persistent: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -323,9 +322,9 @@ impl SessionHandle {
         let mb = lock(&self.mailbox);
         let online = mb.conn.is_some();
         let limit = if online {
-            self.limit.max(HANDOFF_CAPACITY)
+            (self.limit as usize).max(HANDOFF_CAPACITY)
         } else {
-            self.limit
+            self.limit as usize
         };
         !mb.ended && (online || qos != QoS::AtMostOnce) && mb.queue.len() < limit
     }
@@ -346,9 +345,9 @@ impl SessionHandle {
             return Err(Refused::Skipped);
         }
         let limit = if online {
-            self.limit.max(HANDOFF_CAPACITY)
+            (self.limit as usize).max(HANDOFF_CAPACITY)
         } else {
-            self.limit
+            self.limit as usize
         };
         if mb.queue.len() >= limit {
             drop(mb);
@@ -564,6 +563,6 @@ mod tests {
     #[test]
     fn a_session_handle_stays_small() {
         let size = std::mem::size_of::<SessionHandle>();
-        assert!(size <= 224, "a session handle is {size} bytes");
+        assert!(size <= 184, "a session handle is {size} bytes");
     }
 }

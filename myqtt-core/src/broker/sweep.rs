@@ -163,7 +163,6 @@ mod tests {
             10,
         ));
         let conn = Arc::new(ConnShared {
-            id: registry.next_id(),
             info: Arc::new(ClientInfo {
                 client_id: ByteStr::from(id),
                 username: None,

@@ -81,8 +81,9 @@ pub(crate) struct Aliases {
 /// The per-connection half of a session.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
-    /// Keep alive in force; zero turns the mechanism off.
-    pub(crate) keep_alive: Duration,
+    /// Keep alive in force, in seconds (as on the wire); zero turns the
+    /// mechanism off.
+    pub(crate) keep_alive_secs: u16,
     pub(crate) last_received: Instant,
     pub(crate) last_sent: Instant,
     /// Client: when the outstanding PINGREQ went out.
@@ -97,7 +98,8 @@ pub(crate) struct ConnectionState {
     pub(crate) pending_acks: LazyDeque<PendingAck>,
     /// How many of `pending_acks` are QoS 1 (they count against this side's
     /// Receive Maximum together with the incoming QoS 2 table).
-    pub(crate) pending_qos1: usize,
+    /// (`u32`: it shares a word with the fields above.)
+    pub(crate) pending_qos1: u32,
     /// Client: SUBSCRIBE/UNSUBSCRIBE ids awaiting their ack; they are
     /// skipped by the packet-id allocator.
     pub(crate) pending_requests: BTreeMap<PacketId, PendingRequest>,
@@ -114,7 +116,7 @@ pub(crate) struct ConnectionState {
 impl ConnectionState {
     pub(crate) fn new(now: Instant) -> Self {
         Self {
-            keep_alive: Duration::ZERO,
+            keep_alive_secs: 0,
             last_received: now,
             last_sent: now,
             ping_sent_at: None,
@@ -127,5 +129,10 @@ impl ConnectionState {
             clean_start: false,
             held_resends: None,
         }
+    }
+
+    /// The keep alive in force.
+    pub(crate) fn keep_alive(&self) -> Duration {
+        Duration::from_secs(u64::from(self.keep_alive_secs))
     }
 }

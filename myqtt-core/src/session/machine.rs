@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::codec::{
@@ -95,7 +96,9 @@ enum Phase {
 #[derive(Debug)]
 pub struct Session {
     role: Role,
-    config: SessionConfig,
+    /// Shared: a broker gives every connection the same one (one pointer
+    /// per connection instead of a 40-byte copy).
+    config: Arc<SessionConfig>,
     phase: Phase,
     version: ProtocolVersion,
     state: SessionState,
@@ -112,18 +115,23 @@ impl Session {
     /// A client session that will carry `state` (an empty
     /// [`SessionState::default`] for a new session). Call
     /// [`connect`](Self::connect) next.
-    pub fn client(config: SessionConfig, state: SessionState, now: Instant) -> Self {
-        Self::new(Role::Client, config, state, now)
+    pub fn client(
+        config: impl Into<Arc<SessionConfig>>,
+        state: SessionState,
+        now: Instant,
+    ) -> Self {
+        Self::new(Role::Client, config.into(), state, now)
     }
 
     /// A server session for a network connection just accepted; it waits
     /// for CONNECT [MQTT-3.1.0-1]. The session state is supplied by
-    /// [`accept`](Self::accept).
-    pub fn server(config: SessionConfig, now: Instant) -> Self {
-        Self::new(Role::Server, config, SessionState::default(), now)
+    /// [`accept`](Self::accept). A server gives every session the same
+    /// `Arc`.
+    pub fn server(config: impl Into<Arc<SessionConfig>>, now: Instant) -> Self {
+        Self::new(Role::Server, config.into(), SessionState::default(), now)
     }
 
-    fn new(role: Role, config: SessionConfig, state: SessionState, now: Instant) -> Self {
+    fn new(role: Role, config: Arc<SessionConfig>, state: SessionState, now: Instant) -> Self {
         Self {
             role,
             config,
@@ -199,7 +207,7 @@ impl Session {
     /// Keep Alive replaces the client's value on both sides [MQTT-3.2.2-21],
     /// [MQTT-3.2.2-22].
     pub fn keep_alive(&self) -> Duration {
-        self.conn.keep_alive
+        self.conn.keep_alive()
     }
 
     /// Counters.
@@ -266,7 +274,7 @@ impl Session {
         }
         match timer {
             Timer::ClientSilence => {
-                let timeout = self.conn.keep_alive;
+                let timeout = self.conn.keep_alive();
                 Err(self.fail(now, SessionError::KeepAliveTimeout(timeout)))
             }
             Timer::PingResponse => {
@@ -291,7 +299,7 @@ impl Session {
     /// The keep-alive deadline in force and what happens at it. A deadline
     /// too far to represent is no deadline.
     fn deadline(&self) -> Option<(Instant, Timer)> {
-        let keep_alive = self.conn.keep_alive;
+        let keep_alive = self.conn.keep_alive();
         if self.phase != Phase::Connected || keep_alive.is_zero() {
             return None;
         }
@@ -346,7 +354,7 @@ impl Session {
             ));
         }
         self.version = connect.protocol;
-        self.conn.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        self.conn.keep_alive_secs = connect.keep_alive;
         self.conn.clean_start = connect.clean_start;
         if connect.clean_start {
             self.discard_session();
@@ -474,7 +482,7 @@ impl Session {
             p.maximum_packet_size = self.config.maximum_packet_size;
             p.topic_alias_maximum = self.advertised_topic_alias_maximum();
             if let Some(secs) = p.server_keep_alive {
-                self.conn.keep_alive = Duration::from_secs(u64::from(secs));
+                self.conn.keep_alive_secs = secs;
             }
         }
         self.start_connection(now);
@@ -720,7 +728,7 @@ impl Session {
     /// Server: records what the CONNECT says about the client and reports it.
     fn on_connect(&mut self, connect: Box<Connect>) {
         self.version = connect.protocol;
-        self.conn.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        self.conn.keep_alive_secs = connect.keep_alive;
         if self.version.is_v5() {
             let p = &connect.properties;
             let peer = &mut self.conn.peer;
@@ -753,7 +761,7 @@ impl Session {
             peer.retain_available = p.retain_available.unwrap_or(true);
             if let Some(secs) = p.server_keep_alive {
                 // [MQTT-3.2.2-21]
-                self.conn.keep_alive = Duration::from_secs(u64::from(secs));
+                self.conn.keep_alive_secs = secs;
             }
         }
         self.start_connection(now);
@@ -820,7 +828,7 @@ impl Session {
                         qos: QoS::AtLeastOnce,
                         response: None,
                     });
-                    self.conn.pending_qos1 += 1;
+                    self.conn.pending_qos1 = self.conn.pending_qos1.saturating_add(1);
                 } else {
                     // [MQTT-4.3.2-4]
                     self.send(now, Packet::PubAck(PubAck::new(packet_id)));
@@ -867,7 +875,7 @@ impl Session {
     /// Maximum [MQTT-3.3.4-7], [MQTT-3.3.4-9]. Only MQTT 5 advertises one.
     fn check_receive_maximum(&self) -> Result<(), SessionError> {
         let maximum = self.config.receive_maximum;
-        let unacknowledged = self.conn.pending_qos1 + self.state.incoming.len();
+        let unacknowledged = self.conn.pending_qos1 as usize + self.state.incoming.len();
         if self.version.is_v5() && unacknowledged >= usize::from(maximum) {
             return Err(SessionError::ReceiveMaximumExceeded { maximum });
         }
@@ -1390,7 +1398,7 @@ impl Session {
     // ----- helpers -----
 
     fn ping_timeout(&self) -> Duration {
-        self.config.ping_timeout.unwrap_or(self.conn.keep_alive)
+        self.config.ping_timeout.unwrap_or(self.conn.keep_alive())
     }
 
     fn advertised_receive_maximum(&self) -> Option<u16> {

@@ -190,23 +190,10 @@ impl Hasher for IdHasher {
 /// A hash map keyed by packet id, hashed with [`IdHasher`].
 pub(crate) type IdMap<V> = HashMap<PacketId, V, BuildHasherDefault<IdHasher>>;
 
-/// Replaces an empty queue that kept capacity with one that holds no memory
-/// (`VecDeque::new` does not allocate).
-pub(crate) fn release_empty<T>(q: &mut VecDeque<T>) {
-    if q.is_empty() && q.capacity() > 0 {
-        *q = VecDeque::new();
-    }
-}
-
-/// True when `q` is empty but keeps capacity.
-pub(crate) fn holds_empty<T>(q: &VecDeque<T>) -> bool {
-    q.is_empty() && q.capacity() > 0
-}
-
 /// A queue that is one pointer while it holds nothing: its `VecDeque` is
 /// allocated by the first push and given back by [`Self::release_empty`].
 #[allow(clippy::box_collection)] // a pointer, not a 32-byte `VecDeque`
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
 
 impl<T> LazyDeque<T> {
@@ -234,7 +221,6 @@ impl<T> LazyDeque<T> {
         self.0.as_deref().map_or(0, VecDeque::capacity)
     }
 
-    #[cfg_attr(not(test), expect(dead_code))] // read by tests
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.0.as_deref().into_iter().flat_map(VecDeque::iter)
     }
@@ -436,7 +422,8 @@ pub struct SessionState {
     pub(crate) next_ticket: u64,
     pub(crate) outgoing: IdOrderMap<Outgoing>,
     pub(crate) incoming: IdOrderMap<IncomingQos2>,
-    pub(crate) queue: VecDeque<QueuedMessage>,
+    /// One pointer while empty (most sessions, most of the time).
+    pub(crate) queue: LazyDeque<QueuedMessage>,
     pub(crate) max_queue_len: usize,
     pub(crate) dropped: u64,
 }
@@ -459,7 +446,7 @@ impl SessionState {
             next_ticket: 0,
             outgoing: IdOrderMap::default(),
             incoming: IdOrderMap::default(),
-            queue: VecDeque::new(),
+            queue: LazyDeque::new(),
             max_queue_len,
             dropped: 0,
         }
@@ -502,7 +489,7 @@ impl SessionState {
     pub fn holds_idle_memory(&self) -> bool {
         self.outgoing.holds_idle_memory()
             || self.incoming.holds_idle_memory()
-            || holds_empty(&self.queue)
+            || self.queue.holds_empty()
     }
 
     /// Gives back the memory of the tables and the queue that are empty, so
@@ -510,7 +497,7 @@ impl SessionState {
     pub fn shrink_idle(&mut self) {
         self.outgoing.shrink_idle();
         self.incoming.shrink_idle();
-        release_empty(&mut self.queue);
+        self.queue.release_empty();
     }
 
     /// The queue's maximum length.
