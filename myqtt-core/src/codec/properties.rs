@@ -644,10 +644,10 @@ impl PropertyList for WillProperties {
             self.message_expiry_interval,
         );
         put_str_prop(dst, id::CONTENT_TYPE, self.content_type.as_ref());
-        put_str_prop(
+        put_bin_prop(
             dst,
             id::RESPONSE_TOPIC,
-            self.response_topic.as_ref().map(TopicName::as_byte_str),
+            self.response_topic.as_ref().map(TopicName::as_bytes),
         );
         put_bin_prop(dst, id::CORRELATION_DATA, self.correlation_data.as_deref());
         put_user_properties(dst, &self.user_properties);
@@ -850,10 +850,10 @@ impl PropertyList for PublishProperties {
             self.message_expiry_interval,
         );
         put_u16_prop(dst, id::TOPIC_ALIAS, self.topic_alias);
-        put_str_prop(
+        put_bin_prop(
             dst,
             id::RESPONSE_TOPIC,
-            self.response_topic.as_ref().map(TopicName::as_byte_str),
+            self.response_topic.as_ref().map(TopicName::as_bytes),
         );
         put_bin_prop(dst, id::CORRELATION_DATA, self.correlation_data.as_deref());
         put_user_properties(dst, &self.user_properties);
