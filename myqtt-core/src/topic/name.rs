@@ -187,12 +187,20 @@ impl RawTopic {
             });
         }
         let text = std::str::from_utf8(bytes)?;
-        Ok(Self {
-            check: check_name(text),
-            // Fits: at most INLINE_CAPACITY bytes (checked above).
-            repr: ArrayString::from(text)
-                .map_or_else(|_| Repr::Shared(ByteStr::from(text)), Repr::Inline),
-        })
+        let mut topic = Self {
+            repr: Repr::Inline(ArrayString::new()),
+            check: Ok(()),
+        };
+        // Copied in place: a copy into a temporary, moved at once, stalls
+        // on store forwarding too. Fits: at most INLINE_CAPACITY bytes
+        // (checked above).
+        if let Repr::Inline(inline) = &mut topic.repr
+            && inline.try_push_str(text).is_err()
+        {
+            topic.repr = Repr::Shared(ByteStr::from(text));
+        }
+        topic.check = check_name(text);
+        Ok(topic)
     }
 
     /// True for the zero-length topic.
