@@ -330,7 +330,7 @@ pub(crate) fn property_name(property: u32) -> &'static str {
     }
 }
 
-// --- decoding helpers -------------------------------------------------------
+// --- reading and writing a list ---------------------------------------------
 
 /// Reads a property list: its length, then calls `each(id, reader)` for
 /// every property until the list is used up.
@@ -352,122 +352,10 @@ fn decode_list(
     })
 }
 
-/// Stores `value` in `slot`, refusing a second occurrence.
-fn set<T>(slot: &mut Option<T>, property: u32, value: T) -> Result<(), DecodeError> {
-    if slot.is_some() {
-        return Err(DecodeError::DuplicateProperty { id: property });
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-/// A byte that must be 0 or 1.
-fn read_bool(r: &mut Reader, property: u32) -> Result<bool, DecodeError> {
-    match r.u8()? {
-        0 => Ok(false),
-        1 => Ok(true),
-        v => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: u32::from(v),
-        }),
-    }
-}
-
-/// A two-byte integer that must not be 0.
-fn read_nonzero_u16(r: &mut Reader, property: u32) -> Result<u16, DecodeError> {
-    match r.u16()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A four-byte integer that must not be 0.
-fn read_nonzero_u32(r: &mut Reader, property: u32) -> Result<u32, DecodeError> {
-    match r.u32()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A Subscription Identifier: 1..=268,435,455.
-fn read_subscription_id(r: &mut Reader) -> Result<u32, DecodeError> {
-    match r.varint()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: id::SUBSCRIPTION_IDENTIFIER,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A Response Topic: a topic name, without wildcards [MQTT-3.3.2-14].
-fn read_topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
-    TopicName::new(r.string()?).map_err(DecodeError::InvalidTopicName)
-}
-
-fn read_user_property(r: &mut Reader, list: &mut UserProperties) -> Result<(), DecodeError> {
-    let name = r.string()?;
-    let value = r.string()?;
-    list.push((name, value));
-    Ok(())
-}
-
 fn not_allowed(property: u32, packet_type: PacketType) -> DecodeError {
     DecodeError::PropertyNotAllowed {
         id: property,
         packet_type,
-    }
-}
-
-// --- encoding helpers -------------------------------------------------------
-
-fn put_u8_prop(dst: &mut impl Sink, property: u32, v: Option<u8>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u8(v);
-    }
-}
-
-fn put_bool_prop(dst: &mut impl Sink, property: u32, v: Option<bool>) {
-    put_u8_prop(dst, property, v.map(u8::from));
-}
-
-fn put_u16_prop(dst: &mut impl Sink, property: u32, v: Option<u16>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u16(v);
-    }
-}
-
-fn put_u32_prop(dst: &mut impl Sink, property: u32, v: Option<u32>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u32(v);
-    }
-}
-
-fn put_bin_prop(dst: &mut impl Sink, property: u32, v: Option<&[u8]>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.binary(v);
-    }
-}
-
-fn put_str_prop(dst: &mut impl Sink, property: u32, v: Option<&ByteStr>) {
-    put_bin_prop(dst, property, v.map(|s| s.as_bytes().as_ref()));
-}
-
-fn put_user_properties(dst: &mut impl Sink, list: &UserProperties) {
-    for (name, value) in list {
-        dst.varint(id::USER_PROPERTY);
-        dst.binary(name.as_bytes());
-        dst.binary(value.as_bytes());
     }
 }
 
@@ -490,49 +378,12 @@ pub(crate) trait PropertyList {
     }
 }
 
-fn check_str(field: &'static str, v: Option<&ByteStr>) -> Result<(), EncodeError> {
-    v.map_or(Ok(()), |s| check_len(field, s.as_bytes()))
-}
-
-fn check_bin(field: &'static str, v: Option<&Bytes>) -> Result<(), EncodeError> {
-    v.map_or(Ok(()), |b| check_len(field, b))
-}
-
-fn check_user_properties(list: &UserProperties) -> Result<(), EncodeError> {
-    for (name, value) in list {
-        check_len("user property name", name.as_bytes())?;
-        check_len("user property value", value.as_bytes())?;
-    }
-    Ok(())
-}
-
-fn check_nonzero(property: u32, v: Option<u32>) -> Result<(), EncodeError> {
-    match v {
-        Some(0) => Err(EncodeError::InvalidPropertyValue {
-            id: property,
-            value: 0,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn check_subscription_id(v: u32) -> Result<(), EncodeError> {
-    if v == 0 || v > super::wire::MAX_VARINT {
-        Err(EncodeError::InvalidPropertyValue {
-            id: id::SUBSCRIPTION_IDENTIFIER,
-            value: v,
-        })
-    } else {
-        Ok(())
-    }
-}
-
 // --- one property: how it is read, written and checked ----------------------
 
-/// The codec of one property, by the shape of its value: read (refusing a
-/// second occurrence where the specification does), written (nothing when
-/// unset) and checked before encoding. The per-packet tables of
-/// `property_lists!` name one of these for each property.
+/// The codec of one property, by the shape of its value (MQTT 5.0 §2.2.2.2,
+/// table 2-4): read (a second occurrence refused, unless the property may
+/// repeat), written (nothing when unset) and checked before encoding. The
+/// per-packet tables of `property_list!` name one for each property.
 trait Kind {
     /// The type of the struct field that holds the property.
     type Field;
@@ -540,14 +391,43 @@ trait Kind {
     fn read(slot: &mut Self::Field, property: u32, r: &mut Reader) -> Result<(), DecodeError>;
     /// Writes the identifier and the value, if set.
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Self::Field);
-    /// Refuses a value the receiver would reject; `field` names it in the
-    /// error.
+    /// Refuses a value the receiver would reject; `field` names a string or
+    /// binary value in the error.
     fn check(
         _property: u32,
         _field: &'static str,
         _value: &Self::Field,
     ) -> Result<(), EncodeError> {
         Ok(())
+    }
+}
+
+/// Stores `value` in `slot`, refusing a second occurrence.
+#[inline]
+fn set<T>(slot: &mut Option<T>, property: u32, value: T) -> Result<(), DecodeError> {
+    if slot.is_some() {
+        return Err(DecodeError::DuplicateProperty { id: property });
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// A value of `property` the receiver must reject.
+fn invalid(property: u32, value: u32) -> DecodeError {
+    DecodeError::InvalidPropertyValue {
+        id: property,
+        value,
+    }
+}
+
+/// Refuses 0 where the specification does.
+fn check_nonzero(property: u32, v: Option<u32>) -> Result<(), EncodeError> {
+    match v {
+        Some(0) => Err(EncodeError::InvalidPropertyValue {
+            id: property,
+            value: 0,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -561,19 +441,20 @@ struct NonZeroU16;
 struct NonZeroU32;
 /// Byte that must be 0 or 1.
 struct Bool;
+/// Maximum QoS: a byte, 0 or 1.
+struct MaxQoS;
+/// Topic Alias: a Two-byte Integer, not 0 [MQTT-3.3.2-8].
+struct TopicAlias;
 /// UTF-8 Encoded String.
 struct Str;
 /// Binary Data.
 struct Bin;
 /// Response Topic: a topic name, without wildcards [MQTT-3.3.2-14].
 struct Topic;
-/// User Property: a string pair that may repeat.
+/// User Property: a string pair that may repeat (MQTT 5.0 §3.1.2.11.8).
 struct User;
-/// Maximum QoS: 0 or 1.
-struct MaxQoS;
-/// Topic Alias: a non-zero Two-byte Integer [MQTT-3.3.2-8].
-struct TopicAlias;
-/// Subscription Identifier of a SUBSCRIBE: one Variable Byte Integer.
+/// Subscription Identifier of a SUBSCRIBE: a Variable Byte Integer,
+/// 1..=268,435,455.
 struct SubId;
 /// Subscription Identifiers of a PUBLISH: may repeat (MQTT 5.0 §3.3.2.3.8).
 struct SubIds;
@@ -585,7 +466,10 @@ impl Kind for U32 {
         set(slot, property, r.u32()?)
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
-        put_u32_prop(dst, property, *value);
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u32(v);
+        }
     }
 }
 
@@ -596,7 +480,10 @@ impl Kind for U16 {
         set(slot, property, r.u16()?)
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
-        put_u16_prop(dst, property, *value);
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u16(v);
+        }
     }
 }
 
@@ -604,10 +491,13 @@ impl Kind for NonZeroU16 {
     type Field = Option<u16>;
     #[inline]
     fn read(slot: &mut Option<u16>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, read_nonzero_u16(r, property)?)
+        match r.u16()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
-        put_u16_prop(dst, property, *value);
+        U16::put(dst, property, value);
     }
     fn check(property: u32, _: &'static str, value: &Option<u16>) -> Result<(), EncodeError> {
         check_nonzero(property, value.map(u32::from))
@@ -618,10 +508,13 @@ impl Kind for NonZeroU32 {
     type Field = Option<u32>;
     #[inline]
     fn read(slot: &mut Option<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, read_nonzero_u32(r, property)?)
+        match r.u32()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
-        put_u32_prop(dst, property, *value);
+        U32::put(dst, property, value);
     }
     fn check(property: u32, _: &'static str, value: &Option<u32>) -> Result<(), EncodeError> {
         check_nonzero(property, *value)
@@ -632,67 +525,17 @@ impl Kind for Bool {
     type Field = Option<bool>;
     #[inline]
     fn read(slot: &mut Option<bool>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, read_bool(r, property)?)
+        match r.u8()? {
+            0 => set(slot, property, false),
+            1 => set(slot, property, true),
+            v => Err(invalid(property, u32::from(v))),
+        }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<bool>) {
-        put_bool_prop(dst, property, *value);
-    }
-}
-
-impl Kind for Str {
-    type Field = Option<ByteStr>;
-    #[inline]
-    fn read(slot: &mut Option<ByteStr>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, r.string()?)
-    }
-    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<ByteStr>) {
-        put_str_prop(dst, property, value.as_ref());
-    }
-    fn check(_: u32, field: &'static str, value: &Option<ByteStr>) -> Result<(), EncodeError> {
-        check_str(field, value.as_ref())
-    }
-}
-
-impl Kind for Bin {
-    type Field = Option<Bytes>;
-    #[inline]
-    fn read(slot: &mut Option<Bytes>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, r.binary()?)
-    }
-    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<Bytes>) {
-        put_bin_prop(dst, property, value.as_deref());
-    }
-    fn check(_: u32, field: &'static str, value: &Option<Bytes>) -> Result<(), EncodeError> {
-        check_bin(field, value.as_ref())
-    }
-}
-
-impl Kind for Topic {
-    type Field = Option<TopicName>;
-    #[inline]
-    fn read(
-        slot: &mut Option<TopicName>,
-        property: u32,
-        r: &mut Reader,
-    ) -> Result<(), DecodeError> {
-        set(slot, property, read_topic(r)?)
-    }
-    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<TopicName>) {
-        put_bin_prop(dst, property, value.as_ref().map(TopicName::as_bytes));
-    }
-}
-
-impl Kind for User {
-    type Field = UserProperties;
-    #[inline]
-    fn read(slot: &mut UserProperties, _: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        read_user_property(r, slot)
-    }
-    fn put<S: Sink>(dst: &mut S, _: u32, value: &UserProperties) {
-        put_user_properties(dst, value);
-    }
-    fn check(_: u32, _: &'static str, value: &UserProperties) -> Result<(), EncodeError> {
-        check_user_properties(value)
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u8(u8::from(v));
+        }
     }
 }
 
@@ -700,15 +543,17 @@ impl Kind for MaxQoS {
     type Field = Option<QoS>;
     #[inline]
     fn read(slot: &mut Option<QoS>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        let qos = if read_bool(r, property)? {
-            QoS::AtLeastOnce
-        } else {
-            QoS::AtMostOnce
-        };
-        set(slot, property, qos)
+        match r.u8()? {
+            0 => set(slot, property, QoS::AtMostOnce),
+            1 => set(slot, property, QoS::AtLeastOnce),
+            v => Err(invalid(property, u32::from(v))),
+        }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<QoS>) {
-        put_u8_prop(dst, property, value.map(QoS::as_u8));
+        if let Some(qos) = *value {
+            dst.varint(property);
+            dst.u8(qos.as_u8());
+        }
     }
     fn check(property: u32, _: &'static str, value: &Option<QoS>) -> Result<(), EncodeError> {
         if *value == Some(QoS::ExactlyOnce) {
@@ -732,10 +577,90 @@ impl Kind for TopicAlias {
         }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
-        put_u16_prop(dst, property, *value);
+        U16::put(dst, property, value);
     }
     fn check(property: u32, _: &'static str, value: &Option<u16>) -> Result<(), EncodeError> {
         check_nonzero(property, value.map(u32::from))
+    }
+}
+
+impl Kind for Str {
+    type Field = Option<ByteStr>;
+    #[inline]
+    fn read(slot: &mut Option<ByteStr>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.string()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<ByteStr>) {
+        if let Some(s) = value {
+            dst.varint(property);
+            dst.binary(s.as_bytes());
+        }
+    }
+    fn check(_: u32, field: &'static str, value: &Option<ByteStr>) -> Result<(), EncodeError> {
+        value
+            .as_ref()
+            .map_or(Ok(()), |s| check_len(field, s.as_bytes()))
+    }
+}
+
+impl Kind for Bin {
+    type Field = Option<Bytes>;
+    #[inline]
+    fn read(slot: &mut Option<Bytes>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.binary()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<Bytes>) {
+        if let Some(b) = value {
+            dst.varint(property);
+            dst.binary(b);
+        }
+    }
+    fn check(_: u32, field: &'static str, value: &Option<Bytes>) -> Result<(), EncodeError> {
+        value.as_ref().map_or(Ok(()), |b| check_len(field, b))
+    }
+}
+
+impl Kind for Topic {
+    type Field = Option<TopicName>;
+    #[inline]
+    fn read(
+        slot: &mut Option<TopicName>,
+        property: u32,
+        r: &mut Reader,
+    ) -> Result<(), DecodeError> {
+        let topic = TopicName::new(r.string()?).map_err(DecodeError::InvalidTopicName)?;
+        set(slot, property, topic)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<TopicName>) {
+        if let Some(t) = value {
+            dst.varint(property);
+            dst.binary(t.as_bytes());
+        }
+    }
+}
+
+impl Kind for User {
+    type Field = UserProperties;
+    #[inline]
+    fn read(slot: &mut UserProperties, _: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        let name = r.string()?;
+        let value = r.string()?;
+        slot.push((name, value));
+        Ok(())
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &UserProperties) {
+        for (name, value) in value {
+            dst.varint(property);
+            dst.binary(name.as_bytes());
+            dst.binary(value.as_bytes());
+        }
+    }
+    fn check(_: u32, _: &'static str, value: &UserProperties) -> Result<(), EncodeError> {
+        for (name, value) in value {
+            check_len("user property name", name.as_bytes())?;
+            check_len("user property value", value.as_bytes())?;
+        }
+        Ok(())
     }
 }
 
@@ -743,7 +668,10 @@ impl Kind for SubId {
     type Field = Option<u32>;
     #[inline]
     fn read(slot: &mut Option<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        set(slot, property, read_subscription_id(r)?)
+        match r.varint()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
         if let Some(sub) = *value {
@@ -751,26 +679,37 @@ impl Kind for SubId {
             dst.varint(sub);
         }
     }
-    fn check(_: u32, _: &'static str, value: &Option<u32>) -> Result<(), EncodeError> {
-        value.map_or(Ok(()), check_subscription_id)
+    fn check(property: u32, _: &'static str, value: &Option<u32>) -> Result<(), EncodeError> {
+        match *value {
+            Some(v) if v == 0 || v > super::wire::MAX_VARINT => {
+                Err(EncodeError::InvalidPropertyValue {
+                    id: property,
+                    value: v,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
 impl Kind for SubIds {
     type Field = Vec<u32>;
     #[inline]
-    fn read(slot: &mut Vec<u32>, _: u32, r: &mut Reader) -> Result<(), DecodeError> {
-        slot.push(read_subscription_id(r)?);
+    fn read(slot: &mut Vec<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        let mut one = None;
+        SubId::read(&mut one, property, r)?;
+        slot.extend(one);
         Ok(())
     }
     fn put<S: Sink>(dst: &mut S, property: u32, value: &Vec<u32>) {
         for &sub in value {
-            dst.varint(property);
-            dst.varint(sub);
+            SubId::put(dst, property, &Some(sub));
         }
     }
-    fn check(_: u32, _: &'static str, value: &Vec<u32>) -> Result<(), EncodeError> {
-        value.iter().try_for_each(|&sub| check_subscription_id(sub))
+    fn check(property: u32, field: &'static str, value: &Vec<u32>) -> Result<(), EncodeError> {
+        value
+            .iter()
+            .try_for_each(|&sub| SubId::check(property, field, &Some(sub)))
     }
 }
 
