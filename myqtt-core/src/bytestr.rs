@@ -11,7 +11,9 @@ use bytestring::ByteString;
 /// An immutable UTF-8 string backed by [`Bytes`].
 ///
 /// Cloning is a reference-count increment, and slicing a decoded packet into
-/// topic names, client ids and properties copies nothing.
+/// client ids, properties and long topic names copies nothing (a topic name
+/// of at most [`TopicName::INLINE_CAPACITY`](crate::topic::TopicName::INLINE_CAPACITY)
+/// bytes is copied into the [`TopicName`](crate::topic::TopicName) instead).
 ///
 // Design: `bytestring::ByteString` keeps the UTF-8 invariant, so `as_str` is
 // free (no re-validation on the hot path) and this crate stays without

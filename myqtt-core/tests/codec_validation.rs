@@ -1102,3 +1102,88 @@ fn subscription_identifier_out_of_range_cannot_be_encoded() {
         }
     );
 }
+
+// --- topic names on both sides of the inline capacity -------------------------
+
+/// A QoS 1 PUBLISH (MQTT 3.1.1) to `topic` with packet id `id`.
+fn publish4(topic: &[u8], id: u16) -> Vec<u8> {
+    let mut body = u16::try_from(topic.len()).unwrap().to_be_bytes().to_vec();
+    body.extend_from_slice(topic);
+    body.extend_from_slice(&id.to_be_bytes());
+    body.push(b'x');
+    packet(0x32, &body)
+}
+
+#[test]
+fn topic_name_rules_hold_for_inline_and_shared_topics_mqtt_3_3_2_2() {
+    // A topic of up to TopicName::INLINE_CAPACITY bytes is copied out of
+    // the frame, a longer one shares it: the checks are the same.
+    for len in [
+        1,
+        TopicName::INLINE_CAPACITY - 1,
+        TopicName::INLINE_CAPACITY,
+        TopicName::INLINE_CAPACITY + 1,
+        100, // the remaining length stays one byte (`packet`)
+    ] {
+        for (last, expected, reason) in [
+            // [MQTT-3.3.2-2]
+            (
+                &b"+"[..],
+                DecodeError::InvalidTopicName(TopicError::WildcardInName),
+                ReasonCode::TopicNameInvalid,
+            ),
+            (
+                b"#",
+                DecodeError::InvalidTopicName(TopicError::WildcardInName),
+                ReasonCode::TopicNameInvalid,
+            ),
+            // [MQTT-1.5.3-2]
+            (
+                b"\0",
+                DecodeError::NullCharacter,
+                ReasonCode::MalformedPacket,
+            ),
+            // [MQTT-1.5.3-1]: a lone continuation byte.
+            (
+                b"\x80",
+                DecodeError::InvalidUtf8,
+                ReasonCode::MalformedPacket,
+            ),
+        ] {
+            let mut topic = vec![b'a'; len - 1];
+            topic.extend_from_slice(last);
+            assert_rejected(V4, &publish4(&topic, 7), &expected, reason);
+        }
+        let topic = vec![b'a'; len];
+        let Ok(Some(Packet::Publish(p))) = decode(V4, &publish4(&topic, 7)) else {
+            panic!("a valid {len}-byte topic is accepted");
+        };
+        assert_eq!(p.topic.as_bytes(), &topic[..]);
+        assert_eq!(p.topic.is_inline(), len <= TopicName::INLINE_CAPACITY);
+    }
+}
+
+#[test]
+fn a_topic_error_and_a_zero_packet_id_are_reported_in_wire_order() {
+    // The topic's UTF-8 comes before the packet id [MQTT-1.5.3-1]; the
+    // packet id [MQTT-2.3.1-1] before the wildcard check [MQTT-3.3.2-2].
+    for len in [TopicName::INLINE_CAPACITY, TopicName::INLINE_CAPACITY + 1] {
+        let mut topic = vec![b'a'; len - 1];
+        topic.push(0xFF);
+        assert_rejected(
+            V4,
+            &publish4(&topic, 0),
+            &DecodeError::InvalidUtf8,
+            ReasonCode::MalformedPacket,
+        );
+        *topic.last_mut().unwrap() = b'+';
+        assert_rejected(
+            V4,
+            &publish4(&topic, 0),
+            &DecodeError::ZeroPacketId {
+                packet_type: PacketType::Publish,
+            },
+            ReasonCode::ProtocolError,
+        );
+    }
+}

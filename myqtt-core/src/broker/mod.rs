@@ -962,8 +962,14 @@ pub(crate) fn own_small_str(s: &ByteStr) -> ByteStr {
     }
 }
 
+/// A copy of `t` that pins no read buffer: an inline name (see
+/// [`TopicName::INLINE_CAPACITY`](crate::topic::TopicName::INLINE_CAPACITY))
+/// owns its bytes already and is cloned; a longer one is copied when small.
 fn own_small_topic(t: &crate::topic::TopicName) -> crate::topic::TopicName {
-    crate::topic::TopicName::new(own_small_str(t.as_byte_str())).unwrap_or_else(|_| t.clone())
+    if t.is_inline() || t.as_str().len() >= COPY_BELOW {
+        return t.clone();
+    }
+    crate::topic::TopicName::new(ByteStr::from(t.as_str())).unwrap_or_else(|_| t.clone())
 }
 
 /// Messages whose topic and payload take at most this many bytes are
@@ -1004,8 +1010,13 @@ fn chunk_copy(parts: &[&[u8]]) -> bytes::BytesMut {
 /// goes into the thread's copy chunk (4 KiB, shared by the messages copied
 /// into it): no allocation per message, and clones allocate nothing. A
 /// chunk lives while any of its messages does, so a retained message, which
-/// may live for ever, gets one exact allocation for both parts instead.
+/// may live for ever, gets one exact allocation for both parts instead. A
+/// topic stored inline (most) owns its bytes: only the payload is copied.
 fn own_topic_and_payload(m: &mut Message) -> bool {
+    if m.topic.is_inline() {
+        own_payload(m);
+        return true;
+    }
     let topic = m.topic.as_str().as_bytes();
     if topic.len() >= COPY_BELOW || m.payload.len() >= COPY_BELOW {
         return false;
@@ -1032,6 +1043,17 @@ fn own_topic_and_payload(m: &mut Message) -> bool {
     true
 }
 
+/// Copies the payload of `m` out of the read buffer when it is small: into
+/// the thread's copy chunk in transit, into its own allocation when
+/// retained (see [`own_topic_and_payload`]).
+fn own_payload(m: &mut Message) {
+    if !m.retain && m.payload.len() <= CHUNKED_BELOW {
+        m.payload = chunk_copy(&[&m.payload]).freeze();
+    } else {
+        m.payload = own_small(&m.payload);
+    }
+}
+
 /// Copies the small parts of a message the broker may keep for long
 /// (retained, queued for an offline session) out of the connection's read
 /// buffer, so they do not pin it.
@@ -1048,12 +1070,7 @@ pub(crate) fn own_small_parts(m: &mut Message) {
 /// the properties are copied.
 pub(crate) fn own_small_parts_but_topic(m: &mut Message, topic: crate::topic::TopicName) {
     m.topic = topic;
-    let n = m.payload.len();
-    if !m.retain && n <= CHUNKED_BELOW {
-        m.payload = chunk_copy(&[&m.payload]).freeze();
-    } else {
-        m.payload = own_small(&m.payload);
-    }
+    own_payload(m);
     own_small_properties(m);
 }
 
@@ -1194,6 +1211,43 @@ mod tests {
 
     #[test]
     fn small_messages_in_transit_share_a_copy_chunk_and_retained_ones_do_not() {
+        // A topic longer than the inline capacity shares the read buffer:
+        // it is copied with the payload.
+        let long = "t/".repeat(crate::topic::TopicName::INLINE_CAPACITY);
+        let read = bytes::Bytes::from(format!("{long}xyz"));
+        let message = |retain| Message {
+            topic: crate::topic::TopicName::new(
+                ByteStr::from_utf8(read.slice(0..long.len())).unwrap(),
+            )
+            .unwrap(),
+            payload: read.slice(long.len()..),
+            qos: crate::codec::QoS::AtMostOnce,
+            retain,
+            properties: PublishProperties::default().into(),
+        };
+        assert!(!message(false).topic.is_inline());
+        let (mut a, mut b, mut r) = (message(false), message(false), message(true));
+        own_small_parts(&mut a);
+        own_small_parts(&mut b);
+        own_small_parts(&mut r);
+        for m in [&a, &b, &r] {
+            assert_eq!(
+                (m.topic.as_str(), m.payload.as_ref()),
+                (&*long, &b"xyz"[..])
+            );
+            assert!(!inside(&m.payload, &read));
+            assert!(!inside(m.topic.as_bytes(), &read));
+        }
+        // In transit: copied one after the other into the same chunk.
+        let end_of_a = a.payload.as_ptr() as usize + a.payload.len();
+        assert_eq!(b.topic.as_str().as_ptr() as usize, end_of_a);
+        // Retained: its own allocation, not the chunk's next bytes.
+        let end_of_b = b.payload.as_ptr() as usize + b.payload.len();
+        assert_ne!(r.topic.as_str().as_ptr() as usize, end_of_b);
+    }
+
+    #[test]
+    fn an_inline_topic_is_kept_and_only_the_payload_is_copied() {
         let read = bytes::Bytes::from_static(b"t/1xyz");
         let message = |retain| Message {
             topic: crate::topic::TopicName::new(ByteStr::from_utf8(read.slice(0..3)).unwrap())
@@ -1203,20 +1257,22 @@ mod tests {
             retain,
             properties: PublishProperties::default().into(),
         };
+        assert!(message(false).topic.is_inline());
         let (mut a, mut b, mut r) = (message(false), message(false), message(true));
         own_small_parts(&mut a);
         own_small_parts(&mut b);
         own_small_parts(&mut r);
         for m in [&a, &b, &r] {
             assert_eq!((m.topic.as_str(), m.payload.as_ref()), ("t/1", &b"xyz"[..]));
+            assert!(m.topic.is_inline());
             assert!(!inside(&m.payload, &read));
         }
-        // In transit: copied one after the other into the same chunk.
+        // In transit: the payloads one after the other in the same chunk.
         let end_of_a = a.payload.as_ptr() as usize + a.payload.len();
-        assert_eq!(b.topic.as_str().as_ptr() as usize, end_of_a);
+        assert_eq!(b.payload.as_ptr() as usize, end_of_a);
         // Retained: its own allocation, not the chunk's next bytes.
         let end_of_b = b.payload.as_ptr() as usize + b.payload.len();
-        assert_ne!(r.topic.as_str().as_ptr() as usize, end_of_b);
+        assert_ne!(r.payload.as_ptr() as usize, end_of_b);
     }
 
     #[test]

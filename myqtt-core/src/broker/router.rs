@@ -172,8 +172,12 @@ impl RouteCache {
     }
 }
 
-/// An own copy of `topic`, which may point into a read buffer.
+/// An own copy of `topic`, which may point into a read buffer (an inline
+/// name does not: it is cloned).
 fn own_topic(topic: &TopicName) -> TopicName {
+    if topic.is_inline() {
+        return topic.clone();
+    }
     TopicName::new(crate::ByteStr::from(topic.as_str())).unwrap_or_else(|_| topic.clone())
 }
 

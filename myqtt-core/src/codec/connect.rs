@@ -207,7 +207,7 @@ impl Connect {
             if v5 {
                 will.properties.write(dst);
             }
-            dst.binary(will.topic.as_byte_str().as_bytes());
+            dst.binary(will.topic.as_bytes());
             dst.binary(&will.payload);
         }
         if let Some(username) = &self.username {

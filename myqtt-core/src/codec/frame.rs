@@ -157,12 +157,13 @@ impl Decoder {
             buf.reserve(size - buf.len());
             return Ok(None);
         }
-        let frame = buf.split_to(size).freeze();
+        let frame = buf.split_to(size);
         if let (PacketType::Publish, Some(v)) = (packet_type, version) {
             // The payload takes the rest of the packet: nothing can trail.
+            // The frame is frozen there (see `Publish::decode`).
             return Publish::decode(frame, header_len, first, v);
         }
-        self.decode_body(first, packet_type, frame, header_len)
+        self.decode_body(first, packet_type, frame.freeze(), header_len)
             .map(Some)
     }
 
@@ -195,7 +196,8 @@ impl Decoder {
             // Not reached (`decode` takes PUBLISH itself); kept so that the
             // match stays exhaustive without a panic.
             (PacketType::Publish, Some(v)) => {
-                return Publish::decode(r.into_rest(), 0, first, v)?.ok_or(DecodeError::Truncated);
+                let body = BytesMut::from(&r.into_rest()[..]);
+                return Publish::decode(body, 0, first, v)?.ok_or(DecodeError::Truncated);
             }
             (PacketType::ConnAck, Some(v)) => {
                 Packet::ConnAck(Box::new(ConnAck::decode(&mut r, v)?))

@@ -330,7 +330,7 @@ pub(crate) fn property_name(property: u32) -> &'static str {
     }
 }
 
-// --- decoding helpers -------------------------------------------------------
+// --- reading and writing a list ---------------------------------------------
 
 /// Reads a property list: its length, then calls `each(id, reader)` for
 /// every property until the list is used up.
@@ -352,122 +352,10 @@ fn decode_list(
     })
 }
 
-/// Stores `value` in `slot`, refusing a second occurrence.
-fn set<T>(slot: &mut Option<T>, property: u32, value: T) -> Result<(), DecodeError> {
-    if slot.is_some() {
-        return Err(DecodeError::DuplicateProperty { id: property });
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-/// A byte that must be 0 or 1.
-fn read_bool(r: &mut Reader, property: u32) -> Result<bool, DecodeError> {
-    match r.u8()? {
-        0 => Ok(false),
-        1 => Ok(true),
-        v => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: u32::from(v),
-        }),
-    }
-}
-
-/// A two-byte integer that must not be 0.
-fn read_nonzero_u16(r: &mut Reader, property: u32) -> Result<u16, DecodeError> {
-    match r.u16()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A four-byte integer that must not be 0.
-fn read_nonzero_u32(r: &mut Reader, property: u32) -> Result<u32, DecodeError> {
-    match r.u32()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: property,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A Subscription Identifier: 1..=268,435,455.
-fn read_subscription_id(r: &mut Reader) -> Result<u32, DecodeError> {
-    match r.varint()? {
-        0 => Err(DecodeError::InvalidPropertyValue {
-            id: id::SUBSCRIPTION_IDENTIFIER,
-            value: 0,
-        }),
-        v => Ok(v),
-    }
-}
-
-/// A Response Topic: a topic name, without wildcards [MQTT-3.3.2-14].
-fn read_topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
-    TopicName::new(r.string()?).map_err(DecodeError::InvalidTopicName)
-}
-
-fn read_user_property(r: &mut Reader, list: &mut UserProperties) -> Result<(), DecodeError> {
-    let name = r.string()?;
-    let value = r.string()?;
-    list.push((name, value));
-    Ok(())
-}
-
 fn not_allowed(property: u32, packet_type: PacketType) -> DecodeError {
     DecodeError::PropertyNotAllowed {
         id: property,
         packet_type,
-    }
-}
-
-// --- encoding helpers -------------------------------------------------------
-
-fn put_u8_prop(dst: &mut impl Sink, property: u32, v: Option<u8>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u8(v);
-    }
-}
-
-fn put_bool_prop(dst: &mut impl Sink, property: u32, v: Option<bool>) {
-    put_u8_prop(dst, property, v.map(u8::from));
-}
-
-fn put_u16_prop(dst: &mut impl Sink, property: u32, v: Option<u16>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u16(v);
-    }
-}
-
-fn put_u32_prop(dst: &mut impl Sink, property: u32, v: Option<u32>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.u32(v);
-    }
-}
-
-fn put_bin_prop(dst: &mut impl Sink, property: u32, v: Option<&[u8]>) {
-    if let Some(v) = v {
-        dst.varint(property);
-        dst.binary(v);
-    }
-}
-
-fn put_str_prop(dst: &mut impl Sink, property: u32, v: Option<&ByteStr>) {
-    put_bin_prop(dst, property, v.map(|s| s.as_bytes().as_ref()));
-}
-
-fn put_user_properties(dst: &mut impl Sink, list: &UserProperties) {
-    for (name, value) in list {
-        dst.varint(id::USER_PROPERTY);
-        dst.binary(name.as_bytes());
-        dst.binary(value.as_bytes());
     }
 }
 
@@ -490,22 +378,49 @@ pub(crate) trait PropertyList {
     }
 }
 
-fn check_str(field: &'static str, v: Option<&ByteStr>) -> Result<(), EncodeError> {
-    v.map_or(Ok(()), |s| check_len(field, s.as_bytes()))
-}
+// --- one property: how it is read, written and checked ----------------------
 
-fn check_bin(field: &'static str, v: Option<&Bytes>) -> Result<(), EncodeError> {
-    v.map_or(Ok(()), |b| check_len(field, b))
-}
-
-fn check_user_properties(list: &UserProperties) -> Result<(), EncodeError> {
-    for (name, value) in list {
-        check_len("user property name", name.as_bytes())?;
-        check_len("user property value", value.as_bytes())?;
+/// The codec of one property, by the shape of its value (MQTT 5.0 §2.2.2.2,
+/// table 2-4): read (a second occurrence refused, unless the property may
+/// repeat), written (nothing when unset) and checked before encoding. The
+/// per-packet tables of `property_list!` name one for each property.
+trait Kind {
+    /// The type of the struct field that holds the property.
+    type Field;
+    /// Reads the value of `property` (its identifier is read) into `slot`.
+    fn read(slot: &mut Self::Field, property: u32, r: &mut Reader) -> Result<(), DecodeError>;
+    /// Writes the identifier and the value, if set.
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Self::Field);
+    /// Refuses a value the receiver would reject; `field` names a string or
+    /// binary value in the error.
+    fn check(
+        _property: u32,
+        _field: &'static str,
+        _value: &Self::Field,
+    ) -> Result<(), EncodeError> {
+        Ok(())
     }
+}
+
+/// Stores `value` in `slot`, refusing a second occurrence.
+#[inline]
+fn set<T>(slot: &mut Option<T>, property: u32, value: T) -> Result<(), DecodeError> {
+    if slot.is_some() {
+        return Err(DecodeError::DuplicateProperty { id: property });
+    }
+    *slot = Some(value);
     Ok(())
 }
 
+/// A value of `property` the receiver must reject.
+fn invalid(property: u32, value: u32) -> DecodeError {
+    DecodeError::InvalidPropertyValue {
+        id: property,
+        value,
+    }
+}
+
+/// Refuses 0 where the specification does.
 fn check_nonzero(property: u32, v: Option<u32>) -> Result<(), EncodeError> {
     match v {
         Some(0) => Err(EncodeError::InvalidPropertyValue {
@@ -516,283 +431,426 @@ fn check_nonzero(property: u32, v: Option<u32>) -> Result<(), EncodeError> {
     }
 }
 
-fn check_subscription_id(v: u32) -> Result<(), EncodeError> {
-    if v == 0 || v > super::wire::MAX_VARINT {
-        Err(EncodeError::InvalidPropertyValue {
-            id: id::SUBSCRIPTION_IDENTIFIER,
-            value: v,
-        })
-    } else {
+/// Four-byte Integer.
+struct U32;
+/// Two-byte Integer.
+struct U16;
+/// Two-byte Integer that must not be 0.
+struct NonZeroU16;
+/// Four-byte Integer that must not be 0.
+struct NonZeroU32;
+/// Byte that must be 0 or 1.
+struct Bool;
+/// Maximum QoS: a byte, 0 or 1.
+struct MaxQoS;
+/// Topic Alias: a Two-byte Integer, not 0 [MQTT-3.3.2-8].
+struct TopicAlias;
+/// UTF-8 Encoded String.
+struct Str;
+/// Binary Data.
+struct Bin;
+/// Response Topic: a topic name, without wildcards [MQTT-3.3.2-14].
+struct Topic;
+/// User Property: a string pair that may repeat (MQTT 5.0 §3.1.2.11.8).
+struct User;
+/// Subscription Identifier of a SUBSCRIBE: a Variable Byte Integer,
+/// 1..=268,435,455.
+struct SubId;
+/// Subscription Identifiers of a PUBLISH: may repeat (MQTT 5.0 §3.3.2.3.8).
+struct SubIds;
+
+impl Kind for U32 {
+    type Field = Option<u32>;
+    #[inline]
+    fn read(slot: &mut Option<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.u32()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u32(v);
+        }
+    }
+}
+
+impl Kind for U16 {
+    type Field = Option<u16>;
+    #[inline]
+    fn read(slot: &mut Option<u16>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.u16()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u16(v);
+        }
+    }
+}
+
+impl Kind for NonZeroU16 {
+    type Field = Option<u16>;
+    #[inline]
+    fn read(slot: &mut Option<u16>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.u16()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
+        U16::put(dst, property, value);
+    }
+    fn check(property: u32, _: &'static str, value: &Option<u16>) -> Result<(), EncodeError> {
+        check_nonzero(property, value.map(u32::from))
+    }
+}
+
+impl Kind for NonZeroU32 {
+    type Field = Option<u32>;
+    #[inline]
+    fn read(slot: &mut Option<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.u32()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
+        U32::put(dst, property, value);
+    }
+    fn check(property: u32, _: &'static str, value: &Option<u32>) -> Result<(), EncodeError> {
+        check_nonzero(property, *value)
+    }
+}
+
+impl Kind for Bool {
+    type Field = Option<bool>;
+    #[inline]
+    fn read(slot: &mut Option<bool>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.u8()? {
+            0 => set(slot, property, false),
+            1 => set(slot, property, true),
+            v => Err(invalid(property, u32::from(v))),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<bool>) {
+        if let Some(v) = *value {
+            dst.varint(property);
+            dst.u8(u8::from(v));
+        }
+    }
+}
+
+impl Kind for MaxQoS {
+    type Field = Option<QoS>;
+    #[inline]
+    fn read(slot: &mut Option<QoS>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.u8()? {
+            0 => set(slot, property, QoS::AtMostOnce),
+            1 => set(slot, property, QoS::AtLeastOnce),
+            v => Err(invalid(property, u32::from(v))),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<QoS>) {
+        if let Some(qos) = *value {
+            dst.varint(property);
+            dst.u8(qos.as_u8());
+        }
+    }
+    fn check(property: u32, _: &'static str, value: &Option<QoS>) -> Result<(), EncodeError> {
+        if *value == Some(QoS::ExactlyOnce) {
+            return Err(EncodeError::InvalidPropertyValue {
+                id: property,
+                value: 2,
+            });
+        }
         Ok(())
+    }
+}
+
+impl Kind for TopicAlias {
+    type Field = Option<u16>;
+    #[inline]
+    fn read(slot: &mut Option<u16>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.u16()? {
+            // [MQTT-3.3.2-8]
+            0 => Err(DecodeError::TopicAliasZero),
+            alias => set(slot, property, alias),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u16>) {
+        U16::put(dst, property, value);
+    }
+    fn check(property: u32, _: &'static str, value: &Option<u16>) -> Result<(), EncodeError> {
+        check_nonzero(property, value.map(u32::from))
+    }
+}
+
+impl Kind for Str {
+    type Field = Option<ByteStr>;
+    #[inline]
+    fn read(slot: &mut Option<ByteStr>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.string()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<ByteStr>) {
+        if let Some(s) = value {
+            dst.varint(property);
+            dst.binary(s.as_bytes());
+        }
+    }
+    fn check(_: u32, field: &'static str, value: &Option<ByteStr>) -> Result<(), EncodeError> {
+        value
+            .as_ref()
+            .map_or(Ok(()), |s| check_len(field, s.as_bytes()))
+    }
+}
+
+impl Kind for Bin {
+    type Field = Option<Bytes>;
+    #[inline]
+    fn read(slot: &mut Option<Bytes>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        set(slot, property, r.binary()?)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<Bytes>) {
+        if let Some(b) = value {
+            dst.varint(property);
+            dst.binary(b);
+        }
+    }
+    fn check(_: u32, field: &'static str, value: &Option<Bytes>) -> Result<(), EncodeError> {
+        value.as_ref().map_or(Ok(()), |b| check_len(field, b))
+    }
+}
+
+impl Kind for Topic {
+    type Field = Option<TopicName>;
+    #[inline]
+    fn read(
+        slot: &mut Option<TopicName>,
+        property: u32,
+        r: &mut Reader,
+    ) -> Result<(), DecodeError> {
+        let topic = TopicName::new(r.string()?).map_err(DecodeError::InvalidTopicName)?;
+        set(slot, property, topic)
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<TopicName>) {
+        if let Some(t) = value {
+            dst.varint(property);
+            dst.binary(t.as_bytes());
+        }
+    }
+}
+
+impl Kind for User {
+    type Field = UserProperties;
+    #[inline]
+    fn read(slot: &mut UserProperties, _: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        let name = r.string()?;
+        let value = r.string()?;
+        slot.push((name, value));
+        Ok(())
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &UserProperties) {
+        for (name, value) in value {
+            dst.varint(property);
+            dst.binary(name.as_bytes());
+            dst.binary(value.as_bytes());
+        }
+    }
+    fn check(_: u32, _: &'static str, value: &UserProperties) -> Result<(), EncodeError> {
+        for (name, value) in value {
+            check_len("user property name", name.as_bytes())?;
+            check_len("user property value", value.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl Kind for SubId {
+    type Field = Option<u32>;
+    #[inline]
+    fn read(slot: &mut Option<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        match r.varint()? {
+            0 => Err(invalid(property, 0)),
+            v => set(slot, property, v),
+        }
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Option<u32>) {
+        if let Some(sub) = *value {
+            dst.varint(property);
+            dst.varint(sub);
+        }
+    }
+    fn check(property: u32, _: &'static str, value: &Option<u32>) -> Result<(), EncodeError> {
+        match *value {
+            Some(v) if v == 0 || v > super::wire::MAX_VARINT => {
+                Err(EncodeError::InvalidPropertyValue {
+                    id: property,
+                    value: v,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Kind for SubIds {
+    type Field = Vec<u32>;
+    #[inline]
+    fn read(slot: &mut Vec<u32>, property: u32, r: &mut Reader) -> Result<(), DecodeError> {
+        let mut one = None;
+        SubId::read(&mut one, property, r)?;
+        slot.extend(one);
+        Ok(())
+    }
+    fn put<S: Sink>(dst: &mut S, property: u32, value: &Vec<u32>) {
+        for &sub in value {
+            SubId::put(dst, property, &Some(sub));
+        }
+    }
+    fn check(property: u32, field: &'static str, value: &Vec<u32>) -> Result<(), EncodeError> {
+        value
+            .iter()
+            .try_for_each(|&sub| SubId::check(property, field, &Some(sub)))
     }
 }
 
 // --- per packet -------------------------------------------------------------
 
-impl ConnectProperties {
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
-            id::RECEIVE_MAXIMUM => set(
-                &mut p.receive_maximum,
-                property,
-                read_nonzero_u16(r, property)?,
-            ),
-            id::MAXIMUM_PACKET_SIZE => set(
-                &mut p.maximum_packet_size,
-                property,
-                read_nonzero_u32(r, property)?,
-            ),
-            id::TOPIC_ALIAS_MAXIMUM => set(&mut p.topic_alias_maximum, property, r.u16()?),
-            id::REQUEST_RESPONSE_INFORMATION => set(
-                &mut p.request_response_information,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::REQUEST_PROBLEM_INFORMATION => set(
-                &mut p.request_problem_information,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            id::AUTHENTICATION_METHOD => set(&mut p.authentication_method, property, r.string()?),
-            id::AUTHENTICATION_DATA => set(&mut p.authentication_data, property, r.binary()?),
-            _ => Err(not_allowed(property, PacketType::Connect)),
-        })?;
-        if p.authentication_data.is_some() && p.authentication_method.is_none() {
+/// The property codec of a packet family, from one table: `ID => field:
+/// Kind`, with the error name of a string or binary value in parentheses.
+/// The table's order is the order of writing (and of the checks); any
+/// property not in it is refused as not allowed in the packet. `in
+/// PacketType::X` generates `decode(r)`; `in packet_type` generates
+/// `decode(r, packet_type)` for the acknowledgements, which share one
+/// struct; `+ auth` adds the rule that Authentication Data needs an
+/// Authentication Method.
+macro_rules! property_list {
+    ($ty:ident in PacketType::$variant:ident $(+ $then:ident)? { $($table:tt)+ }) => {
+        impl $ty {
+            property_list!(@decode r, (r: &mut Reader), PacketType::$variant, ($($then)?), $($table)+);
+        }
+        property_list!(@encode $ty, $($table)+);
+    };
+    ($ty:ident in packet_type { $($table:tt)+ }) => {
+        impl $ty {
+            property_list!(@decode r, (r: &mut Reader, packet_type: PacketType), packet_type, (), $($table)+);
+        }
+        property_list!(@encode $ty, $($table)+);
+    };
+    (@decode $r:ident, ($($sig:tt)*), $packet_type:expr, ($($then:ident)?),
+        $($id:ident => $field:ident: $kind:ident $(($name:literal))?,)+) => {
+        pub(crate) fn decode($($sig)*) -> Result<Self, DecodeError> {
+            let mut p = Self::default();
+            decode_list($r, |property, r| match property {
+                $(id::$id => $kind::read(&mut p.$field, property, r),)+
+                _ => Err(not_allowed(property, $packet_type)),
+            })?;
+            $(property_list!(@then $then, p);)?
+            Ok(p)
+        }
+    };
+    (@then auth, $p:ident) => {
+        if $p.authentication_data.is_some() && $p.authentication_method.is_none() {
             return Err(DecodeError::AuthenticationDataWithoutMethod);
         }
-        Ok(p)
-    }
-}
-
-impl PropertyList for ConnectProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_u32_prop(
-            dst,
-            id::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
-        put_u16_prop(dst, id::RECEIVE_MAXIMUM, self.receive_maximum);
-        put_u32_prop(dst, id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        put_u16_prop(dst, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        put_bool_prop(
-            dst,
-            id::REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
-        put_bool_prop(
-            dst,
-            id::REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
-        put_user_properties(dst, &self.user_properties);
-        put_str_prop(
-            dst,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            dst,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_nonzero(id::RECEIVE_MAXIMUM, self.receive_maximum.map(u32::from))?;
-        check_nonzero(id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size)?;
-        check_user_properties(&self.user_properties)?;
-        check_str("authentication method", self.authentication_method.as_ref())?;
-        check_bin("authentication data", self.authentication_data.as_ref())
-    }
-}
-
-impl WillProperties {
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::WILL_DELAY_INTERVAL => set(&mut p.will_delay_interval, property, r.u32()?),
-            id::PAYLOAD_FORMAT_INDICATOR => set(
-                &mut p.payload_format_indicator,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::MESSAGE_EXPIRY_INTERVAL => set(&mut p.message_expiry_interval, property, r.u32()?),
-            id::CONTENT_TYPE => set(&mut p.content_type, property, r.string()?),
-            id::RESPONSE_TOPIC => set(&mut p.response_topic, property, read_topic(r)?),
-            id::CORRELATION_DATA => set(&mut p.correlation_data, property, r.binary()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            _ => Err(not_allowed(property, PacketType::Connect)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for WillProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_u32_prop(dst, id::WILL_DELAY_INTERVAL, self.will_delay_interval);
-        put_bool_prop(
-            dst,
-            id::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
-        put_u32_prop(
-            dst,
-            id::MESSAGE_EXPIRY_INTERVAL,
-            self.message_expiry_interval,
-        );
-        put_str_prop(dst, id::CONTENT_TYPE, self.content_type.as_ref());
-        put_str_prop(
-            dst,
-            id::RESPONSE_TOPIC,
-            self.response_topic.as_ref().map(TopicName::as_byte_str),
-        );
-        put_bin_prop(dst, id::CORRELATION_DATA, self.correlation_data.as_deref());
-        put_user_properties(dst, &self.user_properties);
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_str("content type", self.content_type.as_ref())?;
-        check_bin("correlation data", self.correlation_data.as_ref())?;
-        check_user_properties(&self.user_properties)
-    }
-}
-
-impl ConnAckProperties {
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
-            id::RECEIVE_MAXIMUM => set(
-                &mut p.receive_maximum,
-                property,
-                read_nonzero_u16(r, property)?,
-            ),
-            id::MAXIMUM_QOS => {
-                let qos = if read_bool(r, property)? {
-                    QoS::AtLeastOnce
-                } else {
-                    QoS::AtMostOnce
-                };
-                set(&mut p.maximum_qos, property, qos)
+    };
+    (@encode $ty:ident, $($id:ident => $field:ident: $kind:ident $(($name:literal))?,)+) => {
+        impl PropertyList for $ty {
+            fn write_content<S: Sink>(&self, dst: &mut S) {
+                $($kind::put(dst, id::$id, &self.$field);)+
             }
-            id::RETAIN_AVAILABLE => set(&mut p.retain_available, property, read_bool(r, property)?),
-            id::MAXIMUM_PACKET_SIZE => set(
-                &mut p.maximum_packet_size,
-                property,
-                read_nonzero_u32(r, property)?,
-            ),
-            id::ASSIGNED_CLIENT_IDENTIFIER => {
-                set(&mut p.assigned_client_identifier, property, r.string()?)
+
+            fn check(&self) -> Result<(), EncodeError> {
+                $($kind::check(id::$id, property_list!(@name $($name)?), &self.$field)?;)+
+                Ok(())
             }
-            id::TOPIC_ALIAS_MAXIMUM => set(&mut p.topic_alias_maximum, property, r.u16()?),
-            id::REASON_STRING => set(&mut p.reason_string, property, r.string()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            id::WILDCARD_SUBSCRIPTION_AVAILABLE => set(
-                &mut p.wildcard_subscription_available,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE => set(
-                &mut p.subscription_identifiers_available,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::SHARED_SUBSCRIPTION_AVAILABLE => set(
-                &mut p.shared_subscription_available,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::SERVER_KEEP_ALIVE => set(&mut p.server_keep_alive, property, r.u16()?),
-            id::RESPONSE_INFORMATION => set(&mut p.response_information, property, r.string()?),
-            id::SERVER_REFERENCE => set(&mut p.server_reference, property, r.string()?),
-            id::AUTHENTICATION_METHOD => set(&mut p.authentication_method, property, r.string()?),
-            id::AUTHENTICATION_DATA => set(&mut p.authentication_data, property, r.binary()?),
-            _ => Err(not_allowed(property, PacketType::ConnAck)),
-        })?;
-        if p.authentication_data.is_some() && p.authentication_method.is_none() {
-            return Err(DecodeError::AuthenticationDataWithoutMethod);
         }
-        Ok(p)
-    }
+    };
+    (@name) => { "" };
+    (@name $name:literal) => { $name };
 }
 
-impl PropertyList for ConnAckProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_u32_prop(
-            dst,
-            id::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
-        put_u16_prop(dst, id::RECEIVE_MAXIMUM, self.receive_maximum);
-        put_u8_prop(dst, id::MAXIMUM_QOS, self.maximum_qos.map(QoS::as_u8));
-        put_bool_prop(dst, id::RETAIN_AVAILABLE, self.retain_available);
-        put_u32_prop(dst, id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        put_str_prop(
-            dst,
-            id::ASSIGNED_CLIENT_IDENTIFIER,
-            self.assigned_client_identifier.as_ref(),
-        );
-        put_u16_prop(dst, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        put_str_prop(dst, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_properties(dst, &self.user_properties);
-        put_bool_prop(
-            dst,
-            id::WILDCARD_SUBSCRIPTION_AVAILABLE,
-            self.wildcard_subscription_available,
-        );
-        put_bool_prop(
-            dst,
-            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            self.subscription_identifiers_available,
-        );
-        put_bool_prop(
-            dst,
-            id::SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
-        put_u16_prop(dst, id::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        put_str_prop(
-            dst,
-            id::RESPONSE_INFORMATION,
-            self.response_information.as_ref(),
-        );
-        put_str_prop(dst, id::SERVER_REFERENCE, self.server_reference.as_ref());
-        put_str_prop(
-            dst,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            dst,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
-    }
+// Authentication Data without an Authentication Method is a Protocol Error
+// (MQTT 5.0 §3.1.2.11.10, §3.2.2.3.18, §3.15.2.2.3): `+ auth`.
+property_list!(ConnectProperties in PacketType::Connect + auth {
+    SESSION_EXPIRY_INTERVAL => session_expiry_interval: U32,
+    RECEIVE_MAXIMUM => receive_maximum: NonZeroU16,
+    MAXIMUM_PACKET_SIZE => maximum_packet_size: NonZeroU32,
+    TOPIC_ALIAS_MAXIMUM => topic_alias_maximum: U16,
+    REQUEST_RESPONSE_INFORMATION => request_response_information: Bool,
+    REQUEST_PROBLEM_INFORMATION => request_problem_information: Bool,
+    USER_PROPERTY => user_properties: User,
+    AUTHENTICATION_METHOD => authentication_method: Str("authentication method"),
+    AUTHENTICATION_DATA => authentication_data: Bin("authentication data"),
+});
 
-    fn check(&self) -> Result<(), EncodeError> {
-        check_nonzero(id::RECEIVE_MAXIMUM, self.receive_maximum.map(u32::from))?;
-        check_nonzero(id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size)?;
-        if self.maximum_qos == Some(QoS::ExactlyOnce) {
-            return Err(EncodeError::InvalidPropertyValue {
-                id: id::MAXIMUM_QOS,
-                value: 2,
-            });
-        }
-        check_str(
-            "assigned client identifier",
-            self.assigned_client_identifier.as_ref(),
-        )?;
-        check_str("reason string", self.reason_string.as_ref())?;
-        check_user_properties(&self.user_properties)?;
-        check_str("response information", self.response_information.as_ref())?;
-        check_str("server reference", self.server_reference.as_ref())?;
-        check_str("authentication method", self.authentication_method.as_ref())?;
-        check_bin("authentication data", self.authentication_data.as_ref())
-    }
-}
+property_list!(WillProperties in PacketType::Connect {
+    WILL_DELAY_INTERVAL => will_delay_interval: U32,
+    PAYLOAD_FORMAT_INDICATOR => payload_format_indicator: Bool,
+    MESSAGE_EXPIRY_INTERVAL => message_expiry_interval: U32,
+    CONTENT_TYPE => content_type: Str("content type"),
+    RESPONSE_TOPIC => response_topic: Topic,
+    CORRELATION_DATA => correlation_data: Bin("correlation data"),
+    USER_PROPERTY => user_properties: User,
+});
+
+property_list!(ConnAckProperties in PacketType::ConnAck + auth {
+    SESSION_EXPIRY_INTERVAL => session_expiry_interval: U32,
+    RECEIVE_MAXIMUM => receive_maximum: NonZeroU16,
+    MAXIMUM_QOS => maximum_qos: MaxQoS,
+    RETAIN_AVAILABLE => retain_available: Bool,
+    MAXIMUM_PACKET_SIZE => maximum_packet_size: NonZeroU32,
+    ASSIGNED_CLIENT_IDENTIFIER => assigned_client_identifier: Str("assigned client identifier"),
+    TOPIC_ALIAS_MAXIMUM => topic_alias_maximum: U16,
+    REASON_STRING => reason_string: Str("reason string"),
+    USER_PROPERTY => user_properties: User,
+    WILDCARD_SUBSCRIPTION_AVAILABLE => wildcard_subscription_available: Bool,
+    SUBSCRIPTION_IDENTIFIER_AVAILABLE => subscription_identifiers_available: Bool,
+    SHARED_SUBSCRIPTION_AVAILABLE => shared_subscription_available: Bool,
+    SERVER_KEEP_ALIVE => server_keep_alive: U16,
+    RESPONSE_INFORMATION => response_information: Str("response information"),
+    SERVER_REFERENCE => server_reference: Str("server reference"),
+    AUTHENTICATION_METHOD => authentication_method: Str("authentication method"),
+    AUTHENTICATION_DATA => authentication_data: Bin("authentication data"),
+});
+
+property_list!(PublishProperties in PacketType::Publish {
+    PAYLOAD_FORMAT_INDICATOR => payload_format_indicator: Bool,
+    MESSAGE_EXPIRY_INTERVAL => message_expiry_interval: U32,
+    TOPIC_ALIAS => topic_alias: TopicAlias,
+    RESPONSE_TOPIC => response_topic: Topic,
+    CORRELATION_DATA => correlation_data: Bin("correlation data"),
+    USER_PROPERTY => user_properties: User,
+    SUBSCRIPTION_IDENTIFIER => subscription_identifiers: SubIds,
+    CONTENT_TYPE => content_type: Str("content type"),
+});
+
+property_list!(AckProperties in packet_type {
+    REASON_STRING => reason_string: Str("reason string"),
+    USER_PROPERTY => user_properties: User,
+});
+
+property_list!(SubscribeProperties in PacketType::Subscribe {
+    SUBSCRIPTION_IDENTIFIER => subscription_identifier: SubId,
+    USER_PROPERTY => user_properties: User,
+});
+
+property_list!(UnsubscribeProperties in PacketType::Unsubscribe {
+    USER_PROPERTY => user_properties: User,
+});
+
+property_list!(DisconnectProperties in PacketType::Disconnect {
+    SESSION_EXPIRY_INTERVAL => session_expiry_interval: U32,
+    REASON_STRING => reason_string: Str("reason string"),
+    USER_PROPERTY => user_properties: User,
+    SERVER_REFERENCE => server_reference: Str("server reference"),
+});
+
+property_list!(AuthProperties in PacketType::Auth + auth {
+    AUTHENTICATION_METHOD => authentication_method: Str("authentication method"),
+    AUTHENTICATION_DATA => authentication_data: Bin("authentication data"),
+    REASON_STRING => reason_string: Str("reason string"),
+    USER_PROPERTY => user_properties: User,
+});
 
 impl PublishProperties {
     /// True when no property is set.
@@ -806,155 +864,12 @@ impl PublishProperties {
             && self.subscription_identifiers.is_empty()
             && self.content_type.is_none()
     }
-
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::PAYLOAD_FORMAT_INDICATOR => set(
-                &mut p.payload_format_indicator,
-                property,
-                read_bool(r, property)?,
-            ),
-            id::MESSAGE_EXPIRY_INTERVAL => set(&mut p.message_expiry_interval, property, r.u32()?),
-            id::TOPIC_ALIAS => match r.u16()? {
-                // [MQTT-3.3.2-8]
-                0 => Err(DecodeError::TopicAliasZero),
-                alias => set(&mut p.topic_alias, property, alias),
-            },
-            id::RESPONSE_TOPIC => set(&mut p.response_topic, property, read_topic(r)?),
-            id::CORRELATION_DATA => set(&mut p.correlation_data, property, r.binary()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            // The one property besides User Property that may repeat here
-            // (MQTT 5.0 §3.3.2.3.8).
-            id::SUBSCRIPTION_IDENTIFIER => {
-                p.subscription_identifiers.push(read_subscription_id(r)?);
-                Ok(())
-            }
-            id::CONTENT_TYPE => set(&mut p.content_type, property, r.string()?),
-            _ => Err(not_allowed(property, PacketType::Publish)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for PublishProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_bool_prop(
-            dst,
-            id::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
-        put_u32_prop(
-            dst,
-            id::MESSAGE_EXPIRY_INTERVAL,
-            self.message_expiry_interval,
-        );
-        put_u16_prop(dst, id::TOPIC_ALIAS, self.topic_alias);
-        put_str_prop(
-            dst,
-            id::RESPONSE_TOPIC,
-            self.response_topic.as_ref().map(TopicName::as_byte_str),
-        );
-        put_bin_prop(dst, id::CORRELATION_DATA, self.correlation_data.as_deref());
-        put_user_properties(dst, &self.user_properties);
-        for &sub in &self.subscription_identifiers {
-            dst.varint(id::SUBSCRIPTION_IDENTIFIER);
-            dst.varint(sub);
-        }
-        put_str_prop(dst, id::CONTENT_TYPE, self.content_type.as_ref());
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_nonzero(id::TOPIC_ALIAS, self.topic_alias.map(u32::from))?;
-        check_bin("correlation data", self.correlation_data.as_ref())?;
-        check_user_properties(&self.user_properties)?;
-        for &sub in &self.subscription_identifiers {
-            check_subscription_id(sub)?;
-        }
-        check_str("content type", self.content_type.as_ref())
-    }
 }
 
 impl AckProperties {
     /// True when no property is set.
     pub(crate) fn is_empty(&self) -> bool {
         self.reason_string.is_none() && self.user_properties.is_empty()
-    }
-
-    pub(crate) fn decode(r: &mut Reader, packet_type: PacketType) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::REASON_STRING => set(&mut p.reason_string, property, r.string()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            _ => Err(not_allowed(property, packet_type)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for AckProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_str_prop(dst, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_properties(dst, &self.user_properties);
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_str("reason string", self.reason_string.as_ref())?;
-        check_user_properties(&self.user_properties)
-    }
-}
-
-impl SubscribeProperties {
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::SUBSCRIPTION_IDENTIFIER => set(
-                &mut p.subscription_identifier,
-                property,
-                read_subscription_id(r)?,
-            ),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            _ => Err(not_allowed(property, PacketType::Subscribe)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for SubscribeProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        if let Some(sub) = self.subscription_identifier {
-            dst.varint(id::SUBSCRIPTION_IDENTIFIER);
-            dst.varint(sub);
-        }
-        put_user_properties(dst, &self.user_properties);
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        if let Some(sub) = self.subscription_identifier {
-            check_subscription_id(sub)?;
-        }
-        check_user_properties(&self.user_properties)
-    }
-}
-
-impl UnsubscribeProperties {
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            _ => Err(not_allowed(property, PacketType::Unsubscribe)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for UnsubscribeProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_user_properties(dst, &self.user_properties);
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_user_properties(&self.user_properties)
     }
 }
 
@@ -963,82 +878,12 @@ impl DisconnectProperties {
     pub(crate) fn is_empty(&self) -> bool {
         self == &Self::default()
     }
-
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::SESSION_EXPIRY_INTERVAL => set(&mut p.session_expiry_interval, property, r.u32()?),
-            id::REASON_STRING => set(&mut p.reason_string, property, r.string()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            id::SERVER_REFERENCE => set(&mut p.server_reference, property, r.string()?),
-            _ => Err(not_allowed(property, PacketType::Disconnect)),
-        })?;
-        Ok(p)
-    }
-}
-
-impl PropertyList for DisconnectProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_u32_prop(
-            dst,
-            id::SESSION_EXPIRY_INTERVAL,
-            self.session_expiry_interval,
-        );
-        put_str_prop(dst, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_properties(dst, &self.user_properties);
-        put_str_prop(dst, id::SERVER_REFERENCE, self.server_reference.as_ref());
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_str("reason string", self.reason_string.as_ref())?;
-        check_user_properties(&self.user_properties)?;
-        check_str("server reference", self.server_reference.as_ref())
-    }
 }
 
 impl AuthProperties {
     /// True when no property is set.
     pub(crate) fn is_empty(&self) -> bool {
         self == &Self::default()
-    }
-
-    pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let mut p = Self::default();
-        decode_list(r, |property, r| match property {
-            id::AUTHENTICATION_METHOD => set(&mut p.authentication_method, property, r.string()?),
-            id::AUTHENTICATION_DATA => set(&mut p.authentication_data, property, r.binary()?),
-            id::REASON_STRING => set(&mut p.reason_string, property, r.string()?),
-            id::USER_PROPERTY => read_user_property(r, &mut p.user_properties),
-            _ => Err(not_allowed(property, PacketType::Auth)),
-        })?;
-        if p.authentication_data.is_some() && p.authentication_method.is_none() {
-            return Err(DecodeError::AuthenticationDataWithoutMethod);
-        }
-        Ok(p)
-    }
-}
-
-impl PropertyList for AuthProperties {
-    fn write_content<S: Sink>(&self, dst: &mut S) {
-        put_str_prop(
-            dst,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            dst,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
-        put_str_prop(dst, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_properties(dst, &self.user_properties);
-    }
-
-    fn check(&self) -> Result<(), EncodeError> {
-        check_str("authentication method", self.authentication_method.as_ref())?;
-        check_bin("authentication data", self.authentication_data.as_ref())?;
-        check_str("reason string", self.reason_string.as_ref())?;
-        check_user_properties(&self.user_properties)
     }
 }
 

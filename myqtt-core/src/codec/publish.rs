@@ -1,14 +1,13 @@
 //! PUBLISH and its acknowledgements PUBACK, PUBREC, PUBREL, PUBCOMP
 //! (MQTT 3.1.1 §3.3–3.7, MQTT 5.0 §3.3–3.7).
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
 use super::properties::{AckProperties, PropertyList, PublishProperties, PublishProps};
 use super::wire::{Reader, Sink};
 use super::{Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode};
-use crate::bytestr::ByteStr;
-use crate::topic::{TopicError, TopicName};
+use crate::topic::{RawTopic, TopicError, TopicName};
 
 /// A PUBLISH packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,48 +62,55 @@ impl Publish {
     ///
     // Design: this is the hot path of every connection (doc/benchmarks.md,
     // "Codec"). The variable header is read straight from the frame's bytes,
-    // without a cursor; the topic is the one new handle on the frame (one
-    // reference count) and the payload is the frame itself, advanced past
-    // the variable header. The packet is built in one expression, in the
-    // caller's return slot. A property list, rare, is decoded out of line so
-    // that its large stack frame is not paid for by every packet.
+    // without a cursor. A topic of at most `TopicName::INLINE_CAPACITY`
+    // bytes (nearly all) is copied into the packet, so the payload, the
+    // frame itself advanced past the variable header, is the packet's only
+    // handle on the receive buffer: one reference count, not two. The
+    // packet is built in one expression, in the caller's return slot. A
+    // property list, rare, is decoded out of line so that its large stack
+    // frame is not paid for by every packet.
     #[inline(always)]
     #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
     pub(crate) fn decode(
-        frame: Bytes,
+        frame: BytesMut,
         header_len: usize,
         first: u8,
         version: ProtocolVersion,
     ) -> Result<Option<Packet>, DecodeError> {
         let flags = publish_flags(first)?;
         let (dup, qos, retain) = flags;
-        let bytes: &[u8] = &frame;
         // Topic Name: a two-byte length, then UTF-8 [MQTT-3.3.2-1].
-        let Some(&[hi, lo]) = bytes.get(header_len..).and_then(<[u8]>::first_chunk) else {
+        let Some(&[hi, lo]) = frame.get(header_len..).and_then(<[u8]>::first_chunk) else {
             return Err(DecodeError::Truncated);
         };
         let topic_start = header_len + 2;
         let topic_end = topic_start + usize::from(u16::from_be_bytes([hi, lo]));
-        if topic_end > bytes.len() {
+        let Some(topic) = frame.get(topic_start..topic_end) else {
             return Err(DecodeError::Truncated);
-        }
-        let topic = frame.slice(topic_start..topic_end);
-        let (packet_id, pos) = match variable_header_end(bytes, topic_end, qos, version) {
-            Ok(Some(end)) => end,
-            Ok(None) => {
-                let topic = utf8(topic)?;
-                let publish = Self::decode_with_properties(frame, topic_end, flags, topic)?;
-                return Ok(Some(Packet::Publish(publish)));
-            }
-            // The topic's own error comes first, as the fields are in
-            // this order.
-            Err(e) => return Err(utf8(topic).err().unwrap_or(e)),
         };
-        // Design: the payload is taken before the topic is validated, so
-        // that the frame's handle is no longer being written when it is
-        // moved into the packet (a store-forwarding stall otherwise).
+        // The topic's own error comes first, as the fields are in this
+        // order [MQTT-1.5.3-1]. A short topic is copied before the frame
+        // is frozen (see below).
+        let copied = if topic.len() <= TopicName::INLINE_CAPACITY {
+            Some(RawTopic::copy(topic).map_err(|_| DecodeError::InvalidUtf8)?)
+        } else {
+            None
+        };
+        // Design: `freeze` reads the frame's handle with wider loads than
+        // `split_to` wrote it with: frozen right after the split, it
+        // stalls on store forwarding (~5 ns); after the topic's copy, not.
+        let frame = frame.freeze();
+        let topic = match copied {
+            Some(topic) => topic,
+            None => RawTopic::share(&frame, topic_start..topic_end)
+                .map_err(|_| DecodeError::InvalidUtf8)?,
+        };
+        let bytes: &[u8] = &frame;
+        let Some((packet_id, pos)) = variable_header_end(bytes, topic_end, qos, version)? else {
+            let publish = Self::decode_with_properties(frame, topic_end, flags, topic)?;
+            return Ok(Some(Packet::Publish(publish)));
+        };
         let payload = rest(frame, pos);
-        let topic = utf8(topic)?;
         // Without properties there is no Topic Alias to stand for an empty
         // topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
         if version.is_v5() && topic.is_empty() {
@@ -130,7 +136,7 @@ impl Publish {
         frame: Bytes,
         topic_end: usize,
         (dup, qos, retain): (bool, QoS, bool),
-        topic: ByteStr,
+        topic: RawTopic,
     ) -> Result<Self, DecodeError> {
         let mut r = Reader::new(frame, topic_end);
         let packet_id = if qos == QoS::AtMostOnce {
@@ -185,7 +191,7 @@ impl Publish {
 
     #[inline]
     pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, dst: &mut S) {
-        dst.binary(self.topic.as_byte_str().as_bytes());
+        dst.binary(self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce
             && let Some(id) = self.packet_id
         {
@@ -248,14 +254,6 @@ fn variable_header_end(
     Ok(Some((packet_id, pos)))
 }
 
-/// `bytes` as a string, if they are UTF-8 [MQTT-1.5.3-1] (U+0000 and
-/// wildcards are `topic_name`'s to refuse).
-#[inline(always)]
-#[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
-fn utf8(bytes: Bytes) -> Result<ByteStr, DecodeError> {
-    ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
-}
-
 /// The payload: `frame` from `pos` on (no new handle, no reference count).
 /// `pos` is within the frame: every field before it was bounds-checked.
 #[inline(always)]
@@ -269,8 +267,8 @@ fn rest(mut frame: Bytes, pos: usize) -> Bytes {
 /// [MQTT-4.7.3-1] not empty; [MQTT-1.5.3-2] no U+0000.
 #[inline(always)]
 #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
-fn topic_name(topic: ByteStr) -> Result<TopicName, DecodeError> {
-    TopicName::from_byte_str(topic).map_err(|e| match e {
+fn topic_name(topic: RawTopic) -> Result<TopicName, DecodeError> {
+    topic.into_name().map_err(|e| match e {
         TopicError::NullCharacter => DecodeError::NullCharacter,
         other => DecodeError::InvalidTopicName(other),
     })

@@ -461,7 +461,7 @@ impl<B: Backend> KvStore<B> {
             }
             Op::PutRetained(message) => st.put_retained(tx, message),
             Op::RemoveRetained(topic) => {
-                let topic = topic.as_byte_str().as_bytes();
+                let topic = topic.as_bytes();
                 match st.retained.remove(topic.as_ref()) {
                     Some(size) => {
                         st.retained_bytes -= size;
@@ -865,7 +865,7 @@ impl State {
         let Ok(value) = f::encode_message(message) else {
             return invalid("message cannot be encoded as an MQTT 5 PUBLISH");
         };
-        let topic = message.publish.topic.as_byte_str().as_bytes().to_vec();
+        let topic = message.publish.topic.as_bytes().to_vec();
         let size = value.len() as u64;
         let old = self.retained.get(&topic).copied().unwrap_or(0);
         let max = self.quotas.max_store_bytes;

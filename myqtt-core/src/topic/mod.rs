@@ -8,6 +8,7 @@ mod retained;
 mod trie;
 mod walk;
 
+pub(crate) use name::RawTopic;
 pub use name::{TopicError, TopicFilter, TopicName};
 pub use retained::RetainedTree;
 pub use trie::{Match, ShareGroup, SubscriptionTrie};

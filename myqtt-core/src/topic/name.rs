@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use arrayvec::ArrayString;
+use bytes::Bytes;
+
 use crate::bytestr::ByteStr;
 
 /// Why a string is not a valid topic name or topic filter.
@@ -87,72 +90,205 @@ fn has_byte_below_0x2c(bytes: &[u8]) -> bool {
 /// The one exception to "at least one character" is an MQTT 5 PUBLISH that
 /// names its topic only through a Topic Alias; the codec builds that value
 /// with [`TopicName::empty_for_alias`] and the session layer replaces it.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicName(ByteStr);
+///
+/// A name of at most [`TopicName::INLINE_CAPACITY`] bytes is stored inline,
+/// in the value itself; a longer one shares its bytes with the [`ByteStr`]
+/// (and so with the packet buffer) it was made from. Cloning a short name
+/// copies it (no reference count); cloning a long one increments a
+/// reference count. Equality, order and hashing are the string's, whichever
+/// the storage.
+///
+// Design: a decoded PUBLISH used to hold two reference-counted handles on
+// the receive buffer, the topic and the payload, and their atomic
+// increments and decrements were most of the decode's time
+// (doc/benchmarks.md, "Codec"). Copying a short topic out of the buffer
+// leaves the payload the only handle. `arrayvec::ArrayString` keeps the
+// UTF-8 invariant without `unsafe` here, so `as_str` stays free.
+#[derive(Clone)]
+pub struct TopicName(Repr);
 
-impl TopicName {
-    /// Validates `s` as a topic name.
-    pub fn new(s: impl Into<ByteStr>) -> Result<Self, TopicError> {
-        Self::from_byte_str(s.into())
+/// The storage of a [`TopicName`] (or of a [`RawTopic`] not yet checked).
+#[derive(Clone)]
+enum Repr {
+    /// At most [`TopicName::INLINE_CAPACITY`] bytes, copied into the value.
+    Inline(ArrayString<{ TopicName::INLINE_CAPACITY }>),
+    /// Longer names: shared with the buffer they were decoded from.
+    Shared(ByteStr),
+}
+
+impl Repr {
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // called for every topic routed; a branch and a load
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Inline(s) => s.as_str(),
+            Self::Shared(s) => s.as_str(),
+        }
     }
+}
 
-    /// [`TopicName::new`] for a [`ByteStr`] already in hand: what the
-    /// decoder calls for every PUBLISH, so it is inlined there.
+/// Checks `text` as a topic name: [MQTT-4.7.3-1] not empty,
+/// [MQTT-4.7.3-3] at most 65535 bytes, [MQTT-4.7.3-2] no U+0000 and
+/// [MQTT-3.3.2-2] no wildcards.
+#[inline(always)]
+#[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
+fn check_name(text: &str) -> Result<(), TopicError> {
+    if text.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if text.len() > usize::from(u16::MAX) {
+        return Err(TopicError::TooLong);
+    }
+    // This runs for every PUBLISH received. '+', '#' and NUL are ASCII,
+    // so a byte search is exact in UTF-8; a cheap word-at-a-time filter
+    // clears most topics without the exact search.
+    if has_byte_below_0x2c(text.as_bytes())
+        && memchr::memchr3(b'+', b'#', 0, text.as_bytes()).is_some()
+    {
+        return Err(if text.contains('\0') {
+            TopicError::NullCharacter
+        } else {
+            TopicError::WildcardInName
+        });
+    }
+    Ok(())
+}
+
+/// The topic of a decoded PUBLISH: valid UTF-8, and the outcome of its
+/// check as a topic name, not yet acted on (the codec reports the fields'
+/// errors in their wire order, and an MQTT 5 topic may be empty when a
+/// Topic Alias stands for it).
+pub(crate) struct RawTopic {
+    repr: Repr,
+    check: Result<(), TopicError>,
+}
+
+impl RawTopic {
+    /// The UTF-8 string `bytes` [MQTT-1.5.3-1], copied: the decoder's
+    /// topic of at most [`TopicName::INLINE_CAPACITY`] bytes (a longer one
+    /// is copied into an allocation).
+    ///
+    // Design: the name is checked in the frame, not in the copy: reading
+    // the copy back right after `memcpy` wrote it stalls on store
+    // forwarding (measured: ~8 ns of a ~50 ns decode). For the same reason
+    // the copy is made in place, not in a temporary moved at once.
     #[inline(always)]
     #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
-    pub(crate) fn from_byte_str(s: ByteStr) -> Result<Self, TopicError> {
-        let text = s.as_str();
-        if text.is_empty() {
-            return Err(TopicError::Empty);
-        }
-        if text.len() > usize::from(u16::MAX) {
-            return Err(TopicError::TooLong);
-        }
-        // This runs for every PUBLISH received. '+', '#' and NUL are ASCII,
-        // so a byte search is exact in UTF-8; a cheap word-at-a-time filter
-        // clears most topics without the exact search.
-        if has_byte_below_0x2c(text.as_bytes())
-            && memchr::memchr3(b'+', b'#', 0, text.as_bytes()).is_some()
+    pub(crate) fn copy(bytes: &[u8]) -> Result<Self, std::str::Utf8Error> {
+        let text = std::str::from_utf8(bytes)?;
+        let mut topic = Self {
+            repr: Repr::Inline(ArrayString::new()),
+            check: Ok(()),
+        };
+        if let Repr::Inline(inline) = &mut topic.repr
+            && inline.try_push_str(text).is_err()
         {
-            return Err(if text.contains('\0') {
-                TopicError::NullCharacter
-            } else {
-                TopicError::WildcardInName
-            });
+            topic.repr = Repr::Shared(ByteStr::from(text));
         }
-        Ok(Self(s))
+        topic.check = check_name(text);
+        Ok(topic)
+    }
+
+    /// The UTF-8 string `frame[range]` [MQTT-1.5.3-1], a new handle on
+    /// `frame`: the decoder's topic of more than
+    /// [`TopicName::INLINE_CAPACITY`] bytes. The range must lie within
+    /// `frame`.
+    pub(crate) fn share(
+        frame: &Bytes,
+        range: std::ops::Range<usize>,
+    ) -> Result<Self, std::str::Utf8Error> {
+        let shared = ByteStr::from_utf8(frame.slice(range))?;
+        Ok(Self {
+            check: check_name(&shared),
+            repr: Repr::Shared(shared),
+        })
+    }
+
+    /// True for the zero-length topic.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.repr.as_str().is_empty()
+    }
+
+    /// The topic as a topic name, or why it is not one (see
+    /// [`TopicName::new`]).
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // PUBLISH decode hot path; measured with callgrind
+    pub(crate) fn into_name(self) -> Result<TopicName, TopicError> {
+        self.check?;
+        Ok(TopicName(self.repr))
+    }
+}
+
+impl TopicName {
+    /// Names of at most this many bytes are stored inline (see
+    /// [`TopicName`]).
+    ///
+    /// Chosen so that a `TopicName` stays 48 bytes (the inline string is
+    /// 44 bytes with its length, plus the tag) while holding typical
+    /// topics: device and sensor paths such as the benchmark's 38-byte
+    /// `sensors/building-7/floor-3/temperature`. Each 8 bytes more would
+    /// make every `TopicName`, `Publish` and `Packet` 8 bytes larger.
+    pub const INLINE_CAPACITY: usize = 40;
+
+    /// Validates `s` as a topic name. A name that fits inline is copied
+    /// (a `&str` is not allocated for); a longer one keeps `s`'s bytes.
+    pub fn new(s: impl Into<ByteStr> + AsRef<str>) -> Result<Self, TopicError> {
+        let text = s.as_ref();
+        check_name(text)?;
+        if let Ok(inline) = ArrayString::from(text) {
+            return Ok(Self(Repr::Inline(inline)));
+        }
+        Ok(Self(Repr::Shared(s.into())))
     }
 
     /// The zero-length topic name of an MQTT 5 PUBLISH that carries a Topic
     /// Alias instead (MQTT 5.0 §3.3.2.3.4).
     pub const fn empty_for_alias() -> Self {
-        Self(ByteStr::new())
+        Self(Repr::Inline(ArrayString::new_const()))
     }
 
     /// The topic as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
 
-    /// The topic as a shared [`ByteStr`].
-    pub fn as_byte_str(&self) -> &ByteStr {
-        &self.0
+    /// The topic's UTF-8 bytes (what the codec writes).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+
+    /// True when the name is stored inline (at most
+    /// [`TopicName::INLINE_CAPACITY`] bytes); false when it shares a
+    /// buffer, such as the packet it was decoded from.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline(_))
+    }
+
+    /// The topic as a [`ByteStr`]: a new handle on the shared bytes of a
+    /// long name, a new allocation for an inline one.
+    pub fn to_byte_str(&self) -> ByteStr {
+        match &self.0 {
+            Repr::Inline(s) => ByteStr::from(s.as_str()),
+            Repr::Shared(s) => s.clone(),
+        }
     }
 
     /// True for the zero-length name that stands for a Topic Alias.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_str().is_empty()
     }
 
     /// True if the topic starts with `$` (such as `$SYS/...`): wildcards at
     /// the first level do not match it [MQTT-4.7.2-1].
     pub fn is_dollar(&self) -> bool {
-        self.0.starts_with('$')
+        self.as_str().starts_with('$')
     }
 
     /// The topic's levels, split at `/` (empty levels included).
     pub fn levels(&self) -> std::str::Split<'_, char> {
-        self.0.split('/')
+        self.as_str().split('/')
     }
 
     /// The number of levels, empty ones included: `a//b` has 3, `/` has 2.
@@ -160,6 +296,32 @@ impl TopicName {
     /// it against its configured maximum number of topic levels.
     pub fn level_count(&self) -> usize {
         count_levels(self.as_str())
+    }
+}
+
+impl PartialEq for TopicName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TopicName {}
+
+impl PartialOrd for TopicName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TopicName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for TopicName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -375,6 +537,44 @@ mod tests {
             "[MQTT-4.7.1] a lone separator is a valid name"
         );
         assert!(TopicName::new("$SYS/uptime").unwrap().is_dollar());
+    }
+
+    #[test]
+    fn short_names_are_stored_inline_and_long_ones_share_their_bytes() {
+        let cap = TopicName::INLINE_CAPACITY;
+        let buf = Bytes::from("x".repeat(cap + 1));
+        let short = TopicName::new(ByteStr::from_utf8(buf.slice(..cap)).unwrap()).unwrap();
+        assert!(short.is_inline());
+        assert!(!buf.as_ptr_range().contains(&short.as_str().as_ptr()));
+        let long = TopicName::new(ByteStr::from_utf8(buf.clone()).unwrap()).unwrap();
+        assert!(!long.is_inline());
+        assert_eq!(long.as_str().as_ptr(), buf.as_ptr());
+        assert_eq!(long.to_byte_str().as_bytes().as_ptr(), buf.as_ptr());
+        assert_eq!(short.to_byte_str(), short.as_str());
+        assert_eq!(short.as_bytes(), &buf[..cap]);
+        assert!(TopicName::empty_for_alias().is_empty());
+    }
+
+    #[test]
+    fn equality_order_and_hash_are_the_strings_whatever_the_storage() {
+        let long = "a/".repeat(TopicName::INLINE_CAPACITY);
+        let texts = ["b", "a/b", long.as_str(), "$SYS/x", "a", "a/"];
+        let mut names: Vec<TopicName> = texts.iter().map(|t| TopicName::new(*t).unwrap()).collect();
+        names.sort();
+        let mut sorted = texts.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            names.iter().map(TopicName::as_str).collect::<Vec<_>>(),
+            sorted
+        );
+        let set: std::collections::HashSet<TopicName> = names.iter().cloned().collect();
+        for t in texts {
+            assert!(
+                set.contains(&TopicName::new(ByteStr::from(t)).unwrap()),
+                "{t}"
+            );
+        }
+        assert!(!set.contains(&TopicName::new("c").unwrap()));
     }
 
     #[test]
