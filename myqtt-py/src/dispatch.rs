@@ -105,10 +105,11 @@ pub(crate) enum Job {
         msg: Message,
         reply: oneshot::Sender<PublishVerdict>,
     },
-    /// PUBLISH packets of one connection, decided in order.
+    /// PUBLISH packets of one connection, decided in order (the batch is
+    /// the engine's, shared).
     PublishBatch {
         client: Arc<ClientInfo>,
-        msgs: Vec<Message>,
+        msgs: Arc<Vec<Message>>,
         reply: oneshot::Sender<Vec<PublishVerdict>>,
     },
     Acl {
@@ -562,13 +563,16 @@ impl Local {
     /// The verdicts on PUBLISH packets of one connection, in order: the
     /// handler, the context and the `conn` are looked up once for them
     /// all. After a `PUBLISH_CONN_CLOSE` the handler is not called for the
-    /// messages behind it (the engine routes none of them).
+    /// messages behind it (the engine routes none of them). The batch is
+    /// dropped here, before the verdicts are sent: the engine then takes
+    /// the messages back without copying them (unless a handler kept a
+    /// `msg`).
     fn publish_batch(
         &mut self,
         py: Python<'_>,
         shared: &Shared,
         client: &Arc<ClientInfo>,
-        msgs: Vec<Message>,
+        msgs: Arc<Vec<Message>>,
     ) -> Vec<PublishVerdict> {
         let n = msgs.len();
         let Some(h) = get(&shared.handlers.on_publish) else {
@@ -585,8 +589,10 @@ impl Local {
             }
         };
         let mut verdicts = Vec::with_capacity(n);
-        for msg in msgs {
-            let msg = ListenerMsg::from_message(msg);
+        for i in 0..n {
+            let Some(msg) = ListenerMsg::in_batch(&msgs, i) else {
+                break;
+            };
             let verdict = self.decide(py, &h, &ctx, &conn, msg).unwrap_or_else(|e| {
                 self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
                 PublishVerdict::Discard
@@ -597,6 +603,7 @@ impl Local {
                 break;
             }
         }
+        drop(msgs);
         verdicts
     }
 

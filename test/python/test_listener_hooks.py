@@ -232,6 +232,43 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     sub.close()
 
 
+def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
+    broker: Broker,
+) -> None:
+    """The `msg` of a burst's message shares the engine's batch; a handler
+    that keeps it (and changes one after its call) neither changes what was
+    routed nor loses what it reads."""
+    import socket
+
+    kept: List[Any] = []
+
+    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+        kept.append(msg)
+        if msg.topic == "r/2":
+            msg.payload = b"rewritten"
+        return myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    broker.start()
+    sub = Client(broker.port, "keep-sub")
+    sub.subscribe("#", 1)
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
+    s.sendall(_packet(0x10, connect + _mqtt_string("raw-keep")))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    s.sendall(_raw_publish("k/1", 0, 0) + _raw_publish("r/2", 0, 0) + _raw_publish("k/3", 1, 3))
+    assert s.recv(4) == bytes([0x40, 2, 0, 3])
+    s.close()
+    wait_for(lambda: len(sub.messages) == 3, what="the routed messages")
+    assert [(m.topic, m.payload) for m in sub.messages] == [
+        ("k/1", b"k/1"), ("r/2", b"rewritten"), ("k/3", b"k/3")]
+    # Changed after the handler returned: a copy, nothing routed changes.
+    kept[0].payload = b"too late"
+    assert [(m.topic, m.payload, m.qos) for m in kept] == [
+        ("k/1", b"too late", 0), ("r/2", b"rewritten", 0), ("k/3", b"k/3", 1)]
+    sub.close()
+
+
 def test_the_listener_conn_gives_the_clients_socket_while_it_is_connected(
     broker: Broker,
 ) -> None:
