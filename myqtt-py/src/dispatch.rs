@@ -551,9 +551,10 @@ impl Local {
         let Some(ctx) = Self::ctx(py, shared) else {
             return PublishVerdict::Discard;
         };
-        let result = self
-            .conn(py, shared, client, None)
-            .and_then(|conn| self.decide(py, &h, &ctx, &conn, ListenerMsg::new(msg)));
+        let result = self.conn(py, shared, client, None).and_then(|conn| {
+            let msg = Bound::new(py, ListenerMsg::new(msg))?;
+            self.decide(py, &h, &ctx, &conn, &msg)
+        });
         result.unwrap_or_else(|e| {
             self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
             PublishVerdict::Discard
@@ -589,20 +590,36 @@ impl Local {
             }
         };
         let mut verdicts = Vec::with_capacity(n);
+        // The `msg` of the previous message when the handler kept no
+        // reference to it: the next message reuses it (no allocation).
+        let mut spare: Option<Bound<'_, ListenerMsg>> = None;
         for i in 0..n {
-            let Some(msg) = ListenerMsg::in_batch(&msgs, i) else {
-                break;
+            let msg = match spare.take() {
+                Some(m) if m.try_borrow_mut().is_ok_and(|mut r| r.point_at(&msgs, i)) => Ok(m),
+                _ => ListenerMsg::in_batch(&msgs, i).map_or_else(
+                    || Err(pyo3::exceptions::PyIndexError::new_err("past the batch")),
+                    |m| Bound::new(py, m),
+                ),
             };
-            let verdict = self.decide(py, &h, &ctx, &conn, msg).unwrap_or_else(|e| {
-                self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
-                PublishVerdict::Discard
-            });
+            let verdict = msg
+                .and_then(|m| {
+                    let v = self.decide(py, &h, &ctx, &conn, &m);
+                    if only_reference(&m) {
+                        spare = Some(m);
+                    }
+                    v
+                })
+                .unwrap_or_else(|e| {
+                    self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
+                    PublishVerdict::Discard
+                });
             let close = verdict == PublishVerdict::CloseConnection;
             verdicts.push(verdict);
             if close {
                 break;
             }
         }
+        drop(spare);
         drop(msgs);
         verdicts
     }
@@ -614,11 +631,10 @@ impl Local {
         h: &Handler,
         ctx: &Py<PyAny>,
         conn: &Py<ListenerConn>,
-        msg: ListenerMsg,
+        pymsg: &Bound<'_, ListenerMsg>,
     ) -> PyResult<PublishVerdict> {
-        let pymsg = Bound::new(py, msg)?;
         // The tuple is filled directly (no iterator, no per-item checks).
-        let args = (ctx.bind(py), conn.bind(py), &pymsg, h.data.bind(py)).into_pyobject(py)?;
+        let args = (ctx.bind(py), conn.bind(py), pymsg, h.data.bind(py)).into_pyobject(py)?;
         let r = self.call(py, &h.func, args)?;
         let code = if r.is_none() { 1 } else { r.extract::<i64>()? };
         match code {
@@ -718,6 +734,14 @@ impl Local {
             }
         }
     }
+}
+
+/// True when the caller holds the only reference to `msg`: nothing else
+/// (the handler, a traceback, another thread) can see it, so it may be
+/// reused for the next message of a batch.
+#[allow(deprecated)] // pyo3 0.29 deprecated it for `ffi::Py_REFCNT`, which is `unsafe`
+fn only_reference(msg: &Bound<'_, ListenerMsg>) -> bool {
+    msg.get_refcnt() == 1
 }
 
 /// The name of a drop reason, as events give it.

@@ -334,6 +334,20 @@ impl ListenerMsg {
         })
     }
 
+    /// Makes this object message `index` of `batch` (reused for the next
+    /// message once the handler has dropped it), or `false` past the end.
+    pub(crate) fn point_at(&mut self, batch: &Arc<Vec<Message>>, index: usize) -> bool {
+        if index >= batch.len() {
+            return false;
+        }
+        match &mut self.held {
+            Held::Batch(b, i) if Arc::ptr_eq(b, batch) => *i = index,
+            held => *held = Held::Batch(Arc::clone(batch), index),
+        }
+        self.modified = false;
+        true
+    }
+
     fn msg(&self) -> &Message {
         match &self.held {
             Held::Own(m) => m,

@@ -235,16 +235,20 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
 def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
     broker: Broker,
 ) -> None:
-    """The `msg` of a burst's message shares the engine's batch; a handler
-    that keeps it (and changes one after its call) neither changes what was
-    routed nor loses what it reads."""
+    """The `msg` of a burst's message shares the engine's batch, and one
+    the handler did not keep is reused for the next message: a handler
+    that keeps some (and changes one after its call) neither changes what
+    was routed nor sees a kept `msg` change under it."""
     import socket
 
     kept: List[Any] = []
+    seen: List[str] = []
 
     def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
-        kept.append(msg)
-        if msg.topic == "r/2":
+        seen.append(msg.topic)
+        if msg.topic.startswith("k/"):
+            kept.append(msg)
+        if msg.topic == "k/2":
             msg.payload = b"rewritten"
         return myqtt.PUBLISH_OK
 
@@ -256,16 +260,18 @@ def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
     connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
     s.sendall(_packet(0x10, connect + _mqtt_string("raw-keep")))
     assert s.recv(4) == bytes([0x20, 2, 0, 0])
-    s.sendall(_raw_publish("k/1", 0, 0) + _raw_publish("r/2", 0, 0) + _raw_publish("k/3", 1, 3))
-    assert s.recv(4) == bytes([0x40, 2, 0, 3])
+    topics = ["n/0", "k/1", "n/2", "n/3", "k/2", "n/5", "k/3"]
+    s.sendall(b"".join(_raw_publish(t, 0, 0) for t in topics[:-1]) + _raw_publish("k/3", 1, 7))
+    assert s.recv(4) == bytes([0x40, 2, 0, 7])
     s.close()
-    wait_for(lambda: len(sub.messages) == 3, what="the routed messages")
+    assert seen == topics
+    wait_for(lambda: len(sub.messages) == len(topics), what="the routed messages")
     assert [(m.topic, m.payload) for m in sub.messages] == [
-        ("k/1", b"k/1"), ("r/2", b"rewritten"), ("k/3", b"k/3")]
+        (t, b"rewritten" if t == "k/2" else t.encode()) for t in topics]
     # Changed after the handler returned: a copy, nothing routed changes.
     kept[0].payload = b"too late"
     assert [(m.topic, m.payload, m.qos) for m in kept] == [
-        ("k/1", b"too late", 0), ("r/2", b"rewritten", 0), ("k/3", b"k/3", 1)]
+        ("k/1", b"too late", 0), ("k/2", b"rewritten", 0), ("k/3", b"k/3", 1)]
     sub.close()
 
 
