@@ -161,6 +161,9 @@ socks = []
 for i in range(conns):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Plenty queued: the listener still has bytes to read while this
+    # process waits for its core.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     # CONNECT, MQTT 3.1.1, clean session, keep alive 60 s.
     body = string(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60)
     s.sendall(packet(0x10, body + string(b"blast-%d" % i)))
@@ -207,6 +210,7 @@ def run_raw(port: int, messages: int, publishers: int) -> "tuple[int, float]":
     if load.stdout.readline().strip() != "ready":
         load.wait()
         raise RuntimeError("the load did not connect")
+    load_cpu0 = cpu_seconds(load.pid)
     start = time.perf_counter()
     load.stdin.write("go\n")
     load.stdin.flush()
@@ -214,6 +218,13 @@ def run_raw(port: int, messages: int, publishers: int) -> "tuple[int, float]":
         load.wait()
         raise RuntimeError("the load failed")
     secs = time.perf_counter() - start
+    global LOAD_BUSY
+    try:
+        # The load's share of the time: near 100%, the load (or what else
+        # runs on its core) and not the listener may be the bottleneck.
+        LOAD_BUSY = (cpu_seconds(load.pid) - load_cpu0) / secs
+    except OSError:
+        LOAD_BUSY = None
     load.wait(30)
     return messages * publishers, secs
 
@@ -285,6 +296,8 @@ def run_myqtt_bench(bench: str, port: int, publishers: int) -> "tuple[int, float
 
 BENCH: Optional[str] = None
 LOAD = "raw"
+# The raw load's CPU time over the measured time, in the last run.
+LOAD_BUSY: Optional[float] = None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -322,7 +335,13 @@ def measure(name: str, code: str, args: List[str], n: int, p: int,
         out, _ = proc.communicate(timeout=30)
     rate = received / secs
     us = cpu / received * 1e6 if have_proc else None
-    cpu_note = f", listener CPU {us:5.2f} us/msg" if us is not None else ""
+    # The listener's CPU time over the measured time: well under 100% (of
+    # the one core it is pinned to), something else held it back (the
+    # load, or other work on its core), and the rate says less than the
+    # CPU time per message.
+    cpu_note = f", listener CPU {us:5.2f} us/msg ({cpu / secs:4.0%} busy)" if us is not None else ""
+    if LOAD == "raw" and not BENCH and LOAD_BUSY is not None:
+        cpu_note += f", load {LOAD_BUSY:4.0%} busy"
     print(f"{name:<28} {received:>8} msgs in {secs:6.2f} s = {rate:>10,.0f} msg/s{cpu_note}"
           f"{'' if received == expected else f'  ({expected - received} lost)'}", flush=True)
     if handler and not BENCH:
