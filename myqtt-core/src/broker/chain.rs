@@ -153,8 +153,13 @@ impl HookChain {
     pub(crate) async fn acl(&self, req: &AclRequest<'_>) -> bool {
         let on_failure = !self.fail_closed();
         for (hook, _) in &self.hooks {
-            let reply = hook.acl_check(req);
-            if !self.resolve(reply, "acl_check", on_failure).await {
+            // An immediate answer (the common case: asked for every
+            // PUBLISH) skips the deferred answer's machinery.
+            let allowed = match hook.acl_check(req) {
+                Reply::Ready(allowed) => allowed,
+                reply @ Reply::Later(_) => self.resolve(reply, "acl_check", on_failure).await,
+            };
+            if !allowed {
                 return false;
             }
         }
