@@ -240,6 +240,10 @@ struct Local {
     logger: Option<Py<PyAny>>,
     /// An asyncio loop for coroutine handlers, made on first use.
     aio_loop: Option<Py<PyAny>>,
+    /// `asyncio.events._set_running_loop`, looked up on first use
+    /// (importing `asyncio.events` for every call went through importlib's
+    /// module locks: half of a coroutine handler's cost).
+    set_running_loop: Option<Py<PyAny>>,
 }
 
 fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
@@ -248,6 +252,7 @@ fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
         swept_at: 0,
         logger: None,
         aio_loop: None,
+        set_running_loop: None,
     };
     // Nothing touches Python before the first job. From then on the thread
     // stays attached to the interpreter, and waits for jobs detached (the
@@ -435,8 +440,15 @@ impl Local {
         if !awaitable.hasattr(pyo3::intern!(py, "send"))? {
             return aio.call_method1(pyo3::intern!(py, "run_until_complete"), (awaitable,));
         }
-        let events = py.import("asyncio.events")?;
-        let set_running = events.getattr(pyo3::intern!(py, "_set_running_loop"))?;
+        let set_running = if let Some(f) = &self.set_running_loop {
+            f.bind(py).clone()
+        } else {
+            let f = py
+                .import("asyncio.events")?
+                .getattr(pyo3::intern!(py, "_set_running_loop"))?;
+            self.set_running_loop = Some(f.clone().unbind());
+            f
+        };
         set_running.call1((aio,))?;
         let step = awaitable.call_method1(pyo3::intern!(py, "send"), (py.None(),));
         set_running.call1((py.None(),))?;
