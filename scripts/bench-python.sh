@@ -30,7 +30,7 @@ else
   echo "(amqtt is not installed in .venv: pip install amqtt to compare with it)"
 fi
 
-echo "== listener: publisher processes, no subscriber (what the listener takes in)"
+echo "== listener, no subscriber (what the listener takes in): the raw load, then myqtt.Conn publishers"
 if [ $# -eq 0 ]; then
   # The target's configuration (QoS 0, 64 B), raw load, listener pinned.
   .venv/bin/python test/python/bench_listener.py "${amqtt[@]}" --publishers 4 --rounds 3

@@ -404,8 +404,9 @@ def main() -> int:
              else "nothing pinned")
     load = ("raw load (pre-encoded packets, one process)" if raw
             else "myqtt-bench pairs" if BENCH else "myqtt.Conn publisher processes")
-    print(f"QoS {QOS}, {PAYLOAD} B payloads, {publishers} connection(s) x {messages} "
-          f"messages, no subscriber, {load}; {os.cpu_count()} CPUs, {where}; "
+    what = (f"{publishers} publisher/subscriber pair(s) for 3 s" if BENCH
+            else f"{publishers} connection(s) x {messages} messages, no subscriber")
+    print(f"QoS {QOS}, {PAYLOAD} B payloads, {what}, {load}; {os.cpu_count()} CPUs, {where}; "
           f"load average {load_average()}", flush=True)
     modes = [
         ("myqtt, no handler", SERVE, ["none"], messages, False),
