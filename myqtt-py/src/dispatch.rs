@@ -577,9 +577,9 @@ impl Local {
     /// handler, the context and the `conn` are looked up once for them
     /// all. After a `PUBLISH_CONN_CLOSE` the handler is not called for the
     /// messages behind it (the engine routes none of them). The batch is
-    /// dropped here, before the verdicts are sent: the engine then takes
-    /// the messages back without copying them (unless a handler kept a
-    /// `msg`).
+    /// dropped here, before the verdicts are sent (a `msg` the handler kept
+    /// gets a copy of its message): the engine then takes the messages
+    /// back without copying them.
     fn publish_batch(
         &mut self,
         py: Python<'_>,
@@ -618,6 +618,9 @@ impl Local {
                     let v = self.decide(py, &h, &ctx, &conn, &m);
                     if only_reference(&m) {
                         spare = Some(m);
+                    } else if let Ok(mut kept) = m.try_borrow_mut() {
+                        // Kept by the handler: its own copy of its message.
+                        kept.detach();
                     }
                     v
                 })

@@ -348,6 +348,15 @@ impl ListenerMsg {
         true
     }
 
+    /// Gives up the share of the batch for a copy of its message: for a
+    /// `msg` the handler kept, so it does not hold the whole batch (and
+    /// the engine gets the batch back without copying it).
+    pub(crate) fn detach(&mut self) {
+        if let Held::Batch(batch, i) = &self.held {
+            self.held = Held::Own(batch[*i].clone());
+        }
+    }
+
     fn msg(&self) -> &Message {
         match &self.held {
             Held::Own(m) => m,
