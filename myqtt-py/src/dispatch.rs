@@ -400,7 +400,7 @@ impl Local {
         &mut self,
         py: Python<'py>,
         func: &Py<PyAny>,
-        args: Bound<'py, PyTuple>,
+        args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let result = func.bind(py).call1(args)?;
         if result.is_none() || result.is_instance_of::<pyo3::types::PyInt>() {
@@ -530,7 +530,7 @@ impl Local {
             py,
             [ctx, conn.clone_ref(py).into_any(), h.data.clone_ref(py)],
         );
-        let answer = args.and_then(|a| self.call(py, &h.func, a)).and_then(|r| {
+        let answer = args.and_then(|a| self.call(py, &h.func, &a)).and_then(|r| {
             if r.is_none() {
                 Ok(0)
             } else {
@@ -565,7 +565,8 @@ impl Local {
         };
         let result = self.conn(py, shared, client, None).and_then(|conn| {
             let msg = Bound::new(py, ListenerMsg::new(msg))?;
-            self.decide(py, &h, &ctx, &conn, &msg)
+            let args = (ctx.bind(py), conn.bind(py), &msg, h.data.bind(py)).into_pyobject(py)?;
+            self.decide(py, &h, &args, &msg)
         });
         result.unwrap_or_else(|e| {
             self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
@@ -602,22 +603,34 @@ impl Local {
             }
         };
         let mut verdicts = Vec::with_capacity(n);
-        // The `msg` of the previous message when the handler kept no
-        // reference to it: the next message reuses it (no allocation).
-        let mut spare: Option<Bound<'_, ListenerMsg>> = None;
+        // The `msg` of the previous message and the argument tuple that
+        // holds it, when nothing but this loop holds either (the handler
+        // kept neither): the next message reuses both, pointed at the next
+        // message (no allocation, and the same tuple since its items are the
+        // same objects).
+        let mut spare: Option<(Bound<'_, ListenerMsg>, Bound<'_, PyTuple>)> = None;
         for i in 0..n {
-            let msg = match spare.take() {
-                Some(m) if m.try_borrow_mut().is_ok_and(|mut r| r.point_at(&msgs, i)) => Ok(m),
-                _ => ListenerMsg::in_batch(&msgs, i).map_or_else(
-                    || Err(pyo3::exceptions::PyIndexError::new_err("past the batch")),
-                    |m| Bound::new(py, m),
-                ),
+            let reused = spare
+                .take()
+                .filter(|(m, _)| m.try_borrow_mut().is_ok_and(|mut r| r.point_at(&msgs, i)));
+            let call = match reused {
+                Some(pair) => Ok(pair),
+                None => ListenerMsg::in_batch(&msgs, i)
+                    .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("past the batch"))
+                    .and_then(|m| Bound::new(py, m))
+                    .and_then(|m| {
+                        // Filled directly (no iterator, no per-item checks).
+                        let args =
+                            (ctx.bind(py), conn.bind(py), &m, h.data.bind(py)).into_pyobject(py)?;
+                        Ok((m, args))
+                    }),
             };
-            let verdict = msg
-                .and_then(|m| {
-                    let v = self.decide(py, &h, &ctx, &conn, &m);
-                    if only_reference(&m) {
-                        spare = Some(m);
+            let verdict = call
+                .and_then(|(m, args)| {
+                    let v = self.decide(py, &h, &args, &m);
+                    // Ours and the tuple's references only.
+                    if refcount(args.as_any()) == 1 && refcount(m.as_any()) == 2 {
+                        spare = Some((m, args));
                     } else if let Ok(mut kept) = m.try_borrow_mut() {
                         // Kept by the handler: its own copy of its message.
                         kept.detach();
@@ -639,17 +652,15 @@ impl Local {
         verdicts
     }
 
-    /// Calls the `on_publish` handler about one message.
+    /// Calls the `on_publish` handler with `args` (ctx, conn, `pymsg`,
+    /// data) about the message `pymsg` holds.
     fn decide(
         &mut self,
         py: Python<'_>,
         h: &Handler,
-        ctx: &Py<PyAny>,
-        conn: &Py<ListenerConn>,
+        args: &Bound<'_, PyTuple>,
         pymsg: &Bound<'_, ListenerMsg>,
     ) -> PyResult<PublishVerdict> {
-        // The tuple is filled directly (no iterator, no per-item checks).
-        let args = (ctx.bind(py), conn.bind(py), pymsg, h.data.bind(py)).into_pyobject(py)?;
         let r = self.call(py, &h.func, args)?;
         let code = if r.is_none() { 1 } else { r.extract::<i64>()? };
         match code {
@@ -696,7 +707,7 @@ impl Local {
                 h.data.clone_ref(py),
             )
                 .into_pyobject(py)?;
-            self.call(py, &h.func, args)?.is_truthy()
+            self.call(py, &h.func, &args)?.is_truthy()
         })();
         result.unwrap_or_else(|e| {
             self.log_failure(py, "acl_check", "denied", &e);
@@ -728,7 +739,7 @@ impl Local {
                 address: e.address,
             };
             let args = (ctx, Py::new(py, event)?, h.data.clone_ref(py)).into_pyobject(py)?;
-            self.call(py, &h.func, args)?;
+            self.call(py, &h.func, &args)?;
             Ok(())
         })();
         if let Err(err) = result {
@@ -741,7 +752,7 @@ impl Local {
             return true;
         };
         let args = (ctx, h.data.clone_ref(py), h.data2.clone_ref(py)).into_pyobject(py);
-        match args.and_then(|a| self.call(py, &h.func, a)) {
+        match args.and_then(|a| self.call(py, &h.func, &a)) {
             Ok(r) => r.is_truthy().unwrap_or(false),
             Err(e) => {
                 self.log_failure(py, "event", "kept", &e);
@@ -751,12 +762,12 @@ impl Local {
     }
 }
 
-/// True when the caller holds the only reference to `msg`: nothing else
-/// (the handler, a traceback, another thread) can see it, so it may be
-/// reused for the next message of a batch.
+/// The reference count of `obj`: an object whose references are all
+/// known to the caller can be seen by nothing else (the handler, a
+/// traceback, another thread), so it may be reused.
 #[allow(deprecated)] // pyo3 0.29 deprecated it for `ffi::Py_REFCNT`, which is `unsafe`
-fn only_reference(msg: &Bound<'_, ListenerMsg>) -> bool {
-    msg.get_refcnt() == 1
+fn refcount(obj: &Bound<'_, PyAny>) -> isize {
+    obj.get_refcnt()
 }
 
 /// The name of a drop reason, as events give it.

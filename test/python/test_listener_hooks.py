@@ -232,22 +232,25 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     sub.close()
 
 
+@pytest.mark.parametrize("keeps", ["msg", "args"])
 def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
-    broker: Broker,
+    broker: Broker, keeps: str
 ) -> None:
     """The `msg` of a burst's message shares the engine's batch, and one
-    the handler did not keep is reused for the next message: a handler
-    that keeps some (and changes one after its call) neither changes what
-    was routed nor sees a kept `msg` change under it."""
+    the handler did not keep (nor the arguments holding it) is reused for
+    the next message: a handler that keeps some (and changes one after its
+    call) neither changes what was routed nor sees a kept `msg` change
+    under it."""
     import socket
 
     kept: List[Any] = []
     seen: List[str] = []
 
-    def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
+    def on_publish(*args: Any) -> int:
+        msg = args[2]
         seen.append(msg.topic)
         if msg.topic.startswith("k/"):
-            kept.append(msg)
+            kept.append(msg if keeps == "msg" else args)
         if msg.topic == "k/2":
             msg.payload = b"rewritten"
         return myqtt.PUBLISH_OK
@@ -268,6 +271,8 @@ def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
     wait_for(lambda: len(sub.messages) == len(topics), what="the routed messages")
     assert [(m.topic, m.payload) for m in sub.messages] == [
         (t, b"rewritten" if t == "k/2" else t.encode()) for t in topics]
+    if keeps == "args":
+        kept = [args[2] for args in kept]
     # Changed after the handler returned: a copy, nothing routed changes.
     kept[0].payload = b"too late"
     assert [(m.topic, m.payload, m.qos) for m in kept] == [
