@@ -583,7 +583,7 @@ impl Hook for BatchByTopic {
     fn on_publish_batch(
         &self,
         client: &Arc<ClientInfo>,
-        msgs: &[Message],
+        msgs: &Arc<Vec<Message>>,
     ) -> Reply<Vec<PublishVerdict>> {
         self.sizes.lock().unwrap().push(msgs.len());
         let verdicts = msgs

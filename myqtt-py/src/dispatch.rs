@@ -105,10 +105,11 @@ pub(crate) enum Job {
         msg: Message,
         reply: oneshot::Sender<PublishVerdict>,
     },
-    /// PUBLISH packets of one connection, decided in order.
+    /// PUBLISH packets of one connection, decided in order (the batch is
+    /// the engine's, shared).
     PublishBatch {
         client: Arc<ClientInfo>,
-        msgs: Vec<Message>,
+        msgs: Arc<Vec<Message>>,
         reply: oneshot::Sender<Vec<PublishVerdict>>,
     },
     Acl {
@@ -239,6 +240,10 @@ struct Local {
     logger: Option<Py<PyAny>>,
     /// An asyncio loop for coroutine handlers, made on first use.
     aio_loop: Option<Py<PyAny>>,
+    /// `asyncio.events._set_running_loop`, looked up on first use
+    /// (importing `asyncio.events` for every call went through importlib's
+    /// module locks: half of a coroutine handler's cost).
+    set_running_loop: Option<Py<PyAny>>,
 }
 
 fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
@@ -247,6 +252,7 @@ fn run(shared: &Weak<Shared>, mut rx: mpsc::Receiver<Job>) {
         swept_at: 0,
         logger: None,
         aio_loop: None,
+        set_running_loop: None,
     };
     // Nothing touches Python before the first job. From then on the thread
     // stays attached to the interpreter, and waits for jobs detached (the
@@ -394,7 +400,7 @@ impl Local {
         &mut self,
         py: Python<'py>,
         func: &Py<PyAny>,
-        args: Bound<'py, PyTuple>,
+        args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let result = func.bind(py).call1(args)?;
         if result.is_none() || result.is_instance_of::<pyo3::types::PyInt>() {
@@ -434,8 +440,15 @@ impl Local {
         if !awaitable.hasattr(pyo3::intern!(py, "send"))? {
             return aio.call_method1(pyo3::intern!(py, "run_until_complete"), (awaitable,));
         }
-        let events = py.import("asyncio.events")?;
-        let set_running = events.getattr(pyo3::intern!(py, "_set_running_loop"))?;
+        let set_running = if let Some(f) = &self.set_running_loop {
+            f.bind(py).clone()
+        } else {
+            let f = py
+                .import("asyncio.events")?
+                .getattr(pyo3::intern!(py, "_set_running_loop"))?;
+            self.set_running_loop = Some(f.clone().unbind());
+            f
+        };
         set_running.call1((aio,))?;
         let step = awaitable.call_method1(pyo3::intern!(py, "send"), (py.None(),));
         set_running.call1((py.None(),))?;
@@ -517,7 +530,7 @@ impl Local {
             py,
             [ctx, conn.clone_ref(py).into_any(), h.data.clone_ref(py)],
         );
-        let answer = args.and_then(|a| self.call(py, &h.func, a)).and_then(|r| {
+        let answer = args.and_then(|a| self.call(py, &h.func, &a)).and_then(|r| {
             if r.is_none() {
                 Ok(0)
             } else {
@@ -550,9 +563,11 @@ impl Local {
         let Some(ctx) = Self::ctx(py, shared) else {
             return PublishVerdict::Discard;
         };
-        let result = self
-            .conn(py, shared, client, None)
-            .and_then(|conn| self.decide(py, &h, &ctx, &conn, ListenerMsg::new(msg)));
+        let result = self.conn(py, shared, client, None).and_then(|conn| {
+            let msg = Bound::new(py, ListenerMsg::new(msg))?;
+            let args = (ctx.bind(py), conn.bind(py), &msg, h.data.bind(py)).into_pyobject(py)?;
+            self.decide(py, &h, &args, &msg)
+        });
         result.unwrap_or_else(|e| {
             self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
             PublishVerdict::Discard
@@ -562,13 +577,16 @@ impl Local {
     /// The verdicts on PUBLISH packets of one connection, in order: the
     /// handler, the context and the `conn` are looked up once for them
     /// all. After a `PUBLISH_CONN_CLOSE` the handler is not called for the
-    /// messages behind it (the engine routes none of them).
+    /// messages behind it (the engine routes none of them). The batch is
+    /// dropped here, before the verdicts are sent (a `msg` the handler kept
+    /// gets a copy of its message): the engine then takes the messages
+    /// back without copying them.
     fn publish_batch(
         &mut self,
         py: Python<'_>,
         shared: &Shared,
         client: &Arc<ClientInfo>,
-        msgs: Vec<Message>,
+        msgs: Arc<Vec<Message>>,
     ) -> Vec<PublishVerdict> {
         let n = msgs.len();
         let Some(h) = get(&shared.handlers.on_publish) else {
@@ -585,33 +603,64 @@ impl Local {
             }
         };
         let mut verdicts = Vec::with_capacity(n);
-        for msg in msgs {
-            let msg = ListenerMsg::from_message(msg);
-            let verdict = self.decide(py, &h, &ctx, &conn, msg).unwrap_or_else(|e| {
-                self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
-                PublishVerdict::Discard
-            });
+        // The `msg` of the previous message and the argument tuple that
+        // holds it, when nothing but this loop holds either (the handler
+        // kept neither): the next message reuses both, pointed at the next
+        // message (no allocation, and the same tuple since its items are the
+        // same objects).
+        let mut spare: Option<(Bound<'_, ListenerMsg>, Bound<'_, PyTuple>)> = None;
+        for i in 0..n {
+            let reused = spare
+                .take()
+                .filter(|(m, _)| m.try_borrow_mut().is_ok_and(|mut r| r.point_at(&msgs, i)));
+            let call = match reused {
+                Some(pair) => Ok(pair),
+                None => ListenerMsg::in_batch(&msgs, i)
+                    .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("past the batch"))
+                    .and_then(|m| Bound::new(py, m))
+                    .and_then(|m| {
+                        // Filled directly (no iterator, no per-item checks).
+                        let args =
+                            (ctx.bind(py), conn.bind(py), &m, h.data.bind(py)).into_pyobject(py)?;
+                        Ok((m, args))
+                    }),
+            };
+            let verdict = call
+                .and_then(|(m, args)| {
+                    let v = self.decide(py, &h, &args, &m);
+                    // Ours and the tuple's references only.
+                    if refcount(args.as_any()) == 1 && refcount(m.as_any()) == 2 {
+                        spare = Some((m, args));
+                    } else if let Ok(mut kept) = m.try_borrow_mut() {
+                        // Kept by the handler: its own copy of its message.
+                        kept.detach();
+                    }
+                    v
+                })
+                .unwrap_or_else(|e| {
+                    self.log_failure(py, "on_publish", "PUBLISH_DISCARD", &e);
+                    PublishVerdict::Discard
+                });
             let close = verdict == PublishVerdict::CloseConnection;
             verdicts.push(verdict);
             if close {
                 break;
             }
         }
+        drop(spare);
+        drop(msgs);
         verdicts
     }
 
-    /// Calls the `on_publish` handler about one message.
+    /// Calls the `on_publish` handler with `args` (ctx, conn, `pymsg`,
+    /// data) about the message `pymsg` holds.
     fn decide(
         &mut self,
         py: Python<'_>,
         h: &Handler,
-        ctx: &Py<PyAny>,
-        conn: &Py<ListenerConn>,
-        msg: ListenerMsg,
+        args: &Bound<'_, PyTuple>,
+        pymsg: &Bound<'_, ListenerMsg>,
     ) -> PyResult<PublishVerdict> {
-        let pymsg = Bound::new(py, msg)?;
-        // The tuple is filled directly (no iterator, no per-item checks).
-        let args = (ctx.bind(py), conn.bind(py), &pymsg, h.data.bind(py)).into_pyobject(py)?;
         let r = self.call(py, &h.func, args)?;
         let code = if r.is_none() { 1 } else { r.extract::<i64>()? };
         match code {
@@ -658,7 +707,7 @@ impl Local {
                 h.data.clone_ref(py),
             )
                 .into_pyobject(py)?;
-            self.call(py, &h.func, args)?.is_truthy()
+            self.call(py, &h.func, &args)?.is_truthy()
         })();
         result.unwrap_or_else(|e| {
             self.log_failure(py, "acl_check", "denied", &e);
@@ -690,7 +739,7 @@ impl Local {
                 address: e.address,
             };
             let args = (ctx, Py::new(py, event)?, h.data.clone_ref(py)).into_pyobject(py)?;
-            self.call(py, &h.func, args)?;
+            self.call(py, &h.func, &args)?;
             Ok(())
         })();
         if let Err(err) = result {
@@ -703,7 +752,7 @@ impl Local {
             return true;
         };
         let args = (ctx, h.data.clone_ref(py), h.data2.clone_ref(py)).into_pyobject(py);
-        match args.and_then(|a| self.call(py, &h.func, a)) {
+        match args.and_then(|a| self.call(py, &h.func, &a)) {
             Ok(r) => r.is_truthy().unwrap_or(false),
             Err(e) => {
                 self.log_failure(py, "event", "kept", &e);
@@ -711,6 +760,14 @@ impl Local {
             }
         }
     }
+}
+
+/// The reference count of `obj`: an object whose references are all
+/// known to the caller can be seen by nothing else (the handler, a
+/// traceback, another thread), so it may be reused.
+#[allow(deprecated)] // pyo3 0.29 deprecated it for `ffi::Py_REFCNT`, which is `unsafe`
+fn refcount(obj: &Bound<'_, PyAny>) -> isize {
+    obj.get_refcnt()
 }
 
 /// The name of a drop reason, as events give it.

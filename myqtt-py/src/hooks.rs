@@ -93,11 +93,14 @@ impl Hook for PyHook {
     }
 
     /// The PUBLISH packets the engine read together: one job, run by the
-    /// dispatch thread under one attachment to the interpreter.
+    /// dispatch thread under one attachment to the interpreter. The batch
+    /// is shared with the job, not copied; the dispatch thread drops its
+    /// share before it answers, so the engine gets the messages back
+    /// without a copy.
     fn on_publish_batch(
         &self,
         client: &Arc<myqtt_core::broker::hooks::ClientInfo>,
-        msgs: &[Message],
+        msgs: &Arc<Vec<Message>>,
     ) -> Reply<Vec<PublishVerdict>> {
         if get(&self.0.handlers.on_publish).is_none() {
             return Reply::Ready(vec![PublishVerdict::Ok; msgs.len()]);
@@ -105,7 +108,7 @@ impl Hook for PyHook {
         let (reply, rx) = oneshot::channel();
         let job = Job::PublishBatch {
             client: Arc::clone(client),
-            msgs: msgs.to_vec(),
+            msgs: Arc::clone(msgs),
             reply,
         };
         ask(self.0.shard_of(client), job, rx)

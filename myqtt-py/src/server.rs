@@ -301,29 +301,88 @@ impl ListenerConn {
 /// routed when the handler returns `PUBLISH_OK`.
 #[pyclass(module = "myqtt")]
 pub(crate) struct ListenerMsg {
-    /// The message as the engine gave it (moved in, nothing copied): the
-    /// Python values are made only when the handler reads an attribute.
-    msg: Message,
+    /// The message as the engine gave it (nothing copied): the Python
+    /// values are made only when the handler reads an attribute.
+    held: Held,
     modified: bool,
+}
+
+/// Where a [`ListenerMsg`]'s message lives.
+enum Held {
+    /// Its own message: a single `on_publish` call, or a message of a
+    /// batch once the handler changed it.
+    Own(Message),
+    /// Message `index` of a batch the engine shares with the dispatch
+    /// thread (the index is checked when it is made).
+    Batch(Arc<Vec<Message>>, usize),
 }
 
 impl ListenerMsg {
     pub(crate) fn new(msg: &Message) -> Self {
-        Self::from_message(msg.clone())
+        Self {
+            held: Held::Own(msg.clone()),
+            modified: false,
+        }
     }
 
-    /// [`Self::new`] for a message the caller gives away (no copy).
-    pub(crate) fn from_message(msg: Message) -> Self {
-        Self {
-            msg,
+    /// Message `index` of a shared batch (nothing copied), or `None` past
+    /// its end.
+    pub(crate) fn in_batch(batch: &Arc<Vec<Message>>, index: usize) -> Option<Self> {
+        (index < batch.len()).then(|| Self {
+            held: Held::Batch(Arc::clone(batch), index),
             modified: false,
+        })
+    }
+
+    /// Makes this object message `index` of `batch` (reused for the next
+    /// message once the handler has dropped it), or `false` past the end.
+    pub(crate) fn point_at(&mut self, batch: &Arc<Vec<Message>>, index: usize) -> bool {
+        if index >= batch.len() {
+            return false;
+        }
+        match &mut self.held {
+            Held::Batch(b, i) if Arc::ptr_eq(b, batch) => *i = index,
+            held => *held = Held::Batch(Arc::clone(batch), index),
+        }
+        self.modified = false;
+        true
+    }
+
+    /// Gives up the share of the batch for a copy of its message: for a
+    /// `msg` the handler kept, so it does not hold the whole batch (and
+    /// the engine gets the batch back without copying it).
+    pub(crate) fn detach(&mut self) {
+        if let Held::Batch(batch, i) = &self.held {
+            self.held = Held::Own(batch[*i].clone());
+        }
+    }
+
+    fn msg(&self) -> &Message {
+        match &self.held {
+            Held::Own(m) => m,
+            // In range: checked by `in_batch`, and a batch never changes.
+            Held::Batch(batch, i) => &batch[*i],
+        }
+    }
+
+    /// The message, for a change: a message of a batch is copied first
+    /// (the engine's batch stays as it was).
+    fn msg_mut(&mut self) -> &mut Message {
+        if let Held::Batch(batch, i) = &self.held {
+            self.held = Held::Own(batch[*i].clone());
+        }
+        self.modified = true;
+        match &mut self.held {
+            Held::Own(m) => m,
+            // Not reached (copied just above); a copy of the batch if it were.
+            Held::Batch(batch, i) => &mut Arc::make_mut(batch)[*i],
         }
     }
 
     /// The rewritten message, if the handler changed something (the topic
     /// was checked when it was set).
     pub(crate) fn rewrite(&self) -> Option<Message> {
-        self.modified.then(|| self.msg.clone())
+        self.modified.then(|| self.msg().clone())
     }
 }
 
@@ -332,64 +391,63 @@ impl ListenerMsg {
     /// The topic (settable: rewrites the message).
     #[getter]
     fn get_topic(&self) -> &str {
-        self.msg.topic.as_str()
+        self.msg().topic.as_str()
     }
 
     #[setter]
     fn set_topic(&mut self, topic: &str) -> PyResult<()> {
-        self.msg.topic = topic_from(topic)?;
-        self.modified = true;
+        let topic = topic_from(topic)?;
+        self.msg_mut().topic = topic;
         Ok(())
     }
 
     /// The payload as bytes (settable with bytes or str).
     #[getter]
     fn get_payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.msg.payload)
+        PyBytes::new(py, &self.msg().payload)
     }
 
     #[setter]
     fn set_payload(&mut self, payload: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.msg.payload = payload_bytes(payload)?;
-        self.modified = true;
+        let payload = payload_bytes(payload)?;
+        self.msg_mut().payload = payload;
         Ok(())
     }
 
     /// The payload decoded as UTF-8 text.
     #[getter]
     fn content(&self) -> String {
-        String::from_utf8_lossy(&self.msg.payload).into_owned()
+        String::from_utf8_lossy(&self.msg().payload).into_owned()
     }
 
     /// The payload's length in bytes.
     #[getter]
     fn size(&self) -> usize {
-        self.msg.payload.len()
+        self.msg().payload.len()
     }
 
     /// The QoS (settable: 0, 1 or 2).
     #[getter]
     fn get_qos(&self) -> u8 {
-        self.msg.qos.as_u8()
+        self.msg().qos.as_u8()
     }
 
     #[setter]
     fn set_qos(&mut self, qos: u8) -> PyResult<()> {
-        self.msg.qos = qos_from(qos)?;
-        self.modified = true;
+        let qos = qos_from(qos)?;
+        self.msg_mut().qos = qos;
         Ok(())
     }
 
     /// The retain flag (settable).
     #[getter]
     fn get_retain(&self) -> bool {
-        self.msg.retain
+        self.msg().retain
     }
 
     #[setter]
     fn set_retain(&mut self, retain: bool) {
-        self.msg.retain = retain;
-        self.modified = true;
+        self.msg_mut().retain = retain;
     }
 
     /// Always False: the broker sees each PUBLISH once.
@@ -416,13 +474,13 @@ impl ListenerMsg {
     /// The MQTT 5 properties (empty before MQTT 5).
     #[getter]
     fn properties(&self) -> crate::props::Properties {
-        crate::props::Properties::from_publish(&self.msg.properties)
+        crate::props::Properties::from_publish(&self.msg().properties)
     }
 
     /// MQTT 5 user properties as a list of (name, value) pairs.
     #[getter]
     fn user_properties(&self) -> Vec<(String, String)> {
-        self.msg
+        self.msg()
             .properties
             .user_properties
             .iter()
@@ -433,10 +491,10 @@ impl ListenerMsg {
     fn __repr__(&self) -> String {
         format!(
             "<myqtt.ListenerMsg topic={:?} qos={} retain={} size={}>",
-            self.msg.topic.as_str(),
-            self.msg.qos.as_u8(),
-            self.msg.retain,
-            self.msg.payload.len()
+            self.msg().topic.as_str(),
+            self.msg().qos.as_u8(),
+            self.msg().retain,
+            self.msg().payload.len()
         )
     }
 }

@@ -232,6 +232,54 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     sub.close()
 
 
+@pytest.mark.parametrize("keeps", ["msg", "args"])
+def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
+    broker: Broker, keeps: str
+) -> None:
+    """The `msg` of a burst's message shares the engine's batch, and one
+    the handler did not keep (nor the arguments holding it) is reused for
+    the next message: a handler that keeps some (and changes one after its
+    call) neither changes what was routed nor sees a kept `msg` change
+    under it."""
+    import socket
+
+    kept: List[Any] = []
+    seen: List[str] = []
+
+    def on_publish(*args: Any) -> int:
+        msg = args[2]
+        seen.append(msg.topic)
+        if msg.topic.startswith("k/"):
+            kept.append(msg if keeps == "msg" else args)
+        if msg.topic == "k/2":
+            msg.payload = b"rewritten"
+        return myqtt.PUBLISH_OK
+
+    broker.ctx.set_on_publish(on_publish)
+    broker.start()
+    sub = Client(broker.port, "keep-sub")
+    sub.subscribe("#", 1)
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
+    s.sendall(_packet(0x10, connect + _mqtt_string("raw-keep")))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    topics = ["n/0", "k/1", "n/2", "n/3", "k/2", "n/5", "k/3"]
+    s.sendall(b"".join(_raw_publish(t, 0, 0) for t in topics[:-1]) + _raw_publish("k/3", 1, 7))
+    assert s.recv(4) == bytes([0x40, 2, 0, 7])
+    s.close()
+    assert seen == topics
+    wait_for(lambda: len(sub.messages) == len(topics), what="the routed messages")
+    assert [(m.topic, m.payload) for m in sub.messages] == [
+        (t, b"rewritten" if t == "k/2" else t.encode()) for t in topics]
+    if keeps == "args":
+        kept = [args[2] for args in kept]
+    # Changed after the handler returned: a copy, nothing routed changes.
+    kept[0].payload = b"too late"
+    assert [(m.topic, m.payload, m.qos) for m in kept] == [
+        ("k/1", b"too late", 0), ("k/2", b"rewritten", 0), ("k/3", b"k/3", 1)]
+    sub.close()
+
+
 def test_the_listener_conn_gives_the_clients_socket_while_it_is_connected(
     broker: Broker,
 ) -> None:

@@ -153,8 +153,13 @@ impl HookChain {
     pub(crate) async fn acl(&self, req: &AclRequest<'_>) -> bool {
         let on_failure = !self.fail_closed();
         for (hook, _) in &self.hooks {
-            let reply = hook.acl_check(req);
-            if !self.resolve(reply, "acl_check", on_failure).await {
+            // An immediate answer (the common case: asked for every
+            // PUBLISH) skips the deferred answer's machinery.
+            let allowed = match hook.acl_check(req) {
+                Reply::Ready(allowed) => allowed,
+                reply @ Reply::Later(_) => self.resolve(reply, "acl_check", on_failure).await,
+            };
+            if !allowed {
                 return false;
             }
         }
@@ -206,24 +211,33 @@ impl HookChain {
         let mut fate = vec![Fate::Route; msgs.len()];
         for (hook, _) in &self.hooks {
             // The messages this hook decides on: all of them while nothing
-            // was discarded (no copy), else the ones still routed.
+            // was discarded (moved in, no copy), else the ones still routed.
             let all = fate.iter().all(|f| *f == Fate::Route);
-            let (asked, index): (std::borrow::Cow<'_, [Message]>, Vec<usize>) = if all {
-                (std::borrow::Cow::Borrowed(msgs.as_slice()), Vec::new())
+            let (asked, index): (Arc<Vec<Message>>, Vec<usize>) = if all {
+                (Arc::new(std::mem::take(&mut msgs)), Vec::new())
             } else {
                 let index: Vec<usize> = (0..fate.len())
                     .filter(|&i| fate.get(i) == Some(&Fate::Route))
                     .collect();
                 let subset = index.iter().filter_map(|&i| msgs.get(i).cloned()).collect();
-                (std::borrow::Cow::Owned(subset), index)
+                (Arc::new(subset), index)
             };
             if asked.is_empty() {
+                if all {
+                    msgs = Arc::unwrap_or_clone(asked);
+                }
                 break;
             }
             let n = asked.len();
             let reply = hook.on_publish_batch(client, &asked);
-            drop(asked);
             let mut verdicts = self.resolve(reply, "on_publish", Vec::new()).await;
+            if all {
+                // The messages back: a hook that kept the batch past its
+                // reply (or a late reply, still running) costs a copy.
+                msgs = Arc::unwrap_or_clone(asked);
+            } else {
+                drop(asked);
+            }
             if verdicts.len() < n {
                 if !verdicts.is_empty() {
                     tracing::warn!(
@@ -374,7 +388,7 @@ mod tests {
         fn on_publish_batch(
             &self,
             _: &Arc<ClientInfo>,
-            msgs: &[Message],
+            msgs: &Arc<Vec<Message>>,
         ) -> Reply<Vec<PublishVerdict>> {
             self.asked
                 .lock()
@@ -447,6 +461,35 @@ mod tests {
         let chain = HookChain::new(vec![short], policy);
         let out = run(chain.on_publish_batch(&client(), ["a", "b"].map(message).to_vec()));
         assert_eq!(topics(&out), ["a", "b"]);
+    }
+
+    /// Keeps every batch it is asked about (past its reply) and answers ok.
+    #[derive(Default)]
+    struct Keeper(std::sync::Mutex<Vec<Arc<Vec<Message>>>>);
+    impl Hook for Keeper {
+        fn on_publish_batch(
+            &self,
+            _: &Arc<ClientInfo>,
+            msgs: &Arc<Vec<Message>>,
+        ) -> Reply<Vec<PublishVerdict>> {
+            self.0.lock().unwrap().push(Arc::clone(msgs));
+            Reply::Ready(vec![PublishVerdict::Ok; msgs.len()])
+        }
+    }
+
+    #[test]
+    fn a_hook_that_keeps_the_shared_batch_still_lets_every_message_be_routed() {
+        let keeper = Arc::new(Keeper::default());
+        let chain = HookChain::new(
+            vec![keeper.clone(), Arc::new(Batch::default())],
+            HookPolicy::default(),
+        );
+        let out = run(chain.on_publish_batch(&client(), ["a", "d1", "b"].map(message).to_vec()));
+        assert_eq!(topics(&out), ["a", "-", "b"]);
+        let kept = keeper.0.lock().unwrap();
+        assert_eq!(kept.len(), 1);
+        let kept_topics: Vec<_> = kept[0].iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(kept_topics, ["a", "d1", "b"]);
     }
 
     /// Answers each message on its own, deferred: `d..` discard, `x..`

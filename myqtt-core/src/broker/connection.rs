@@ -50,8 +50,12 @@ use crate::topic::TopicFilter;
 /// How long a closing connection may take to flush what it has queued.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The most PUBLISH packets of one connection the hooks decide on in one
-/// batch ([`super::hooks::Hook::on_publish_batch`]).
-const HOOK_BATCH: usize = 64;
+/// batch ([`super::hooks::Hook::on_publish_batch`]). Only packets already
+/// read are batched, and one read of 16 KiB holds about 220 small ones: 64
+/// cut such a read in four round trips to a hook answering from another
+/// thread (a Python listener with an `on_publish` handler took 0.57 µs of
+/// CPU per 64-byte message with 64, 0.50 µs with 256).
+const HOOK_BATCH: usize = 256;
 
 /// How long after its buffers and queues were last found empty but
 /// allocated a connection gives their memory back ([`Conn::shrink_idle`]):
@@ -1733,7 +1737,9 @@ where
                 self.on_publish_hooked(now, first).await
             };
         }
-        let mut batch = Vec::with_capacity(16);
+        // Short-lived, and full batches are the busy case: sized once (20
+        // KiB at most) rather than grown four times from 16.
+        let mut batch = Vec::with_capacity(HOOK_BATCH);
         batch.push(first);
         while batch.len() < HOOK_BATCH
             && matches!(self.session.peek_event(), Some(session::Event::Publish(_)))

@@ -377,6 +377,11 @@ pub trait Hook: Send + Sync + 'static {
     ///
     /// Override it when one answer for many messages is cheaper than many
     /// answers (a hook that crosses to another thread or process per call).
+    /// The batch is shared: such a hook keeps a clone of the `Arc` (no
+    /// message is copied) and should drop it before it answers, because
+    /// the listener takes the messages back once the reply has come and
+    /// copies them only if the batch is still shared then.
+    ///
     /// The default calls [`Hook::on_publish`] for each message in order,
     /// stopping after an immediate `CloseConnection`, and answers at once
     /// when every answer is immediate; deferred answers are awaited in
@@ -384,11 +389,11 @@ pub trait Hook: Send + Sync + 'static {
     fn on_publish_batch(
         &self,
         client: &Arc<ClientInfo>,
-        msgs: &[Message],
+        msgs: &Arc<Vec<Message>>,
     ) -> Reply<Vec<PublishVerdict>> {
         let mut replies = Vec::with_capacity(msgs.len());
         let mut deferred = false;
-        for msg in msgs {
+        for msg in msgs.iter() {
             let reply = self.on_publish(client, msg);
             let close = matches!(reply, Reply::Ready(PublishVerdict::CloseConnection));
             deferred |= matches!(reply, Reply::Later(_));
