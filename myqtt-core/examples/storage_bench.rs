@@ -3,8 +3,11 @@
 //! fsyncs/s and messages per fsync of its group commit.
 //!
 //! ```text
-//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled]] [--count N] [--window N]
+//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled] [--hash-size N]] [--count N] [--window N]
 //! ```
+//!
+//! `--hash-size` sets the backend's page cache (N × 4 KiB; default 8192
+//! pages, 32 MiB).
 //!
 //! `--window` is how many QoS 1 messages the publisher keeps in flight
 //! (default 4000): with a store, about half of them share each fsync.
@@ -32,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = BackendKind::Redb;
     let mut count = 50_000_u64;
     let mut window = WINDOW;
+    let mut hash_size = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -44,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--count" => count = args.next().and_then(|c| c.parse().ok()).unwrap_or(count),
             "--window" => window = args.next().and_then(|c| c.parse().ok()).unwrap_or(window),
+            "--hash-size" => hash_size = args.next().and_then(|c| c.parse().ok()),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -55,7 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = Ctx::builder().broker(config);
     if let Some(dir) = &storage {
         let _ = std::fs::remove_dir_all(dir);
-        b = b.storage(StoreConfig::new(dir).backend(backend));
+        let mut store = StoreConfig::new(dir).backend(backend);
+        if let Some(n) = hash_size {
+            store = store.hash_size(n);
+        }
+        b = b.storage(store);
     }
     let ctx = b.build()?;
     let port = ctx.create_listener("127.0.0.1", 0)?.local_addr().port();
