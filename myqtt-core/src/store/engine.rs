@@ -246,7 +246,11 @@ struct Write {
 /// The writes of one transaction, last write per key winning.
 #[derive(Debug, Default)]
 struct Tx {
-    writes: BTreeMap<Vec<u8>, Write>,
+    /// By key; sorted once, when the transaction is sealed (a hash map:
+    /// keys share long prefixes, which an ordered map compares again and
+    /// again on every insert). Keys hold peer-chosen client ids: the
+    /// default, keyed hasher.
+    writes: HashMap<Vec<u8>, Write>,
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
     released: HashSet<u64, IdHash>,
@@ -266,8 +270,8 @@ struct Tx {
 impl Tx {
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         match self.writes.entry(k) {
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
-            std::collections::btree_map::Entry::Vacant(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
+            std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(Write {
                     value: Some(v),
                     fresh: false,
@@ -289,11 +293,11 @@ impl Tx {
 
     fn delete(&mut self, k: Vec<u8>) {
         match self.writes.entry(k) {
-            std::collections::btree_map::Entry::Occupied(e) if e.get().fresh => {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().fresh => {
                 e.remove();
             }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = None,
-            std::collections::btree_map::Entry::Vacant(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().value = None,
+            std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(Write {
                     value: None,
                     fresh: false,
@@ -304,7 +308,9 @@ impl Tx {
 
     /// What to hand to [`Backend::commit`].
     fn into_writes(self) -> Vec<KvWrite> {
-        self.writes.into_iter().map(|(k, w)| (k, w.value)).collect()
+        let mut writes: Vec<KvWrite> = self.writes.into_iter().map(|(k, w)| (k, w.value)).collect();
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        writes
     }
 
     /// Whether `k` exists after this transaction's writes so far; `None`
@@ -507,9 +513,8 @@ impl<B: Backend> KvStore<B> {
         keys.retain(|k| tx.exists(k) != Some(false));
         keys.extend(
             tx.writes
-                .range(prefix.to_vec()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .filter(|(_, w)| w.value.is_some())
+                .iter()
+                .filter(|(k, w)| k.starts_with(prefix) && w.value.is_some())
                 .map(|(k, _)| k.clone()),
         );
         let found = !keys.is_empty();
