@@ -3,8 +3,11 @@
 //! fsyncs/s and messages per fsync of its group commit.
 //!
 //! ```text
-//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled]] [--count N] [--window N]
+//! cargo run --release --example storage_bench -- [--storage DIR [--backend redb|sled] [--hash-size N]] [--count N] [--window N]
 //! ```
+//!
+//! `--hash-size` sets the backend's page cache (N × 4 KiB; default 8192
+//! pages, 32 MiB).
 //!
 //! `--window` is how many QoS 1 messages the publisher keeps in flight
 //! (default 4000): with a store, about half of them share each fsync.
@@ -32,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = BackendKind::Redb;
     let mut count = 50_000_u64;
     let mut window = WINDOW;
+    let mut hash_size = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -44,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--count" => count = args.next().and_then(|c| c.parse().ok()).unwrap_or(count),
             "--window" => window = args.next().and_then(|c| c.parse().ok()).unwrap_or(window),
+            "--hash-size" => hash_size = args.next().and_then(|c| c.parse().ok()),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -55,7 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = Ctx::builder().broker(config);
     if let Some(dir) = &storage {
         let _ = std::fs::remove_dir_all(dir);
-        b = b.storage(StoreConfig::new(dir).backend(backend));
+        let mut store = StoreConfig::new(dir).backend(backend);
+        if let Some(n) = hash_size {
+            store = store.hash_size(n);
+        }
+        b = b.storage(store);
     }
     let ctx = b.build()?;
     let port = ctx.create_listener("127.0.0.1", 0)?.local_addr().port();
@@ -120,12 +129,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // CPU time is steadier than wall-clock rates on a shared machine.
-    if let (Some((all0, w0)), Some((all1, w1))) = (cpu_before, cpu_after) {
+    if let (Some((all0, s0, c0)), Some((all1, s1, c1))) = (cpu_before, cpu_after) {
         let per = |ms: u64| ms as f64 * 1000.0 / got.max(1) as f64;
         print!(
-            "; CPU {:.1} us/message (store writer thread {:.1})",
+            "; CPU {:.1} us/message (store writer threads {:.1}: staging {:.1}, committing {:.1})",
             per(all1 - all0),
-            per(w1 - w0)
+            per(s1 + c1 - s0 - c0),
+            per(s1 - s0),
+            per(c1 - c0)
         );
     }
     println!();
@@ -137,8 +148,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// CPU time (user + system, ms) of the whole process and of the store
-/// writer thread, from `/proc` (Linux only).
-fn cpu_ms() -> Option<(u64, u64)> {
+/// writer's two threads (staging, committing), from `/proc` (Linux only).
+fn cpu_ms() -> Option<(u64, u64, u64)> {
     // Clock ticks per second: 100 on Linux.
     let ticks = |stat: &str| -> Option<u64> {
         let rest = stat.rsplit_once(')')?.1;
@@ -148,15 +159,20 @@ fn cpu_ms() -> Option<(u64, u64)> {
         Some((utime + stime) * 10)
     };
     let all = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let mut writer = 0;
+    let (mut staging, mut committing) = (0, 0);
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("myqtt-store") {
-            writer += std::fs::read_to_string(task.path().join("stat"))
+        let cpu = || {
+            std::fs::read_to_string(task.path().join("stat"))
                 .ok()
                 .and_then(|s| ticks(&s))
-                .unwrap_or(0);
+                .unwrap_or(0)
+        };
+        if comm.starts_with("myqtt-store") {
+            staging += cpu();
+        } else if comm.starts_with("myqtt-commit") {
+            committing += cpu();
         }
     }
-    Some((all, writer))
+    Some((all, staging, committing))
 }

@@ -1,5 +1,7 @@
 //! The group-commit writer: many producers, one transaction and one fsync
-//! for all the submissions waiting, every completion fired.
+//! for all the submissions waiting, every completion fired; the next
+//! transaction staged while one commits, completed only after its own
+//! commit.
 
 mod store_common;
 
@@ -339,4 +341,119 @@ fn a_failed_commit_fails_every_submission_in_it_and_poisons_the_store() {
         1,
         "only the first entry is stored"
     );
+}
+
+/// A memory backend whose commits, once `armed`, each announce themselves
+/// on `started` and wait for a signal on `gate`.
+#[derive(Debug)]
+struct Stepped {
+    inner: MemoryBackend,
+    armed: Arc<AtomicBool>,
+    started: Mutex<std_mpsc::Sender<()>>,
+    gate: Mutex<std_mpsc::Receiver<()>>,
+}
+
+impl Backend for Stepped {
+    fn name(&self) -> &'static str {
+        "stepped"
+    }
+    fn location(&self) -> PathBuf {
+        PathBuf::from("<stepped>")
+    }
+    fn is_durable(&self) -> bool {
+        true
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<KvPairs, StoreError> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError> {
+        if self.armed.load(Ordering::SeqCst) {
+            self.started
+                .lock()
+                .expect("started")
+                .send(())
+                .expect("test alive");
+            self.gate.lock().expect("gate").recv().expect("gate opened");
+        }
+        self.inner.commit(writes)
+    }
+}
+
+#[test]
+fn a_submission_staged_while_a_commit_runs_completes_only_after_its_own_commit() {
+    use futures_util::FutureExt as _;
+    use myqtt_core::codec::PacketId;
+    use myqtt_core::store::InflightState;
+    let armed = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = std_mpsc::channel();
+    let (open, gate) = std_mpsc::channel();
+    let backend = Stepped {
+        inner: MemoryBackend::default(),
+        armed: Arc::clone(&armed),
+        started: Mutex::new(started_tx),
+        gate: Mutex::new(gate),
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(KvStore::from_backend(backend, Quotas::default()).expect("open"));
+    let writer = StoreWriter::spawn(store.clone()).expect("spawn");
+    armed.store(true, Ordering::SeqCst);
+    let key = SessionKey::broker("s");
+    let id = writer.new_message_id();
+    let mut first = Batch::new();
+    first
+        .put_message(id, message("p/q", b"m"))
+        .enqueue(key.clone(), id);
+    let c1 = writer.submit_blocking(first).expect("submit");
+    // The first transaction is in the backend's commit, not done.
+    started.recv().expect("first commit started");
+    let ops_before = store.stats().ops;
+    // The message moves to the in-flight table: its queue entry (which
+    // holds it inline) is read from the transaction being committed.
+    let pid = PacketId::new(1).expect("non-zero");
+    let mut second = Batch::new();
+    second
+        .put_inflight(key.clone(), pid, InflightState::AwaitingPubAck, Some(id))
+        .push(Op::DequeueMessage {
+            key: key.clone(),
+            message: id,
+        });
+    let mut c2 = writer.submit_blocking(second).expect("submit");
+    // Staged while the first commit runs (the store counts staged ops)...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.stats().ops < ops_before + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not staged while the first commit ran"
+        );
+        std::thread::yield_now();
+    }
+    // ...but not acknowledged: its own commit has not happened.
+    assert!((&mut c2).now_or_never().is_none());
+    open.send(()).expect("open the first gate");
+    let r1 = c1.wait().expect("first committed");
+    assert!(matches!(r1[1], OpOutcome::Enqueued { .. }), "{r1:?}");
+    started.recv().expect("second commit started");
+    assert!(
+        (&mut c2).now_or_never().is_none(),
+        "completed before its commit"
+    );
+    open.send(()).expect("open the second gate");
+    let r2 = c2.wait().expect("second committed");
+    assert_eq!(r2, vec![OpOutcome::Done, OpOutcome::Done]);
+    assert_eq!(writer.stats().batches, 2);
+    // What both commits left: the message in flight, the queue empty.
+    let inflight = store.inflight(&key).expect("read");
+    assert_eq!(inflight.len(), 1);
+    assert_eq!(
+        inflight[0]
+            .message
+            .as_ref()
+            .map(|m| m.publish.payload.to_vec()),
+        Some(b"m".to_vec())
+    );
+    assert!(store.queue(&key).expect("read").is_empty());
+    armed.store(false, Ordering::SeqCst);
 }

@@ -26,7 +26,7 @@ use super::hooks::{
     Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, DropReason, Event, Message,
     Transport,
 };
-use super::persist::{EnqueueCheck, Staged, Track};
+use super::persist::{Checks, Staged, Track};
 use super::registry::{
     ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
@@ -170,18 +170,14 @@ enum Wake {
 /// What a connection does once a store commit completed.
 #[allow(clippy::large_enum_variant)] // short-lived
 enum After {
-    /// Acknowledge a PUBLISH (PUBACK / PUBREC).
-    Ack {
-        packet_id: PacketId,
-        code: ReasonCode,
-    },
+    /// Acknowledge PUBLISH packets (PUBACK / PUBREC), in their order
+    /// [MQTT-4.6.0-2].
+    Acks(Vec<(PacketId, ReasonCode)>),
     /// Hand a held packet to the session (a PUBREC or PUBREL whose record
     /// change had to be durable first).
     Feed(Packet),
     /// Write packets held until their in-flight records were durable.
     Send(Vec<Packet>),
-    /// Nothing but the enqueue check.
-    Nothing,
 }
 
 /// A session's stored records, allocated on first change: a connection
@@ -218,7 +214,26 @@ impl std::ops::DerefMut for TrackBox {
 struct StoreWait {
     commit: Option<Commit>,
     after: After,
-    check: Option<EnqueueCheck>,
+    checks: Checks,
+}
+
+/// The PUBLISH packets of one read, with a store: their store ops and
+/// held-back deliveries, and their acknowledgements, which wait for the
+/// one submission that carries them all (made at the end of the read, or
+/// before any other submission, so everything keeps its order).
+#[derive(Default)]
+struct Group {
+    staged: Staged,
+    /// Acknowledgements owed once the group's commit completed, in PUBLISH
+    /// order [MQTT-4.6.0-2].
+    acks: Vec<(PacketId, ReasonCode)>,
+}
+
+impl Group {
+    /// Something waits for the group's submission.
+    fn is_active(&self) -> bool {
+        !self.acks.is_empty() || !self.staged.batch.is_empty() || !self.staged.deliveries.is_empty()
+    }
 }
 
 /// The front commit of `q` (an entry without a commit is ready at once).
@@ -280,8 +295,10 @@ struct Conn<R, W> {
     /// Store commits awaited before acting, oldest first (only
     /// connections with a store have some).
     pending: LazyDeque<StoreWait>,
-    /// The store batch of the message just routed.
-    staged: Option<Box<Staged>>,
+    /// The PUBLISH packets of the current read, with a store: one
+    /// submission and one commit for them all (kept, empty, while the
+    /// connection is busy).
+    group: Option<Box<Group>>,
     /// Store ops nobody waits for (removals after acknowledgements, QoS 1
     /// moves to in-flight), sent with the connection's next submission or
     /// at the next loop turn: one submission for a burst of packets.
@@ -726,7 +743,7 @@ where
         persistent,
         track: TrackBox::new(track, persistent),
         pending: LazyDeque::new(),
-        staged: None,
+        group: None,
         out: Batch::new(),
         backlog: LazyDeque::new(),
         high_water: u32::try_from(config.write_high_water).unwrap_or(u32::MAX),
@@ -855,12 +872,15 @@ where
             if self.persistent {
                 let stored = boxed(self.transmit_stored());
                 stored.await;
-                if !self.out.is_empty() {
-                    let submitted = boxed(self.submit(Batch::new()));
-                    let _ = submitted.await;
-                }
             } else {
                 self.flush_transmit();
+            }
+            if self.unsubmitted() {
+                // The store ops of what the last turn read (one submission
+                // for a whole read of PUBLISH packets), and those nobody
+                // waits for.
+                let submitted = boxed(self.submit(Batch::new()));
+                let _ = submitted.await;
             }
             // Decided apart from the awaits, so they share the frame of the
             // read path's own `read_buffered` below: no larger state.
@@ -1044,6 +1064,7 @@ where
             || self.spare.holds_empty()
             || self.backlog.holds_empty()
             || self.pending.holds_empty()
+            || self.group.as_ref().is_some_and(|g| !g.is_active())
     }
 
     /// Gives back the memory of every empty buffer and queue of the
@@ -1056,6 +1077,9 @@ where
         self.spare.release_empty();
         self.backlog.release_empty();
         self.pending.release_empty();
+        if self.group.as_ref().is_some_and(|g| !g.is_active()) {
+            self.group = None;
+        }
         lock(&self.handle.mailbox).queue.release_empty();
     }
 
@@ -1311,12 +1335,12 @@ where
             self.out.ops.append(&mut b.ops);
             return Some(packet);
         }
-        let (commit, _) = self.submit(b).await;
+        let commit = self.submit(b).await;
         if hold {
             self.pending.push_back(StoreWait {
                 commit,
                 after: After::Feed(packet),
-                check: None,
+                checks: Checks::default(),
             });
             None
         } else {
@@ -1363,17 +1387,20 @@ where
                 ));
             }
         };
-        if let Some(check) = &p.check {
-            self.broker.check_enqueued(&outcomes, check, &self.chain);
+        if !p.checks.is_empty() {
+            self.broker
+                .check_enqueued(&outcomes, &p.checks, &self.chain);
         }
         let now = Instant::now();
         match p.after {
-            After::Ack { packet_id, code } => {
-                if let Err(e) =
-                    self.session
-                        .ack_with(now, packet_id, code, AckProperties::default())
-                {
-                    tracing::error!(error = %e, "cannot acknowledge a PUBLISH");
+            After::Acks(acks) => {
+                for (packet_id, code) in acks {
+                    if let Err(e) =
+                        self.session
+                            .ack_with(now, packet_id, code, AckProperties::default())
+                    {
+                        tracing::error!(error = %e, "cannot acknowledge a PUBLISH");
+                    }
                 }
             }
             After::Feed(packet) => {
@@ -1384,7 +1411,6 @@ where
                 self.settle(now).await?;
             }
             After::Send(packets) => self.write_packets(packets),
-            After::Nothing => {}
         }
         Ok(())
     }
@@ -1457,7 +1483,7 @@ where
         let commit = if b.is_empty() {
             None
         } else if hold {
-            self.submit(b).await.0
+            self.submit(b).await
         } else {
             self.out.ops.append(&mut b.ops);
             None
@@ -1468,7 +1494,7 @@ where
             self.pending.push_back(StoreWait {
                 commit,
                 after: After::Send(packets),
-                check: None,
+                checks: Checks::default(),
             });
         }
     }
@@ -1483,19 +1509,58 @@ where
         }
     }
 
-    /// Submits `b` behind the ops waiting in `out`, in one submission;
-    /// returns its commit and how many outcomes of `out` come first.
-    async fn submit(&mut self, mut b: Batch) -> (Option<Commit>, usize) {
-        let Some(p) = self.broker.persist() else {
-            return (None, 0);
+    /// Store ops wait for a submission: the current read's group, or ops
+    /// nobody waits for.
+    fn unsubmitted(&self) -> bool {
+        !self.out.is_empty() || self.group.as_ref().is_some_and(|g| g.is_active())
+    }
+
+    /// Submits `b` behind the ops waiting in `out`, in one submission
+    /// (after the current read's group, in one submission of its own);
+    /// returns its commit.
+    async fn submit(&mut self, mut b: Batch) -> Option<Commit> {
+        if self.group.as_ref().is_some_and(|g| g.is_active()) {
+            self.submit_group().await;
+        }
+        let p = self.broker.persist()?;
+        let mut all = std::mem::take(&mut self.out);
+        all.ops.append(&mut b.ops);
+        if all.is_empty() {
+            return None;
+        }
+        p.submit(all).await
+    }
+
+    /// Submits the store ops of the PUBLISH packets read so far (behind
+    /// the ops waiting in `out`), hands their deliveries to the persistent
+    /// sessions (the store sees "queued" before "in flight"), and queues
+    /// their acknowledgements behind the commit: one submission, one
+    /// commit, and one wake-up for a whole read.
+    async fn submit_group(&mut self) {
+        let Some(g) = self.group.as_deref_mut() else {
+            return;
         };
         let mut all = std::mem::take(&mut self.out);
         let prefix = all.len();
-        all.ops.append(&mut b.ops);
-        if all.is_empty() {
-            return (None, 0);
+        all.ops.append(&mut g.staged.batch.ops);
+        let mut checks = std::mem::take(&mut g.staged.checks);
+        checks.offset(prefix);
+        let acks = std::mem::take(&mut g.acks);
+        let commit = match self.broker.persist() {
+            Some(p) if !all.is_empty() => p.submit(all).await,
+            _ => None,
+        };
+        if let Some(g) = self.group.as_deref_mut() {
+            self.broker
+                .push_staged(&mut g.staged.deliveries, &self.chain);
         }
-        (p.submit(all).await, prefix)
+        if commit.is_some() || !acks.is_empty() {
+            self.pending.push_back(StoreWait {
+                commit,
+                after: After::Acks(acks),
+                checks,
+            });
+        }
     }
 
     /// Acts on what the session reported, up to the first event that needs
@@ -1702,7 +1767,7 @@ where
             None => self.hooked_reason(now, msg).await?,
         };
         let v5 = self.version.is_v5();
-        if !self.ack_after_commit(qos, packet_id, v5, reason).await {
+        if !self.ack_after_commit(qos, packet_id, v5, reason) {
             self.publish_done(now, packet_id, reason);
         }
         Ok(())
@@ -1807,7 +1872,7 @@ where
                     Some(PublishOutcome::Close) | None => return Err(Ending::HookClose),
                 },
             };
-            if !stored || !self.ack_after_commit(qos, packet_id, v5, reason).await {
+            if !stored || !self.ack_after_commit(qos, packet_id, v5, reason) {
                 self.publish_done(now, packet_id, reason);
             }
         }
@@ -1849,71 +1914,51 @@ where
     }
 
     /// With a store: queues the acknowledgement of a PUBLISH behind the
-    /// commit of its message, queue entries and (QoS 2) packet id; true if
-    /// it was queued (false: acknowledge now).
-    async fn ack_after_commit(
+    /// commit of its message, queue entries and (QoS 2) packet id, staged
+    /// in the current read's group; true if it was queued (false:
+    /// acknowledge now).
+    fn ack_after_commit(
         &mut self,
         qos: QoS,
         packet_id: Option<PacketId>,
         v5: bool,
         reason: ReasonCode,
     ) -> bool {
-        // With a store: acknowledged only once the message, its queue
-        // entries and (QoS 2) its packet id are durable.
-        let staged = self.staged.take();
-        let (mut batch, deliveries, check) = match staged {
-            Some(st) => {
-                let st = *st;
-                (st.batch, st.deliveries, Some(st.check))
-            }
-            None => (Batch::new(), Vec::new(), None),
-        };
+        if self.broker.persist().is_none() {
+            return false;
+        }
         if let Some(id) = packet_id
             && qos == QoS::ExactlyOnce
             && self.persistent
         {
             // [MQTT-4.3.3-10]: a resent PUBLISH with this id, even
             // after a restart, is not delivered again.
-            batch.put_incoming(
-                SessionKey::broker(self.handle.client_id.clone()),
-                IncomingRecord {
-                    packet_id: id,
-                    received_at: Timestamp::now(),
-                },
-            );
+            self.group
+                .get_or_insert_default()
+                .staged
+                .batch
+                .put_incoming(
+                    SessionKey::broker(self.handle.client_id.clone()),
+                    IncomingRecord {
+                        packet_id: id,
+                        received_at: Timestamp::now(),
+                    },
+                );
             self.track.incoming.insert(id.get());
         }
-        let after = match packet_id {
-            Some(id) => After::Ack {
-                packet_id: id,
-                code: if v5 { reason } else { ReasonCode::Success },
-            },
-            None => After::Nothing,
-        };
-        if !batch.is_empty() {
-            let (commit, prefix) = self.submit(batch).await;
-            let check = check.map(|mut c| {
-                c.first += prefix;
-                c
-            });
-            self.broker.push_staged(deliveries, &self.chain);
-            self.pending.push_back(StoreWait {
-                commit,
-                after,
-                check,
-            });
-            return true;
+        let active = self.group.as_ref().is_some_and(|g| g.is_active());
+        if !active && self.pending.is_empty() {
+            // Nothing stored, nothing before it waits: acknowledged now.
+            return false;
         }
-        if !self.pending.is_empty() && packet_id.is_some() {
-            // [MQTT-4.6.0-2]: acknowledgements keep the PUBLISH order.
-            self.pending.push_back(StoreWait {
-                commit: None,
-                after,
-                check: None,
-            });
-            return true;
+        if let Some(id) = packet_id {
+            // With a store: acknowledged only once the message, its queue
+            // entries and (QoS 2) its packet id are durable, and after the
+            // PUBLISH packets before it [MQTT-4.6.0-2].
+            let code = if v5 { reason } else { ReasonCode::Success };
+            self.group.get_or_insert_default().acks.push((id, code));
         }
-        false
+        true
     }
 
     /// Routes one message from this client; the reason code for its ack.
@@ -1934,13 +1979,25 @@ where
             message: msg,
             created: now,
         });
-        let (matched, staged) = self.broker.route_staged(
-            &routed,
-            Some(self.handle.key),
-            self.scratch.get_or_insert_default(),
-            &self.chain,
-        );
-        self.staged = staged.map(Box::new);
+        let scratch = self.scratch.get_or_insert_default();
+        let matched = if self.broker.persist().is_some() {
+            // Staged with the other PUBLISH packets of this read: one
+            // submission for them all.
+            let group = self.group.get_or_insert_default();
+            self.broker
+                .route_into(
+                    &routed,
+                    Some(self.handle.key),
+                    scratch,
+                    &self.chain,
+                    &mut group.staged,
+                )
+                .0
+        } else {
+            self.broker
+                .route_staged(&routed, Some(self.handle.key), scratch, &self.chain)
+                .0
+        };
         if matched == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -2083,7 +2140,7 @@ where
                     identifier: sub_id,
                 },
             );
-            if let (Some(c), _) = self.submit(b).await
+            if let Some(c) = self.submit(b).await
                 && let Err(e) = c.await
             {
                 tracing::error!(error = %e, "cannot store a subscription");
@@ -2323,6 +2380,9 @@ where
     /// Ends the connection: the MQTT 5 DISCONNECT the server owes, a
     /// bounded flush, the session detached or ended, the will.
     async fn close(mut self: Box<Self>, ending: Ending) {
+        if self.group.as_ref().is_some_and(|g| g.is_active()) {
+            let _ = self.submit(Batch::new()).await;
+        }
         if !self.pending.is_empty() {
             self.settle_stored().await;
         }

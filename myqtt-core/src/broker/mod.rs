@@ -505,6 +505,23 @@ impl Broker {
         scratch: &mut Scratch,
         chain: &HookChain,
     ) -> (usize, Option<persist::Staged>) {
+        let mut staged = persist::Staged::default();
+        let (matched, any) = self.route_into(routed, origin, scratch, chain, &mut staged);
+        (matched, any.then_some(staged))
+    }
+
+    /// Routes (and retains) a message; with a store, its store ops and the
+    /// deliveries to persistent sessions (held back until those ops are
+    /// submitted) are added to `into`. The number of clients it matched,
+    /// and whether anything was added.
+    pub(crate) fn route_into(
+        &self,
+        routed: &Arc<Routed>,
+        origin: Option<u64>,
+        scratch: &mut Scratch,
+        chain: &HookChain,
+        into: &mut persist::Staged,
+    ) -> (usize, bool) {
         if routed.message.retain && self.inner.config.retain_available {
             self.inner.router.retain(routed);
         }
@@ -519,10 +536,10 @@ impl Broker {
                 });
             });
         if !defer {
-            return (stats.matched, None);
+            return (stats.matched, false);
         }
-        let deferred = std::mem::take(&mut scratch.deferred);
-        (stats.matched, self.stage(routed, deferred))
+        let added = self.stage_into(routed, &mut scratch.deferred, into);
+        (stats.matched, added)
     }
 
     /// Kicks the client connected with `client_id`: MQTT 5 clients get

@@ -93,23 +93,49 @@ pub(crate) struct Track {
     pub(crate) incoming: HashSet<u16>,
 }
 
-/// A message routed with a store: the deliveries to persistent sessions
-/// wait until the batch holding their queue entries is submitted.
-#[derive(Debug)]
+/// Messages routed with a store, not submitted yet: their store ops, and
+/// the deliveries to persistent sessions, which wait until the batch
+/// holding their queue entries is submitted. A connection stages every
+/// PUBLISH of one read into one `Staged` (one submission, one commit).
+#[derive(Debug, Default)]
 pub(crate) struct Staged {
     pub(crate) batch: Batch,
     pub(crate) deliveries: Vec<(Arc<SessionHandle>, Delivery)>,
-    pub(crate) check: EnqueueCheck,
+    pub(crate) checks: Checks,
 }
 
-/// Which ops of a batch enqueued a message, to report quota refusals and
-/// drops once it is committed.
+/// Which ops of a submission enqueued which message for which client, to
+/// report quota refusals and drops once it is committed.
 #[derive(Debug, Default)]
+pub(crate) struct Checks {
+    pub(crate) list: Vec<EnqueueCheck>,
+    /// The clients of every check's `Enqueue` ops, in op order.
+    pub(crate) clients: Vec<ByteStr>,
+}
+
+impl Checks {
+    /// True when no op enqueued a message.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Shifts every op index by `n` (ops submitted in front of them).
+    pub(crate) fn offset(&mut self, n: usize) {
+        for c in &mut self.list {
+            c.first += n;
+        }
+    }
+}
+
+/// The `Enqueue` ops of one message in its submission.
+#[derive(Debug)]
 pub(crate) struct EnqueueCheck {
-    pub(crate) message: Option<(Arc<Routed>, MessageId)>,
+    pub(crate) message: Arc<Routed>,
+    pub(crate) id: MessageId,
     /// The index of the first `Enqueue` op in its submission.
     pub(crate) first: usize,
-    pub(crate) clients: Vec<ByteStr>,
+    /// Its clients in [`Checks::clients`], one per `Enqueue` op.
+    pub(crate) clients: std::ops::Range<usize>,
 }
 
 /// The MQTT 5 PUBLISH a message is stored as.
@@ -154,24 +180,40 @@ impl Broker {
     pub(crate) fn stage(
         &self,
         routed: &Arc<Routed>,
-        deferred: Vec<(Arc<SessionHandle>, Delivery)>,
+        mut deferred: Vec<(Arc<SessionHandle>, Delivery)>,
     ) -> Option<Staged> {
-        let p = self.persist()?;
+        let mut staged = Staged::default();
+        self.stage_into(routed, &mut deferred, &mut staged)
+            .then_some(staged)
+    }
+
+    /// Adds the store ops of a message just routed to `into` (the message
+    /// once, one queue entry per persistent session it goes to, the
+    /// retained record) and moves the `deferred` deliveries there; false
+    /// when it needs none.
+    pub(crate) fn stage_into(
+        &self,
+        routed: &Arc<Routed>,
+        deferred: &mut Vec<(Arc<SessionHandle>, Delivery)>,
+        into: &mut Staged,
+    ) -> bool {
+        let Some(p) = self.persist() else {
+            return false;
+        };
         let m = &routed.message;
         let retain = m.retain && self.inner.config.retain_available;
         if deferred.is_empty() && !retain {
-            return None;
+            return false;
         }
-        let stored = StoredMessage::new(publish_of(m), Timestamp::now());
-        let mut batch = Batch::new();
-        let mut check = EnqueueCheck::default();
-        let mut deliveries = deferred;
-        if !deliveries.is_empty() {
+        let received = Timestamp::now();
+        let batch = &mut into.batch;
+        if !deferred.is_empty() {
             let id = p.writer.new_message_id();
-            batch.put_message(id, stored.clone());
-            check.first = 1;
-            check.message = Some((Arc::clone(routed), id));
-            for (s, d) in &mut deliveries {
+            batch.put_message(id, StoredMessage::new(publish_of(m), received));
+            let first = batch.len();
+            let checks = &mut into.checks;
+            let start = checks.clients.len();
+            for (s, mut d) in deferred.drain(..) {
                 d.stored = Some(id);
                 // The delivery QoS, RETAIN flag and subscription ids go with
                 // the entry: a restart delivers it as it would have been.
@@ -184,31 +226,34 @@ impl Broker {
                         subscription_ids: d.sub_ids.clone(),
                     },
                 );
-                check.clients.push(s.client_id.clone());
+                checks.clients.push(s.client_id.clone());
+                into.deliveries.push((s, d));
             }
+            checks.list.push(EnqueueCheck {
+                message: Arc::clone(routed),
+                id,
+                first,
+                clients: start..checks.clients.len(),
+            });
         }
         if retain {
             if m.payload.is_empty() {
                 batch.remove_retained(m.topic.clone());
             } else {
-                batch.put_retained(stored);
+                batch.put_retained(StoredMessage::new(publish_of(m), received));
             }
         }
-        Some(Staged {
-            batch,
-            deliveries,
-            check,
-        })
+        true
     }
 
     /// Queues the deliveries of a staged message (its batch is submitted).
     pub(crate) fn push_staged(
         &self,
-        deliveries: Vec<(Arc<SessionHandle>, Delivery)>,
+        deliveries: &mut Vec<(Arc<SessionHandle>, Delivery)>,
         chain: &HookChain,
     ) {
         let mut undo = Batch::new();
-        for (session, d) in deliveries {
+        for (session, d) in deliveries.drain(..) {
             let id = d.stored;
             let msg = Arc::clone(&d.msg);
             match session.push(d) {
@@ -234,55 +279,70 @@ impl Broker {
         }
     }
 
-    /// Reports what a committed batch's queue entries met: quota refusals
-    /// (the delivery is withdrawn) and entries dropped for room.
+    /// Reports what a committed submission's queue entries met: quota
+    /// refusals (the delivery is withdrawn) and entries dropped for room.
     pub(crate) fn check_enqueued(
         &self,
         outcomes: &[OpOutcome],
+        checks: &Checks,
+        chain: &HookChain,
+    ) {
+        for check in &checks.list {
+            let clients = checks
+                .clients
+                .get(check.clients.clone())
+                .unwrap_or_default();
+            for (i, client) in clients.iter().enumerate() {
+                let Some(outcome) = outcomes.get(check.first + i) else {
+                    break;
+                };
+                self.check_one(outcome, client, check, chain);
+            }
+        }
+    }
+
+    fn check_one(
+        &self,
+        outcome: &OpOutcome,
+        client: &ByteStr,
         check: &EnqueueCheck,
         chain: &HookChain,
     ) {
-        let Some((routed, id)) = &check.message else {
-            return;
-        };
-        for (i, client) in check.clients.iter().enumerate() {
-            let Some(outcome) = outcomes.get(check.first + i) else {
-                break;
-            };
-            for d in outcome.dropped() {
-                self.count_drop();
-                tracing::debug!(client_id = %d.key.client_id, "queued message dropped by a store quota");
-                if let Some(s) = self.registry().get(d.key.client_id.as_str()) {
-                    s.count_drop();
-                    let mut mb = lock(&s.mailbox);
-                    let mut gone = None;
-                    mb.queue.retain(|q| {
-                        if q.stored.map(MessageId::get) == Some(d.message.get()) && gone.is_none() {
-                            gone = Some(Arc::clone(&q.msg));
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                    drop(mb);
-                    if let Some(m) = gone {
-                        chain.emit(EventKind::Messages, || {
-                            Event::Dropped(&d.key.client_id, &m.message, DropReason::QueueFull)
-                        });
+        for d in outcome.dropped() {
+            self.count_drop();
+            tracing::debug!(client_id = %d.key.client_id, "queued message dropped by a store quota");
+            if let Some(s) = self.registry().get(d.key.client_id.as_str()) {
+                s.count_drop();
+                let mut mb = lock(&s.mailbox);
+                let mut gone = None;
+                mb.queue.retain(|q| {
+                    if q.stored.map(MessageId::get) == Some(d.message.get()) && gone.is_none() {
+                        gone = Some(Arc::clone(&q.msg));
+                        false
+                    } else {
+                        true
                     }
-                }
-            }
-            if let OpOutcome::Refused(Refusal::Quota { .. }) = outcome {
-                self.count_drop();
-                tracing::debug!(client_id = %client, "message refused by a store quota");
-                if let Some(s) = self.registry().get(client.as_str()) {
-                    s.count_drop();
-                    lock(&s.mailbox).queue.retain(|q| q.stored != Some(*id));
-                }
-                chain.emit(EventKind::Messages, || {
-                    Event::Dropped(client, &routed.message, DropReason::QueueFull)
                 });
+                drop(mb);
+                if let Some(m) = gone {
+                    chain.emit(EventKind::Messages, || {
+                        Event::Dropped(&d.key.client_id, &m.message, DropReason::QueueFull)
+                    });
+                }
             }
+        }
+        if let OpOutcome::Refused(Refusal::Quota { .. }) = outcome {
+            self.count_drop();
+            tracing::debug!(client_id = %client, "message refused by a store quota");
+            if let Some(s) = self.registry().get(client.as_str()) {
+                s.count_drop();
+                lock(&s.mailbox)
+                    .queue
+                    .retain(|q| q.stored != Some(check.id));
+            }
+            chain.emit(EventKind::Messages, || {
+                Event::Dropped(client, &check.message.message, DropReason::QueueFull)
+            });
         }
     }
 
@@ -294,18 +354,18 @@ impl Broker {
         };
         let Staged {
             batch,
-            deliveries,
-            check,
+            mut deliveries,
+            checks,
         } = staged;
         match p.writer.try_submit(batch) {
             Ok(commit) => {
-                self.push_staged(deliveries, chain);
-                if check.message.is_some() {
+                self.push_staged(&mut deliveries, chain);
+                if !checks.is_empty() {
                     let b = self.clone();
                     let chain = self.chain();
                     self.handle().spawn(async move {
                         if let Ok(outcomes) = commit.await {
-                            b.check_enqueued(&outcomes, &check, &chain);
+                            b.check_enqueued(&outcomes, &checks, &chain);
                         }
                     });
                 }
@@ -316,18 +376,18 @@ impl Broker {
                 self.handle().spawn(async move {
                     let Some(p) = b.persist() else { return };
                     let commit = p.submit(batch).await;
-                    b.push_staged(deliveries, &chain);
+                    b.push_staged(&mut deliveries, &chain);
                     if let Some(Ok(outcomes)) = match commit {
                         Some(c) => Some(c.await),
                         None => None,
                     } {
-                        b.check_enqueued(&outcomes, &check, &chain);
+                        b.check_enqueued(&outcomes, &checks, &chain);
                     }
                 });
             }
             Err(TrySubmitError::Closed) => {
                 tracing::error!("the store writer has stopped");
-                self.push_staged(deliveries, chain);
+                self.push_staged(&mut deliveries, chain);
             }
         }
     }

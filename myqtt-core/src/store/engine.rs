@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::Store;
 use super::error::StoreError;
@@ -50,6 +50,30 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// Applies `writes` in one atomic transaction, durable when this
     /// returns `Ok` (for a durable backend). Each key appears once.
     fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError>;
+
+    /// [`Backend::commit`] of writes the store keeps reading while they
+    /// are committed (a pipelined [`super::StoreWriter`] prepares the next
+    /// transaction meanwhile). The default copies them; override it when
+    /// the database can take borrowed bytes.
+    fn commit_ref(&self, writes: &[KvWrite]) -> Result<(), StoreError> {
+        self.commit(writes.to_vec())
+    }
+}
+
+/// A transaction's writes, sealed by [`super::Store::seal`] and waiting for
+/// [`super::Store::commit_sealed`]. Opaque.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    /// Sorted by key, each key once; shared with the store, which reads
+    /// through them until they are committed.
+    writes: Option<Arc<Vec<KvWrite>>>,
+}
+
+impl Sealed {
+    /// True when the transaction writes nothing (no commit, no fsync).
+    pub fn is_empty(&self) -> bool {
+        self.writes.as_ref().is_none_or(|w| w.is_empty())
+    }
 }
 
 /// A [`Store`] over a [`Backend`]. Use it through the aliases
@@ -63,6 +87,9 @@ pub struct KvStore<B: Backend> {
     backend: B,
     next_message: AtomicU64,
     state: Mutex<State>,
+    /// Signalled when the store becomes quiet (no open or committing
+    /// transaction) and when a reader is done.
+    quiet: Condvar,
 }
 
 impl<B: Backend> std::fmt::Debug for KvStore<B> {
@@ -87,7 +114,9 @@ struct State {
     inline: HashMap<u64, Vec<u8>, IdHash>,
     queues: HashMap<SessionKey, ClientQueue>,
     /// Every queue entry by seq: the global age order DropOldest uses.
-    order: BTreeMap<u64, SessionKey>,
+    /// (The owner is shared with its queue: no copy of a peer's client id,
+    /// whose bytes the connections share, per entry.)
+    order: BTreeMap<u64, Arc<SessionKey>>,
     inflight: HashMap<SessionKey, HashMap<u16, InflightEntry, IdHash>>,
     /// Retained topics and their sizes.
     retained: HashMap<Vec<u8>, u64>,
@@ -97,6 +126,31 @@ struct State {
     next_seq: u64,
     stats: StoreStats,
     poisoned: Option<String>,
+    /// The transaction [`Store::stage`] applies to, until sealed.
+    open: Option<Tx>,
+    /// The sealed transaction being committed: reads during staging see
+    /// through it (it is not in the backend yet).
+    committing: Option<Arc<Vec<KvWrite>>>,
+    /// Readers waiting for the store to be quiet: no new transaction opens
+    /// meanwhile.
+    readers_waiting: usize,
+}
+
+impl State {
+    /// No transaction is open or being committed: indexes and backend
+    /// agree.
+    fn is_quiet(&self) -> bool {
+        self.open.is_none() && self.committing.is_none()
+    }
+}
+
+/// The write of `key` in sorted, unique `writes` (its new value, or
+/// `None` for a delete), if they touch it.
+fn overlay_get<'a>(writes: &'a [KvWrite], key: &[u8]) -> Option<&'a KvWrite> {
+    writes
+        .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+        .ok()
+        .and_then(|i| writes.get(i))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,11 +159,40 @@ struct MessageInfo {
     refs: u32,
 }
 
-#[derive(Debug, Default)]
+/// One client's offline queue. Kept while the session lasts, even empty:
+/// a queue that empties and fills again costs no copy of its key.
+#[derive(Debug)]
 struct ClientQueue {
+    owner: Arc<SessionKey>,
     /// seq -> (message id, message size).
     entries: BTreeMap<u64, (u64, u64)>,
     bytes: u64,
+}
+
+/// Adds entry `seq` (message `id` of `size` bytes) to `key`'s queue,
+/// created if missing (the key is copied only then), and to `order`.
+fn push_entry(
+    queues: &mut HashMap<SessionKey, ClientQueue>,
+    order: &mut BTreeMap<u64, Arc<SessionKey>>,
+    key: &SessionKey,
+    seq: u64,
+    (id, size): (u64, u64),
+) {
+    if !queues.contains_key(key) {
+        queues.insert(
+            key.clone(),
+            ClientQueue {
+                owner: Arc::new(key.clone()),
+                entries: BTreeMap::new(),
+                bytes: 0,
+            },
+        );
+    }
+    if let Some(q) = queues.get_mut(key) {
+        q.entries.insert(seq, (id, size));
+        q.bytes += size;
+        order.insert(seq, Arc::clone(&q.owner));
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +233,7 @@ impl Hasher for IdHasher {
 type IdHash = BuildHasherDefault<IdHasher>;
 
 /// One key's pending write in a [`Tx`].
+#[derive(Debug)]
 struct Write {
     /// The new value; `None` deletes.
     value: Option<Vec<u8>>,
@@ -159,10 +243,14 @@ struct Write {
     fresh: bool,
 }
 
-/// The writes of one `apply`, last write per key winning.
-#[derive(Default)]
+/// The writes of one transaction, last write per key winning.
+#[derive(Debug, Default)]
 struct Tx {
-    writes: BTreeMap<Vec<u8>, Write>,
+    /// By key; sorted once, when the transaction is sealed (a hash map:
+    /// keys share long prefixes, which an ordered map compares again and
+    /// again on every insert). Keys hold peer-chosen client ids: the
+    /// default, keyed hasher.
+    writes: HashMap<Vec<u8>, Write>,
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
     released: HashSet<u64, IdHash>,
@@ -182,8 +270,8 @@ struct Tx {
 impl Tx {
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         match self.writes.entry(k) {
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
-            std::collections::btree_map::Entry::Vacant(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
+            std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(Write {
                     value: Some(v),
                     fresh: false,
@@ -205,11 +293,11 @@ impl Tx {
 
     fn delete(&mut self, k: Vec<u8>) {
         match self.writes.entry(k) {
-            std::collections::btree_map::Entry::Occupied(e) if e.get().fresh => {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().fresh => {
                 e.remove();
             }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().value = None,
-            std::collections::btree_map::Entry::Vacant(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().value = None,
+            std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(Write {
                     value: None,
                     fresh: false,
@@ -220,7 +308,9 @@ impl Tx {
 
     /// What to hand to [`Backend::commit`].
     fn into_writes(self) -> Vec<KvWrite> {
-        self.writes.into_iter().map(|(k, w)| (k, w.value)).collect()
+        let mut writes: Vec<KvWrite> = self.writes.into_iter().map(|(k, w)| (k, w.value)).collect();
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        writes
     }
 
     /// Whether `k` exists after this transaction's writes so far; `None`
@@ -248,6 +338,7 @@ impl<B: Backend> KvStore<B> {
                 next_seq: 1,
                 ..State::default()
             }),
+            quiet: Condvar::new(),
         };
         store.check_format()?;
         store.rebuild()?;
@@ -325,10 +416,8 @@ impl<B: Backend> KvStore<B> {
                 .add_ref(id.0)
                 .ok_or_else(|| self.corrupt(&k, &"refers to a missing message".into()))?;
             st.next_seq = st.next_seq.max(seq + 1);
-            let q = st.queues.entry(key.clone()).or_default();
-            q.entries.insert(seq, (id.0, size));
-            q.bytes += size;
-            st.order.insert(seq, key);
+            let st = &mut *st;
+            push_entry(&mut st.queues, &mut st.order, &key, seq, (id.0, size));
         }
         for (k, v) in self.backend.scan_prefix(&[f::INFLIGHT])? {
             let (key, rest) = f::split_client_key(&k).map_err(|e| self.corrupt(&k, &e))?;
@@ -375,28 +464,57 @@ impl<B: Backend> KvStore<B> {
         Ok(())
     }
 
-    fn exists(&self, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
+    fn exists(&self, st: &State, tx: &Tx, key: &[u8]) -> Result<bool, StoreError> {
         match tx.exists(key) {
             Some(v) => Ok(v),
-            None => Ok(self.backend.get(key)?.is_some()),
+            None => Ok(self.get_committed(st, key)?.is_some()),
         }
     }
 
-    /// Deletes every key under `prefix`, committed or written earlier in
-    /// this transaction. True if there was one.
-    fn delete_prefix(&self, tx: &mut Tx, prefix: &[u8]) -> Result<bool, StoreError> {
+    /// The value of `key` as of the transactions sealed so far: the one
+    /// being committed, else the backend.
+    fn get_committed(&self, st: &State, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(w) = &st.committing
+            && let Some((_, v)) = overlay_get(w, key)
+        {
+            return Ok(v.clone());
+        }
+        self.backend.get(key)
+    }
+
+    /// The keys under `prefix` as of the transactions sealed so far.
+    fn keys_committed(&self, st: &State, prefix: &[u8]) -> Result<BTreeSet<Vec<u8>>, StoreError> {
         let mut keys: BTreeSet<Vec<u8>> = self
             .backend
             .scan_prefix(prefix)?
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| tx.exists(k) != Some(false))
             .collect();
+        if let Some(w) = &st.committing {
+            let start = w.partition_point(|(k, _)| k.as_slice() < prefix);
+            for (k, v) in w.get(start..).unwrap_or_default() {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if v.is_some() {
+                    keys.insert(k.clone());
+                } else {
+                    keys.remove(k);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Deletes every key under `prefix`, committed or written earlier in
+    /// this transaction. True if there was one.
+    fn delete_prefix(&self, st: &State, tx: &mut Tx, prefix: &[u8]) -> Result<bool, StoreError> {
+        let mut keys = self.keys_committed(st, prefix)?;
+        keys.retain(|k| tx.exists(k) != Some(false));
         keys.extend(
             tx.writes
-                .range(prefix.to_vec()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .filter(|(_, w)| w.value.is_some())
+                .iter()
+                .filter(|(k, w)| k.starts_with(prefix) && w.value.is_some())
                 .map(|(k, _)| k.clone()),
         );
         let found = !keys.is_empty();
@@ -421,7 +539,7 @@ impl<B: Backend> KvStore<B> {
                 OpOutcome::Done
             }
             Op::RemoveSubscription { key, filter } => {
-                self.remove_key(tx, f::subscription_key(key, filter))?
+                self.remove_key(st, tx, f::subscription_key(key, filter))?
             }
             Op::PutMessage { id, message } => st.put_message(tx, *id, message),
             Op::Enqueue {
@@ -457,7 +575,7 @@ impl<B: Backend> KvStore<B> {
                 OpOutcome::Done
             }
             Op::RemoveIncoming { key, packet_id } => {
-                self.remove_key(tx, f::incoming_key(key, *packet_id))?
+                self.remove_key(st, tx, f::incoming_key(key, *packet_id))?
             }
             Op::PutRetained(message) => st.put_retained(tx, message),
             Op::RemoveRetained(topic) => {
@@ -478,7 +596,7 @@ impl<B: Backend> KvStore<B> {
                 tx.put(f::will_key(&w.client_id), value);
                 OpOutcome::Done
             }
-            Op::RemoveWill(client_id) => self.remove_key(tx, f::will_key(client_id))?,
+            Op::RemoveWill(client_id) => self.remove_key(st, tx, f::will_key(client_id))?,
         })
     }
 
@@ -490,7 +608,7 @@ impl<B: Backend> KvStore<B> {
     ) -> Result<OpOutcome, StoreError> {
         let mut found = false;
         for kind in [f::SESSION, f::SUBSCRIPTION, f::INCOMING] {
-            found |= self.delete_prefix(tx, &f::client_prefix(kind, key))?;
+            found |= self.delete_prefix(st, tx, &f::client_prefix(kind, key))?;
         }
         if let Some(q) = st.queues.remove(key) {
             found |= !q.entries.is_empty();
@@ -531,8 +649,7 @@ impl<B: Backend> KvStore<B> {
             // The entry was created by an earlier transaction: the backend
             // has it.
             let v = self
-                .backend
-                .get(&k)?
+                .get_committed(st, &k)?
                 .ok_or_else(|| self.corrupt(&k, &"queue entry missing".into()))?;
             let (_, _, record) = f::decode_queue_record(&v).map_err(|e| self.corrupt(&k, &e))?;
             let record = record.ok_or_else(|| self.corrupt(&k, &"message not inline".into()))?;
@@ -542,15 +659,16 @@ impl<B: Backend> KvStore<B> {
             if st.messages.get(&id).is_none_or(|m| m.refs != 1) {
                 continue;
             }
-            let mk = f::message_key(MessageId(id));
+            let mk = f::message_key_bytes(MessageId(id));
+            let mk = mk.as_slice();
             let fresh = |w: Option<&Write>| w.is_some_and(|w| w.fresh && w.value.is_some());
-            if !fresh(tx.writes.get(&k)) || !fresh(tx.writes.get(&mk)) {
+            if !fresh(tx.writes.get(&k)) || !fresh(tx.writes.get(mk)) {
                 continue;
             }
             let Some(Write {
                 value: Some(record),
                 ..
-            }) = tx.writes.remove(&mk)
+            }) = tx.writes.remove(mk)
             else {
                 continue;
             };
@@ -564,22 +682,64 @@ impl<B: Backend> KvStore<B> {
                 continue;
             }
             // Not inlined after all: the message keeps its own key.
-            tx.put_new(mk, record);
+            tx.put_new(mk.to_vec(), record);
         }
         Ok(())
     }
 
-    fn remove_key(&self, tx: &mut Tx, k: Vec<u8>) -> Result<OpOutcome, StoreError> {
-        let found = self.exists(tx, &k)?;
+    /// Ends the open transaction `tx`: inline messages settled, garbage
+    /// collected, its writes handed out and kept as `committing` until
+    /// committed. A poisoned store discards it.
+    fn seal_open(&self, st: &mut State, tx: Option<Tx>) -> Result<Sealed, StoreError> {
+        if let Some(why) = &st.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let Some(mut tx) = tx else {
+            return Ok(Sealed::default());
+        };
+        if let Err(e) = self.settle_inline(st, &mut tx) {
+            st.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        st.collect_garbage(&mut tx);
+        if tx.writes.is_empty() {
+            return Ok(Sealed::default());
+        }
+        let writes = Arc::new(tx.into_writes());
+        st.committing = Some(Arc::clone(&writes));
+        Ok(Sealed {
+            writes: Some(writes),
+        })
+    }
+
+    fn remove_key(&self, st: &State, tx: &mut Tx, k: Vec<u8>) -> Result<OpOutcome, StoreError> {
+        let found = self.exists(st, tx, &k)?;
         if found {
             tx.delete(k);
         }
         Ok(done_if(found))
     }
 
+    /// Runs `f` once the store is quiet (no transaction open or being
+    /// committed), so what it reads from the backend matches the indexes;
+    /// no transaction opens while a reader waits.
     fn read<T>(&self, f: impl FnOnce(&State) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let st = lock(&self.state);
-        f(&st)
+        let st = self.quiet_state();
+        let r = f(&st);
+        drop(st);
+        self.quiet.notify_all();
+        r
+    }
+
+    /// The state, once no transaction is open or being committed.
+    fn quiet_state(&self) -> MutexGuard<'_, State> {
+        let mut st = lock(&self.state);
+        st.readers_waiting += 1;
+        while !st.is_quiet() && st.poisoned.is_none() {
+            st = self.quiet.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st.readers_waiting -= 1;
+        st
     }
 
     fn load_message(&self, st: &State, id: MessageId) -> Result<StoredMessage, StoreError> {
@@ -770,9 +930,6 @@ impl State {
             return OpOutcome::NotFound;
         };
         q.bytes -= size;
-        if q.entries.is_empty() {
-            self.queues.remove(key);
-        }
         self.order.remove(&seq);
         self.unqueue(tx, key, seq, id);
         self.release(tx, id);
@@ -831,13 +988,20 @@ impl State {
         } else {
             tx.put_new(k, v);
         }
-        self.inflight.entry(key.clone()).or_default().insert(
-            packet_id.get(),
-            InflightEntry {
-                seq,
-                message: message.map(|m| m.0),
-            },
-        );
+        let entry = InflightEntry {
+            seq,
+            message: message.map(|m| m.0),
+        };
+        // The table stays while the session lasts, even empty: no copy of
+        // the key per message.
+        if let Some(table) = self.inflight.get_mut(key) {
+            table.insert(packet_id.get(), entry);
+        } else {
+            self.inflight
+                .entry(key.clone())
+                .or_default()
+                .insert(packet_id.get(), entry);
+        }
         OpOutcome::Done
     }
 
@@ -848,9 +1012,6 @@ impl State {
         let Some(e) = table.remove(&packet_id.get()) else {
             return OpOutcome::NotFound;
         };
-        if table.is_empty() {
-            self.inflight.remove(key);
-        }
         tx.delete(f::inflight_key(key, packet_id));
         if let Some(id) = e.message {
             self.release(tx, id);
@@ -904,14 +1065,17 @@ impl State {
         }
         self.add_ref(id.0);
         let seq = self.take_seq();
-        let q = self.queues.entry(key.clone()).or_default();
-        q.entries.insert(seq, (id.0, info.size));
-        q.bytes += info.size;
-        self.order.insert(seq, key.clone());
+        push_entry(
+            &mut self.queues,
+            &mut self.order,
+            key,
+            seq,
+            (id.0, info.size),
+        );
         let k = f::queue_key(key, seq);
         if tx
             .writes
-            .get(&f::message_key(id))
+            .get(f::message_key_bytes(id).as_slice())
             .is_some_and(|w| w.fresh && w.value.is_some())
         {
             tx.fresh_entries.push((id.0, k.clone()));
@@ -978,7 +1142,7 @@ impl State {
         }
         // The oldest entries of all queues make room.
         while over(self) > quotas.max_store_bytes {
-            let oldest = self.order.iter().next().map(|(s, k)| (*s, k.clone()));
+            let oldest = self.order.iter().next().map(|(s, k)| (*s, Arc::clone(k)));
             let Some((seq, owner)) = oldest else {
                 return Err(QuotaKind::StoreBytes);
             };
@@ -1062,7 +1226,8 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     fn apply(&self, ops: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
-        let mut st = lock(&self.state);
+        // After whatever the writer staged or is committing.
+        let mut st = self.quiet_state();
         if let Some(why) = &st.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
@@ -1095,6 +1260,76 @@ impl<B: Backend> Store for KvStore<B> {
             st.stats.fsyncs += 1;
         }
         Ok(outcomes)
+    }
+
+    fn pipelined(&self) -> bool {
+        true
+    }
+
+    fn stage(&self, ops: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+        let mut st = lock(&self.state);
+        // No transaction opens while a reader waits for a quiet store.
+        while st.open.is_none() && st.readers_waiting > 0 && st.poisoned.is_none() {
+            st = self.quiet.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        if let Some(why) = &st.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let mut tx = st.open.take().unwrap_or_default();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.apply_op(&mut st, &mut tx, op) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    st.poisoned = Some(e.to_string());
+                    drop(st);
+                    self.quiet.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+        st.stats.ops += ops.len() as u64;
+        st.open = Some(tx);
+        Ok(outcomes)
+    }
+
+    fn seal(&self) -> Result<Sealed, StoreError> {
+        let mut st = lock(&self.state);
+        // One transaction commits at a time, in order.
+        while st.committing.is_some() && st.poisoned.is_none() {
+            st = self.quiet.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        let tx = st.open.take();
+        let sealed = self.seal_open(&mut st, tx);
+        let quiet = st.is_quiet();
+        drop(st);
+        if quiet {
+            self.quiet.notify_all();
+        }
+        sealed
+    }
+
+    fn commit_sealed(&self, sealed: Sealed) -> Result<(), StoreError> {
+        let Some(writes) = sealed.writes else {
+            return Ok(());
+        };
+        // Without the state lock: the next transaction is staged meanwhile,
+        // reading through `committing`.
+        let r = self.backend.commit_ref(&writes);
+        let mut st = lock(&self.state);
+        st.committing = None;
+        match &r {
+            Ok(()) => {
+                st.stats.commits += 1;
+                if self.backend.is_durable() {
+                    st.stats.fsyncs += 1;
+                }
+            }
+            Err(e) => st.poisoned = Some(e.to_string()),
+        }
+        drop(st);
+        self.quiet.notify_all();
+        r
     }
 
     fn quotas(&self) -> Quotas {

@@ -102,9 +102,15 @@ pub(crate) fn queue_key(key: &SessionKey, seq: u64) -> Vec<u8> {
 }
 
 pub(crate) fn message_key(id: MessageId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(MESSAGE);
-    k.extend_from_slice(&id.0.to_be_bytes());
+    message_key_bytes(id).to_vec()
+}
+
+/// [`message_key`] without an allocation, for lookups.
+pub(crate) fn message_key_bytes(id: MessageId) -> [u8; 9] {
+    let mut k = [MESSAGE; 9];
+    for (d, b) in k.iter_mut().skip(1).zip(id.0.to_be_bytes()) {
+        *d = b;
+    }
     k
 }
 

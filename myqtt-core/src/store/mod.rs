@@ -50,7 +50,7 @@ mod sled_store;
 mod types;
 mod writer;
 
-pub use engine::{Backend, KvPairs, KvStore, KvWrite};
+pub use engine::{Backend, KvPairs, KvStore, KvWrite, Sealed};
 pub use error::StoreError;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use open::{BackendKind, StoreConfig};
@@ -89,6 +89,46 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// After an `Err` from the backend the store is poisoned: it refuses
     /// further writes until it is opened again.
     fn apply(&self, ops: &[Op]) -> Result<Vec<OpOutcome>, StoreError>;
+
+    /// True when the store implements [`Store::stage`], [`Store::seal`]
+    /// and [`Store::commit_sealed`], so the [`StoreWriter`] stages one
+    /// transaction while the previous one commits; otherwise the writer
+    /// applies each group of submissions with [`Store::apply`]. The
+    /// default is false.
+    fn pipelined(&self) -> bool {
+        false
+    }
+
+    /// Applies `ops` in order to the store's open transaction (opened if
+    /// there is none), without committing: their outcomes now, durable
+    /// only once [`Store::seal`] and [`Store::commit_sealed`] have run. Ops
+    /// staged later see these. For the pipelined [`StoreWriter`]: while one
+    /// transaction commits, the next one is staged.
+    ///
+    /// The default applies and commits at once ([`Store::apply`]).
+    fn stage(&self, ops: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply(ops)
+    }
+
+    /// Ends the open transaction: its writes, to hand to
+    /// [`Store::commit_sealed`]. Waits while an earlier sealed transaction
+    /// is being committed (one at a time, in order). An `Err` (a poisoned
+    /// store) discards the staged ops.
+    ///
+    /// The default has nothing to seal.
+    fn seal(&self) -> Result<Sealed, StoreError> {
+        Ok(Sealed::default())
+    }
+
+    /// Commits a sealed transaction (one fsync on a disk backend), possibly
+    /// while the next one is staged from another thread. After an `Err`
+    /// the store is poisoned.
+    ///
+    /// The default has nothing to commit.
+    fn commit_sealed(&self, sealed: Sealed) -> Result<(), StoreError> {
+        drop(sealed);
+        Ok(())
+    }
 
     /// The quotas in force.
     fn quotas(&self) -> Quotas;

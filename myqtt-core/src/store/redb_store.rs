@@ -139,10 +139,14 @@ impl Backend for RedbBackend {
     }
 
     fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError> {
+        self.commit_ref(&writes)
+    }
+
+    fn commit_ref(&self, writes: &[KvWrite]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
             let mut table = txn.open_table(TABLE).map_err(err)?;
-            for (k, v) in &writes {
+            for (k, v) in writes {
                 match v {
                     Some(v) => {
                         table.insert(k.as_slice(), v.as_slice()).map_err(err)?;

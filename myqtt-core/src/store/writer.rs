@@ -4,14 +4,21 @@
 //!
 //! Producers are tokio tasks (`submit(..).await`) or plain threads
 //! (`submit_blocking`); the channel between them and the writer is bounded,
-//! so a slow disk slows producers down instead of growing memory. While one
-//! transaction is being synced the next submissions queue up, and the next
-//! transaction takes them all: the slower the disk, the more messages per
-//! fsync.
+//! so a slow disk slows producers down instead of growing memory.
+//!
+//! The writer is a pipeline of two threads. The *stager* applies each
+//! submission as it arrives to the store's open transaction
+//! ([`Store::stage`]: indexes, coalescing, encoding) while the *committer*
+//! commits the previous transaction ([`Store::commit_sealed`]: the
+//! database's commit and its fsync). When the committer is free, the
+//! stager seals the open transaction ([`Store::seal`]) and hands it over
+//! with its submissions, whose [`Commit`]s complete only once it is
+//! committed. The slower the disk, the more submissions each transaction
+//! takes.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -20,8 +27,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
+use super::engine::Sealed;
 use super::error::StoreError;
-use super::types::{Batch, MessageId, OpOutcome};
+use super::types::{Batch, MessageId, Op, OpOutcome};
 
 type Reply = Result<Vec<OpOutcome>, StoreError>;
 
@@ -31,6 +39,8 @@ struct Request {
     /// Set by [`StoreWriter::release`]: the thread ends after this round,
     /// drops the store and says so here.
     release: Option<std::sync::mpsc::Sender<()>>,
+    /// Sent by the committer when it is free: not a submission.
+    wake: bool,
 }
 
 /// Sizes of the [`StoreWriter`]'s channel and transactions.
@@ -127,6 +137,7 @@ impl StoreWriter {
     /// Starts the writer thread for `store`.
     pub fn with_config(store: Arc<dyn Store>, config: WriterConfig) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let wake = tx.downgrade();
         let counters = Arc::new(Counters::default());
         let backend_name = store.backend_name();
         let weak = Arc::downgrade(&store);
@@ -135,7 +146,7 @@ impl StoreWriter {
             .spawn({
                 let counters = Arc::clone(&counters);
                 move || {
-                    let released = run(&*store, rx, &counters, config.max_batch_ops.max(1));
+                    let released = run(&*store, rx, &wake, &counters, config.max_batch_ops.max(1));
                     // The store (its files and folder lock) closes here, when
                     // no one else holds it.
                     drop(store);
@@ -193,6 +204,7 @@ impl StoreWriter {
             batch: Batch::new(),
             done,
             release: Some(ack),
+            wake: false,
         };
         if tx.blocking_send(req).is_err() {
             // The thread has ended already.
@@ -208,6 +220,7 @@ impl StoreWriter {
                 batch: batch.into(),
                 done,
                 release: None,
+                wake: false,
             },
             Commit { rx },
         )
@@ -293,66 +306,217 @@ impl Drop for StoreWriter {
     }
 }
 
-/// The writer thread: one transaction per round, as many waiting
-/// submissions in it as fit.
+/// One sealed transaction handed to the committer, with its submissions'
+/// replies.
+struct Round {
+    work: Work,
+    /// Each submission's completion and its ops' outcomes (or why it was
+    /// not staged).
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    submissions: u64,
+    ops: u64,
+}
+
+/// What the committer does for a round.
+enum Work {
+    /// Commit this transaction, staged already.
+    Sealed(Result<Sealed, StoreError>),
+    /// A store that does not stage ([`Store::pipelined`] false): apply
+    /// these ops in one transaction; `lens` says how many ops each
+    /// submission has, in order.
+    Apply { ops: Vec<Op>, lens: Vec<usize> },
+}
+
+/// The writer thread (the stager) and, scoped inside it, the committer.
 /// Returns the acknowledgement to send once the store is dropped, when
 /// [`StoreWriter::release`] ended it.
 fn run(
     store: &dyn Store,
     mut rx: mpsc::Receiver<Request>,
+    wake: &mpsc::WeakSender<Request>,
     counters: &Counters,
     max_ops: usize,
 ) -> Option<std::sync::mpsc::Sender<()>> {
-    let mut released = None;
-    while let Some(first) = rx.blocking_recv() {
-        let mut n = first.batch.len();
-        let mut round = vec![first];
-        while n < max_ops {
+    // Free: no transaction is being committed.
+    let idle = AtomicBool::new(true);
+    // Rendezvous: a sealed transaction waits here while the previous one
+    // commits.
+    let (hand, handed) = std::sync::mpsc::sync_channel::<Round>(0);
+    std::thread::scope(|scope| {
+        let idle = &idle;
+        let committer = std::thread::Builder::new()
+            .name(format!("myqtt-commit-{}", store.backend_name()))
+            .spawn_scoped(scope, move || {
+                commit_rounds(store, &handed, idle, wake, counters);
+            });
+        if let Err(e) = committer {
+            tracing::error!(error = %e, "cannot start the store's committer thread");
+            return None;
+        }
+        // Dropping `hand` ends the committer after the last round; the
+        // scope waits for it.
+        let released = stage_rounds(store, &mut rx, &hand, idle, max_ops);
+        drop(hand);
+        released
+    })
+}
+
+/// The round the stager is building.
+#[derive(Default)]
+struct Staging {
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    released: Option<std::sync::mpsc::Sender<()>>,
+    submissions: u64,
+    ops: usize,
+    /// For a store that does not stage: the round's ops, and how many each
+    /// submission has.
+    unstaged: Vec<Op>,
+    lens: Vec<usize>,
+}
+
+impl Staging {
+    /// Stages one request (a wake-up stages nothing).
+    fn take(&mut self, req: Request, store: &dyn Store, pipelined: bool) {
+        if req.wake {
+            return;
+        }
+        if let Some(ack) = req.release {
+            self.released = Some(ack);
+        }
+        let mut batch = req.batch;
+        let n = batch.len();
+        let outcome = if n == 0 || !pipelined {
+            self.lens.push(n);
+            self.unstaged.append(&mut batch.ops);
+            Ok(Vec::new())
+        } else {
+            store.stage(&batch.ops)
+        };
+        self.replies.push((req.done, outcome));
+        self.submissions += 1;
+        self.ops += n;
+    }
+}
+
+/// The stager: applies submissions to the open transaction as they come,
+/// and seals it for the committer as soon as that one is free.
+fn stage_rounds(
+    store: &dyn Store,
+    rx: &mut mpsc::Receiver<Request>,
+    hand: &std::sync::mpsc::SyncSender<Round>,
+    idle: &AtomicBool,
+    max_ops: usize,
+) -> Option<std::sync::mpsc::Sender<()>> {
+    let pipelined = store.pipelined();
+    let mut closed = false;
+    let mut st = Staging::default();
+    loop {
+        let busy = !idle.load(Ordering::Acquire);
+        if !closed && (st.replies.is_empty() || (busy && st.ops < max_ops && st.released.is_none()))
+        {
+            // Nothing staged, or the committer is busy: wait for a
+            // submission (or the committer's wake-up).
+            match rx.blocking_recv() {
+                Some(req) => st.take(req, store, pipelined),
+                None => closed = true,
+            }
+        }
+        // Everything else already waiting.
+        while !closed && st.ops < max_ops && st.released.is_none() {
             match rx.try_recv() {
-                Ok(req) => {
-                    n += req.batch.len();
-                    round.push(req);
+                Ok(req) => st.take(req, store, pipelined),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
+            }
+        }
+        if st.replies.is_empty() {
+            if closed {
+                return st.released;
+            }
+            continue;
+        }
+        let ending = closed || st.released.is_some();
+        if idle.load(Ordering::Acquire) || st.ops >= max_ops || ending {
+            idle.store(false, Ordering::Release);
+            let released = st.released.take();
+            let st_round = std::mem::take(&mut st);
+            let work = if pipelined {
+                // Waits while the previous transaction commits.
+                Work::Sealed(store.seal())
+            } else {
+                Work::Apply {
+                    ops: st_round.unstaged,
+                    lens: st_round.lens,
                 }
-                Err(_) => break,
+            };
+            let round = Round {
+                work,
+                replies: st_round.replies,
+                submissions: st_round.submissions,
+                ops: st_round.ops as u64,
+            };
+            if hand.send(round).is_err() || ending {
+                // Later submissions fail: the receiver goes with this
+                // thread.
+                return released;
             }
         }
-        let mut ops = Vec::with_capacity(n);
-        let mut lens = Vec::with_capacity(round.len());
-        for req in &mut round {
-            if let Some(ack) = req.release.take() {
-                released = Some(ack);
-            }
-            lens.push(req.batch.ops.len());
-            ops.append(&mut req.batch.ops);
-        }
-        let result = store.apply(&ops);
+    }
+}
+
+/// The committer: commits each sealed transaction, then completes its
+/// submissions.
+fn commit_rounds(
+    store: &dyn Store,
+    handed: &std::sync::mpsc::Receiver<Round>,
+    idle: &AtomicBool,
+    wake: &mpsc::WeakSender<Request>,
+    counters: &Counters,
+) {
+    while let Ok(round) = handed.recv() {
+        let mut replies = round.replies;
+        let result = match round.work {
+            Work::Sealed(sealed) => sealed.and_then(|s| store.commit_sealed(s)),
+            Work::Apply { ops, lens } => store.apply(&ops).map(|outcomes| {
+                let mut outcomes = outcomes.into_iter();
+                for ((_, reply), len) in replies.iter_mut().zip(lens) {
+                    *reply = Ok(outcomes.by_ref().take(len).collect());
+                }
+            }),
+        };
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.ops.fetch_add(n as u64, Ordering::Relaxed);
+        counters.ops.fetch_add(round.ops, Ordering::Relaxed);
         counters
             .submissions
-            .fetch_add(round.len() as u64, Ordering::Relaxed);
+            .fetch_add(round.submissions, Ordering::Relaxed);
+        // Free again: the stager may seal the next transaction while the
+        // submissions of this one are completed.
+        idle.store(true, Ordering::Release);
+        if let Some(tx) = wake.upgrade() {
+            let (done, _) = oneshot::channel();
+            // A full queue wakes the stager anyway.
+            let _ = tx.try_send(Request {
+                batch: Batch::new(),
+                done,
+                release: None,
+                wake: true,
+            });
+        }
         match result {
-            Ok(outcomes) => {
-                let mut outcomes = outcomes.into_iter();
-                for (req, len) in round.into_iter().zip(lens) {
-                    let part = outcomes.by_ref().take(len).collect();
+            Ok(()) => {
+                for (done, reply) in replies {
                     // A producer that stopped waiting is not an error.
-                    let _ = req.done.send(Ok(part));
+                    let _ = done.send(reply);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed");
-                for req in round {
-                    let _ = req.done.send(Err(e.clone()));
+                for (done, _) in replies {
+                    let _ = done.send(Err(e.clone()));
                 }
             }
         }
-        if released.is_some() {
-            // Later submissions fail: the receiver goes with this thread.
-            return released;
-        }
     }
-    released
 }
 
 /// Why [`StoreWriter::try_submit`] did not take a batch.
