@@ -12,6 +12,10 @@
 //! store, or one another process has open, stops the listener with an
 //! error (exit status 1); the store is never wiped.
 //!
+//! `--max-queued-messages N` (default 1000) is how many messages may wait
+//! for one client (offline with a persistent session, or slow); more are
+//! dropped and counted.
+//!
 //! `--sys-interval SECS` (default 10, as mosquitto; 0 turns it off) is how
 //! often the listener publishes its figures under `$SYS/broker/`
 //! (`mosquitto_sub -t '$SYS/#' -v`).
@@ -36,11 +40,12 @@ struct Args {
     backend: BackendKind,
     hash_size: u32,
     max_packet_size: u32,
+    max_queued_messages: usize,
     sys_interval: u64,
 }
 
 fn usage() -> &'static str {
-    "usage: listener [--host HOST] [--port PORT] [--max-packet-size BYTES] [--sys-interval SECS] [--storage PATH [--backend redb|sled] [--hash-size N]]"
+    "usage: listener [--host HOST] [--port PORT] [--max-packet-size BYTES] [--max-queued-messages N] [--sys-interval SECS] [--storage PATH [--backend redb|sled] [--hash-size N]]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         backend: BackendKind::Redb,
         hash_size: 0,
         max_packet_size: 0,
+        max_queued_messages: 1000,
         sys_interval: 10,
     };
     let mut it = std::env::args().skip(1);
@@ -79,6 +85,12 @@ fn parse_args() -> Result<Args, String> {
                 args.max_packet_size = v
                     .parse()
                     .map_err(|_| format!("invalid packet size {v:?}"))?;
+            }
+            "--max-queued-messages" => {
+                let v = value("--max-queued-messages")?;
+                args.max_queued_messages = v
+                    .parse()
+                    .map_err(|_| format!("invalid message count {v:?}"))?;
             }
             "--sys-interval" => {
                 let v = value("--sys-interval")?;
@@ -111,6 +123,7 @@ fn main() -> ExitCode {
     }
     let config = match BrokerConfig::builder()
         .max_packet_size(args.max_packet_size)
+        .max_queued_messages(args.max_queued_messages)
         .sys_interval(std::time::Duration::from_secs(args.sys_interval))
         .build()
     {
