@@ -137,13 +137,13 @@ impl Publish {
             let publish = Self::decode_with_properties(frame, topic_end, flags, topic)?;
             return Ok(Some(Packet::Publish(publish)));
         };
+        let payload = rest(frame, pos);
         // Without properties there is no Topic Alias to stand for an empty
         // topic (MQTT 5.0 §3.3.2.1, §3.3.2.3.4).
         if version.is_v5() && topic.is_empty() {
             return Err(DecodeError::EmptyTopicWithoutAlias);
         }
         let topic = topic_name(topic)?;
-        let payload = rest(frame, pos);
         Ok(Some(Packet::Publish(Self {
             dup,
             qos,
