@@ -524,6 +524,27 @@ impl<B: Backend> KvStore<B> {
         Ok(found)
     }
 
+    /// Applies `ops` in order to `tx`; the first failure poisons the store
+    /// (its indexes may no longer match the transaction) and is returned.
+    fn apply_ops(
+        &self,
+        st: &mut State,
+        tx: &mut Tx,
+        ops: &[Op],
+    ) -> Result<Vec<OpOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.apply_op(st, tx, op) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    st.poisoned = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
     fn apply_op(&self, st: &mut State, tx: &mut Tx, op: &Op) -> Result<OpOutcome, StoreError> {
         Ok(match op {
             Op::PutSession(s) => {
@@ -1232,16 +1253,7 @@ impl<B: Backend> Store for KvStore<B> {
             return Err(StoreError::Poisoned(why.clone()));
         }
         let mut tx = Tx::default();
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            match self.apply_op(&mut st, &mut tx, op) {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    st.poisoned = Some(e.to_string());
-                    return Err(e);
-                }
-            }
-        }
+        let outcomes = self.apply_ops(&mut st, &mut tx, ops)?;
         if let Err(e) = self.settle_inline(&mut st, &mut tx) {
             st.poisoned = Some(e.to_string());
             return Err(e);
@@ -1276,18 +1288,14 @@ impl<B: Backend> Store for KvStore<B> {
             return Err(StoreError::Poisoned(why.clone()));
         }
         let mut tx = st.open.take().unwrap_or_default();
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            match self.apply_op(&mut st, &mut tx, op) {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    st.poisoned = Some(e.to_string());
-                    drop(st);
-                    self.quiet.notify_all();
-                    return Err(e);
-                }
+        let outcomes = match self.apply_ops(&mut st, &mut tx, ops) {
+            Ok(o) => o,
+            Err(e) => {
+                drop(st);
+                self.quiet.notify_all();
+                return Err(e);
             }
-        }
+        };
         st.stats.ops += ops.len() as u64;
         st.open = Some(tx);
         Ok(outcomes)
