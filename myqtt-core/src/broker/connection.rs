@@ -236,6 +236,25 @@ impl Group {
     }
 }
 
+/// The publish ACL's answer on `msg` from `client` (a refused PUBLISH is
+/// acknowledged with Not authorized, 0x87).
+async fn publish_allowed(chain: &HookChain, client: &Arc<ClientInfo>, msg: &Message) -> bool {
+    let allowed = chain
+        .acl(&AclRequest {
+            client,
+            access: Access::Publish,
+            topic: msg.topic.as_str(),
+            qos: msg.qos,
+            payload: Some(&msg.payload),
+            retain: msg.retain,
+        })
+        .await;
+    if !allowed {
+        tracing::debug!("publish denied by the ACL");
+    }
+    allowed
+}
+
 /// The front commit of `q` (an entry without a commit is ready at once).
 async fn front_done(q: &mut LazyDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
@@ -1841,20 +1860,9 @@ where
                 continue;
             }
             let Some(msg) = msgs.next() else { break };
-            let allowed = chain
-                .acl(&AclRequest {
-                    client: &self.info,
-                    access: Access::Publish,
-                    topic: msg.topic.as_str(),
-                    qos: msg.qos,
-                    payload: Some(&msg.payload),
-                    retain: msg.retain,
-                })
-                .await;
-            if allowed {
+            if publish_allowed(&chain, &self.info, &msg).await {
                 kept.push(msg);
             } else {
-                tracing::debug!("publish denied by the ACL");
                 step.2 = Step::Refused(ReasonCode::NotAuthorized);
             }
         }
@@ -1865,11 +1873,8 @@ where
             let reason = match step {
                 Step::Refused(code) => code,
                 Step::Asked => match outcomes.next() {
-                    Some(PublishOutcome::Route(m)) if !m.topic.is_empty() => self.route(now, m),
-                    Some(PublishOutcome::Route(_) | PublishOutcome::Discard) => {
-                        ReasonCode::NoMatchingSubscribers
-                    }
-                    Some(PublishOutcome::Close) | None => return Err(Ending::HookClose),
+                    Some(outcome) => self.outcome_reason(now, outcome)?,
+                    None => return Err(Ending::HookClose),
                 },
             };
             if !stored || !self.ack_after_commit(qos, packet_id, v5, reason) {
@@ -1885,32 +1890,29 @@ where
     /// The ACL and publish hooks' decision on a message, routed if they
     /// let it through; the reason code for its acknowledgement.
     async fn hooked_reason(&mut self, now: Instant, msg: Message) -> Result<ReasonCode, Ending> {
-        let reason = {
-            let chain = Arc::clone(&self.chain);
-            let allowed = chain
-                .acl(&AclRequest {
-                    client: &self.info,
-                    access: Access::Publish,
-                    topic: msg.topic.as_str(),
-                    qos: msg.qos,
-                    payload: Some(&msg.payload),
-                    retain: msg.retain,
-                })
-                .await;
-            if allowed {
-                match chain.on_publish(&self.info, msg).await {
-                    PublishOutcome::Route(m) if !m.topic.is_empty() => self.route(now, m),
-                    PublishOutcome::Route(_) | PublishOutcome::Discard => {
-                        ReasonCode::NoMatchingSubscribers
-                    }
-                    PublishOutcome::Close => return Err(Ending::HookClose),
-                }
-            } else {
-                tracing::debug!("publish denied by the ACL");
-                ReasonCode::NotAuthorized
+        let chain = Arc::clone(&self.chain);
+        if !publish_allowed(&chain, &self.info, &msg).await {
+            return Ok(ReasonCode::NotAuthorized);
+        }
+        let outcome = chain.on_publish(&self.info, msg).await;
+        self.outcome_reason(now, outcome)
+    }
+
+    /// Acts on the publish hooks' decision on a message: routes it, or
+    /// gives the reason code of a discarded one; a hook closing the
+    /// connection ends it.
+    fn outcome_reason(
+        &mut self,
+        now: Instant,
+        outcome: PublishOutcome,
+    ) -> Result<ReasonCode, Ending> {
+        match outcome {
+            PublishOutcome::Route(m) if !m.topic.is_empty() => Ok(self.route(now, m)),
+            PublishOutcome::Route(_) | PublishOutcome::Discard => {
+                Ok(ReasonCode::NoMatchingSubscribers)
             }
-        };
-        Ok(reason)
+            PublishOutcome::Close => Err(Ending::HookClose),
+        }
     }
 
     /// With a store: queues the acknowledgement of a PUBLISH behind the
