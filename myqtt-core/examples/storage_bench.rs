@@ -121,9 +121,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let (Some(a), Some(b)) = (before, ctx.broker().store_stats()) {
         let fsyncs = b.fsyncs - a.fsyncs;
         print!(
-            ", {:.0} fsyncs/s, {:.1} messages per fsync ({} submissions in {} commits)",
+            ", {:.0} fsyncs/s, {:.1} messages per fsync, {:.2} key writes per message ({} submissions in {} commits)",
             fsyncs as f64 / secs,
             got as f64 / fsyncs.max(1) as f64,
+            (b.writes - a.writes) as f64 / got.max(1) as f64,
             b.submissions - a.submissions,
             b.batches - a.batches
         );

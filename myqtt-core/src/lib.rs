@@ -31,6 +31,7 @@ mod bytestr;
 pub mod client;
 pub mod codec;
 pub mod ctx;
+mod hash;
 pub mod net;
 pub mod session;
 pub mod store;

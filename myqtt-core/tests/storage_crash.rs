@@ -12,15 +12,14 @@
 //! test counts and asserts it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod storage_util;
+
+use storage_util::start_listener;
 
 use myqtt_core::client::{ConnectOptions, PublishMessage, ReconnectOptions};
 use myqtt_core::codec::{ProtocolVersion, QoS};
@@ -30,57 +29,6 @@ const ROUNDS: usize = 20;
 
 /// (topic, sequence number) -> (copies received, copies with DUP set).
 type Received = HashMap<(String, u64), (u32, u32)>;
-
-/// A listener process and the port it listens on.
-struct Listener {
-    child: Child,
-    port: u16,
-}
-
-/// Starts the listener on `port` (0: any) with a store in `dir`; waits for
-/// its `listening on HOST:PORT` line.
-fn start_listener(dir: &Path, port: u16, backend: &str) -> Listener {
-    // The port of a killed listener is free again at once (the listener
-    // sets SO_REUSEADDR); a bind can still fail briefly if the kernel has
-    // not finished closing the old process, so a few attempts are allowed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut child = Command::new(storage_util::listener_program())
-            .arg("--storage")
-            .arg(dir)
-            .args(["--port", &port.to_string(), "--backend", backend])
-            // The subscriber may stay offline through many restarts (its
-            // reconnection delay is longer than some lives of the
-            // listener): with the default limit of 1000 queued messages
-            // the listener would drop the newest ones for it, as
-            // configured, and the test would count them as lost.
-            .args(["--max-queued-messages", "1000000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the listener program starts");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        let _ = out.read_line(&mut line);
-        if let Some(addr) = line.trim().strip_prefix("listening on ") {
-            let port = addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("a port in the listening line");
-            return Listener { child, port };
-        }
-        let mut err = String::new();
-        let _ = child.wait();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        assert!(
-            Instant::now() < deadline && err.contains("ddress"),
-            "the listener did not start: {line:?} {err}"
-        );
-    }
-}
 
 /// A small deterministic generator (xorshift), seeded from the clock; the
 /// seed is printed so a failure can be replayed.

@@ -981,6 +981,85 @@ fn a_queue_entry_keeps_its_delivery_qos_retain_flag_and_subscription_ids(open: &
     assert_eq!(q[1].delivery, None, "an entry queued without a delivery");
 }
 
+/// Long runs of deletes in one transaction (a subscriber acknowledging a
+/// burst; redb removes a dense run with one walk over its range) remove
+/// exactly the entries and messages named, and keep those in between.
+fn runs_of_removals_remove_exactly_what_they_name(open: &Opener) {
+    let every_other = SessionKey::broker("run-a");
+    let middle = SessionKey::broker("run-b");
+    let (shared_1, shared_2) = (SessionKey::broker("run-c1"), SessionKey::broker("run-c2"));
+    let seqs = |s: &dyn Store, k: &SessionKey, n: usize| -> Vec<u64> {
+        (0..n)
+            .map(|i| match enqueue_new(s, k, format!("{i}").as_bytes()) {
+                OpOutcome::Enqueued { seq, .. } => seq,
+                other => panic!("refused: {other:?}"),
+            })
+            .collect()
+    };
+    let dequeue = |k: &SessionKey, seqs: &[u64]| -> Vec<Op> {
+        seqs.iter()
+            .map(|&seq| Op::Dequeue {
+                key: k.clone(),
+                seq,
+            })
+            .collect()
+    };
+    {
+        let s = open();
+        let a = seqs(&*s, &every_other, 100);
+        let b = seqs(&*s, &middle, 40);
+        // Messages under their own keys (two queues refer to each).
+        let mut shared = Vec::new();
+        for i in 0..40 {
+            let (id, out) = put_with(&*s, message("q/t", format!("s{i}").as_bytes()), |id| {
+                [&shared_1, &shared_2]
+                    .into_iter()
+                    .map(|k| Op::Enqueue {
+                        key: k.clone(),
+                        message: id,
+                        delivery: None,
+                    })
+                    .collect()
+            });
+            let seqs: Vec<u64> = out[1..]
+                .iter()
+                .map(|o| match o {
+                    OpOutcome::Enqueued { seq, .. } => *seq,
+                    other => panic!("refused: {other:?}"),
+                })
+                .collect();
+            shared.push((id, seqs));
+        }
+        let even: Vec<u64> = a.iter().copied().step_by(2).collect();
+        let mut ops = dequeue(&every_other, &even);
+        ops.extend(dequeue(&middle, &b[10..30]));
+        // Both references of the first 30 shared messages: their message
+        // records go in one run too.
+        for (_, seqs) in &shared[..30] {
+            ops.extend(dequeue(&shared_1, &seqs[..1]));
+            ops.extend(dequeue(&shared_2, &seqs[1..]));
+        }
+        let out = apply(&*s, ops);
+        assert!(out.iter().all(|o| *o == OpOutcome::Done), "{out:?}");
+    }
+    let s = open();
+    let names = |k: &SessionKey| -> Vec<String> {
+        payloads(&*s, k)
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    };
+    let odd: Vec<String> = (1..100).step_by(2).map(|i| format!("{i}")).collect();
+    assert_eq!(names(&every_other), odd);
+    let kept: Vec<String> = (0..10).chain(30..40).map(|i| format!("{i}")).collect();
+    assert_eq!(names(&middle), kept);
+    let last: Vec<String> = (30..40).map(|i| format!("s{i}")).collect();
+    assert_eq!(names(&shared_1), last);
+    assert_eq!(names(&shared_2), last);
+    // 50 + 20 inline entries, and 10 messages under their own keys.
+    assert_eq!(s.stats().messages, 80);
+}
+
 macro_rules! restart_suite {
     ($($name:ident),* $(,)?) => {
         mod redb_restart {
@@ -1008,4 +1087,5 @@ restart_suite!(
     quotas_apply_to_what_was_stored_before_a_restart,
     removals_survive_a_restart,
     a_queue_entry_keeps_its_delivery_qos_retain_flag_and_subscription_ids,
+    runs_of_removals_remove_exactly_what_they_name,
 );

@@ -26,7 +26,7 @@ use super::hooks::{
     Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, DropReason, Event, Message,
     Transport,
 };
-use super::persist::{Checks, Staged, Track};
+use super::persist::{Checks, SentQos1, Staged, Track};
 use super::registry::{
     ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
@@ -889,6 +889,12 @@ where
         self.more_buffered = true;
         loop {
             if self.persistent {
+                if let Some(due) = self.track.sent.due() {
+                    let now = self.broker.timers().now_millis(Instant::now());
+                    if due <= now {
+                        self.record_sent(now.checked_sub(SentQos1::MOVE_AFTER_MS));
+                    }
+                }
                 let stored = boxed(self.transmit_stored());
                 stored.await;
             } else {
@@ -1071,6 +1077,9 @@ where
         }
         if let Some(at) = self.session.poll_timeout() {
             timers.arm(&self.shared.due, timers.due_millis(at));
+        }
+        if let Some(due) = self.track.sent.due() {
+            timers.arm(&self.shared.due, due);
         }
     }
 
@@ -1325,6 +1334,18 @@ where
         let key = || SessionKey::broker(self.handle.client_id.clone());
         let mut b = Batch::new();
         let hold = match &packet {
+            Packet::PubAck(a) if !self.track.sent.is_empty() => {
+                // A QoS 1 flow sent from its queue entry: the entry goes.
+                if let Some(id) = self.track.sent.take(a.packet_id.get()) {
+                    b.push(Op::DequeueMessage {
+                        key: key(),
+                        message: id,
+                    });
+                } else if self.track.inflight.remove(&a.packet_id.get()) {
+                    b.remove_inflight(key(), a.packet_id);
+                }
+                false
+            }
             Packet::PubAck(a) | Packet::PubComp(a) => {
                 if self.track.inflight.remove(&a.packet_id.get()) {
                     b.remove_inflight(key(), a.packet_id);
@@ -1463,6 +1484,7 @@ where
         let mut packets = Vec::new();
         let mut b = Batch::new();
         let mut hold = false;
+        let mut now_ms = None;
         while let Some(p) = self.session.poll_transmit() {
             if let Packet::Publish(pb) = &p
                 && pb.qos != QoS::AtMostOnce
@@ -1477,21 +1499,24 @@ where
                     .get(pid)
                     .map(session::Outgoing::ticket);
                 if let Some(id) = ticket.and_then(|t| self.track.unsent.remove(&t)) {
-                    let key = SessionKey::broker(self.handle.client_id.clone());
-                    let state = if pb.qos == QoS::AtLeastOnce {
-                        InflightState::AwaitingPubAck
+                    if pb.qos == QoS::AtLeastOnce {
+                        // Its queue entry stands for it until the PUBACK
+                        // (see `SentQos1`): a QoS 1 message may arrive
+                        // twice, so nothing waits.
+                        let at = *now_ms
+                            .get_or_insert_with(|| self.broker.timers().now_millis(Instant::now()));
+                        self.track.sent.insert(pid.get(), id, at);
                     } else {
                         // Sent only once its in-flight record is durable: a
                         // crash must not leave it in the queue as well, to
                         // be sent again as a new message [MQTT-4.3.3-10].
-                        // (A QoS 1 message may arrive twice: no wait.)
                         hold = true;
-                        InflightState::AwaitingPubRec
-                    };
-                    // The in-flight record first: it keeps the message.
-                    b.put_inflight(key.clone(), pid, state, Some(id));
-                    b.push(Op::DequeueMessage { key, message: id });
-                    self.track.inflight.insert(pid.get());
+                        let key = SessionKey::broker(self.handle.client_id.clone());
+                        // The in-flight record first: it keeps the message.
+                        b.put_inflight(key.clone(), pid, InflightState::AwaitingPubRec, Some(id));
+                        b.push(Op::DequeueMessage { key, message: id });
+                        self.track.inflight.insert(pid.get());
+                    }
                 }
             }
             packets.push(p);
@@ -1515,6 +1540,31 @@ where
                 after: After::Send(packets),
                 checks: Checks::default(),
             });
+        }
+    }
+
+    /// Writes the in-flight records of the QoS 1 flows sent from the queue
+    /// at or before `until` (timer ms; every one when `None`), still
+    /// unacknowledged (see [`SentQos1`](super::persist::SentQos1)).
+    fn record_sent(&mut self, until: Option<u64>) {
+        let key = SessionKey::broker(self.handle.client_id.clone());
+        let Self { track, out, .. } = self;
+        let mut moved = Vec::new();
+        track.sent.take_due(until, |pid, id| moved.push((pid, id)));
+        for (pid, id) in moved {
+            if let Some(packet_id) = PacketId::new(pid) {
+                out.put_inflight(
+                    key.clone(),
+                    packet_id,
+                    InflightState::AwaitingPubAck,
+                    Some(id),
+                );
+                out.push(Op::DequeueMessage {
+                    key: key.clone(),
+                    message: id,
+                });
+                track.inflight.insert(pid);
+            }
         }
     }
 
@@ -2387,6 +2437,11 @@ where
         }
         if !self.pending.is_empty() {
             self.settle_stored().await;
+        }
+        if !self.track.sent.is_empty() {
+            // The detached session's flows have their records: a restart
+            // resends them with DUP [MQTT-4.4.0-1].
+            self.record_sent(None);
         }
         if !self.out.is_empty() {
             let _ = self.submit(Batch::new()).await;

@@ -14,7 +14,7 @@
 //!   PUBREL of an outgoing QoS 2 flow only after the commit that records
 //!   its PUBREC, so a crash never makes a QoS 2 duplicate [MQTT-4.3.3-10].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use super::registry::{Delivery, PendingWill, Refused, Routed, SessionHandle, Sub
 use super::{Broker, EventKind, HookChain};
 use crate::ByteStr;
 use crate::codec::{PacketId, Publish, QoS};
+use crate::hash::{IdMap, IdSet};
 use crate::session::{Outgoing, SessionSnapshot, SessionState, Ticket};
 use crate::store::{
     Batch, Commit, InflightState, Loaded, MessageId, OpOutcome, QueuedDelivery, Refusal,
@@ -86,11 +87,102 @@ impl Persist {
 #[derive(Debug, Default)]
 pub(crate) struct Track {
     /// Stored messages handed to the protocol state, not sent yet.
-    pub(crate) unsent: HashMap<Ticket, MessageId>,
+    pub(crate) unsent: IdMap<Ticket, MessageId>,
     /// Outgoing flows with an in-flight record, by packet id.
-    pub(crate) inflight: HashSet<u16>,
+    pub(crate) inflight: IdSet<u16>,
     /// Incoming QoS 2 packet ids with a record.
     pub(crate) incoming: HashSet<u16>,
+    /// QoS 1 messages sent from the queue whose in-flight record is not
+    /// written yet.
+    pub(crate) sent: SentQos1,
+}
+
+/// QoS 1 messages sent from their queue entry without an in-flight record
+/// yet. A QoS 1 PUBLISH is not held for its record (a QoS 1 message may
+/// arrive twice), so the record only tells a restart to resend it with DUP
+/// and its packet id [MQTT-4.4.0-1] rather than as a new PUBLISH from the
+/// queue. Most subscribers acknowledge within milliseconds: the entry is
+/// then simply dequeued (one op instead of writing the record, dequeuing
+/// and deleting the record, and usually nothing written at all when the
+/// entry was stored in the same group commit). A flow still unacknowledged
+/// after [`SentQos1::MOVE_AFTER`], or when its connection closes, gets its
+/// record then. Until then a crash brings the message back from the queue:
+/// sent again as a new PUBLISH, at least once as QoS 1 promises.
+#[derive(Debug, Default)]
+pub(crate) struct SentQos1 {
+    /// Packet id -> (message, serial, sent at in the broker's timer
+    /// milliseconds).
+    by_id: IdMap<u16, (MessageId, u64, u64)>,
+    /// (packet id, serial), oldest first; acknowledged flows are skipped
+    /// lazily (their serial no longer matches).
+    order: std::collections::VecDeque<(u16, u64)>,
+    serial: u64,
+}
+
+impl SentQos1 {
+    /// How long a QoS 1 flow may wait for its PUBACK before its in-flight
+    /// record is written.
+    pub(crate) const MOVE_AFTER_MS: u64 = 1000;
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Message `id` was sent with packet id `pid` at `at` (timer ms).
+    pub(crate) fn insert(&mut self, pid: u16, id: MessageId, at: u64) {
+        self.serial += 1;
+        self.by_id.insert(pid, (id, self.serial, at));
+        self.order.push_back((pid, self.serial));
+    }
+
+    /// The message sent with `pid`, acknowledged now.
+    pub(crate) fn take(&mut self, pid: u16) -> Option<MessageId> {
+        let (id, _, _) = self.by_id.remove(&pid)?;
+        self.skip_done();
+        Some(id)
+    }
+
+    /// Drops acknowledged flows from the front of `order`.
+    fn skip_done(&mut self) {
+        while let Some(&(pid, serial)) = self.order.front() {
+            if self.by_id.get(&pid).is_some_and(|e| e.1 == serial) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.by_id.is_empty() {
+            self.order.clear();
+        }
+    }
+
+    /// When the oldest flow is due for its record (timer ms).
+    pub(crate) fn due(&self) -> Option<u64> {
+        let &(pid, _) = self.order.front()?;
+        self.by_id
+            .get(&pid)
+            .map(|e| e.2.saturating_add(Self::MOVE_AFTER_MS))
+    }
+
+    /// Removes the flows sent at or before `until` (every flow when
+    /// `None`), oldest first, handing each to `f`.
+    pub(crate) fn take_due(&mut self, until: Option<u64>, mut f: impl FnMut(u16, MessageId)) {
+        while let Some(&(pid, serial)) = self.order.front() {
+            match self.by_id.get(&pid) {
+                Some(&(id, s, at)) if s == serial => {
+                    if until.is_some_and(|u| at > u) {
+                        break;
+                    }
+                    self.by_id.remove(&pid);
+                    f(pid, id);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+        if self.by_id.is_empty() {
+            self.order.clear();
+        }
+    }
 }
 
 /// Messages routed with a store, not submitted yet: their store ops, and

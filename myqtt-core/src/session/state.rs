@@ -7,8 +7,7 @@
 //! reads it with [`SessionState::snapshot`] and rebuilds it with
 //! [`SessionState::restore`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::codec::{PacketId, Publish, QoS};
@@ -159,36 +158,8 @@ pub struct SessionSnapshot {
     pub dropped: u64,
 }
 
-/// Hashes a packet id with one multiplication.
-///
-// Design: the in-flight tables are looked up several times per message;
-// SipHash cost more than the rest of a lookup. Its protection against
-// chosen colliding keys is not needed here: the ids in a table are the ones
-// this side allocated (a peer only looks ids up, it never inserts its own),
-// and there are at most 65,535 of them.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u16(u16::from(b));
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        // An odd constant: a bijection on the low bits (the bucket index),
-        // with every bit of the id in the high bits (hashbrown's tag).
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A hash map keyed by packet id, hashed with [`IdHasher`].
-pub(crate) type IdMap<V> = HashMap<PacketId, V, BuildHasherDefault<IdHasher>>;
+/// A hash map keyed by packet id (see [`crate::hash::IdHasher`]).
+pub(crate) type IdMap<V> = crate::hash::IdMap<PacketId, V>;
 
 /// A queue that is one pointer while it holds nothing: its `VecDeque` is
 /// allocated by the first push and given back by [`Self::release_empty`].

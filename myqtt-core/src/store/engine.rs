@@ -6,7 +6,8 @@
 //! one test suite covers them all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::hash::{IdHash, Keyed};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -112,14 +113,14 @@ struct State {
     /// Messages stored inline in their only queue entry (not under their
     /// own key): message id -> that entry's key.
     inline: HashMap<u64, Vec<u8>, IdHash>,
-    queues: HashMap<SessionKey, ClientQueue>,
+    queues: HashMap<SessionKey, ClientQueue, Keyed>,
     /// Every queue entry by seq: the global age order DropOldest uses.
     /// (The owner is shared with its queue: no copy of a peer's client id,
     /// whose bytes the connections share, per entry.)
     order: BTreeMap<u64, Arc<SessionKey>>,
-    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry, IdHash>>,
+    inflight: HashMap<SessionKey, HashMap<u16, InflightEntry, IdHash>, Keyed>,
     /// Retained topics and their sizes.
-    retained: HashMap<Vec<u8>, u64>,
+    retained: HashMap<Vec<u8>, u64, Keyed>,
     /// Bytes of messages that something refers to.
     referenced_bytes: u64,
     retained_bytes: u64,
@@ -134,6 +135,8 @@ struct State {
     /// Readers waiting for the store to be quiet: no new transaction opens
     /// meanwhile.
     readers_waiting: usize,
+    /// How many writes the next transaction's map is sized for.
+    tx_hint: usize,
 }
 
 impl State {
@@ -172,27 +175,23 @@ struct ClientQueue {
 /// Adds entry `seq` (message `id` of `size` bytes) to `key`'s queue,
 /// created if missing (the key is copied only then), and to `order`.
 fn push_entry(
-    queues: &mut HashMap<SessionKey, ClientQueue>,
+    queues: &mut HashMap<SessionKey, ClientQueue, Keyed>,
     order: &mut BTreeMap<u64, Arc<SessionKey>>,
     key: &SessionKey,
     seq: u64,
     (id, size): (u64, u64),
 ) {
-    if !queues.contains_key(key) {
-        queues.insert(
-            key.clone(),
-            ClientQueue {
-                owner: Arc::new(key.clone()),
-                entries: BTreeMap::new(),
-                bytes: 0,
-            },
-        );
-    }
-    if let Some(q) = queues.get_mut(key) {
-        q.entries.insert(seq, (id, size));
-        q.bytes += size;
-        order.insert(seq, Arc::clone(&q.owner));
-    }
+    let q = match queues.get_mut(key) {
+        Some(q) => q,
+        None => queues.entry(key.clone()).or_insert_with(|| ClientQueue {
+            owner: Arc::new(key.clone()),
+            entries: BTreeMap::new(),
+            bytes: 0,
+        }),
+    };
+    q.entries.insert(seq, (id, size));
+    q.bytes += size;
+    order.insert(seq, Arc::clone(&q.owner));
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -200,37 +199,6 @@ struct InflightEntry {
     seq: u64,
     message: Option<u64>,
 }
-
-/// A hasher for the store's own integer keys (message ids it allocates,
-/// packet ids): a multiply-rotate mix, much cheaper than SipHash on the
-/// writer thread. Not for peer-chosen keys (client ids, topics), which
-/// keep the default hasher.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0_u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdHash = BuildHasherDefault<IdHasher>;
 
 /// One key's pending write in a [`Tx`].
 #[derive(Debug)]
@@ -248,9 +216,9 @@ struct Write {
 struct Tx {
     /// By key; sorted once, when the transaction is sealed (a hash map:
     /// keys share long prefixes, which an ordered map compares again and
-    /// again on every insert). Keys hold peer-chosen client ids: the
-    /// default, keyed hasher.
-    writes: HashMap<Vec<u8>, Write>,
+    /// again on every insert). Keys hold peer-chosen client ids: a
+    /// randomly seeded hasher.
+    writes: HashMap<Vec<u8>, Write, Keyed>,
     /// Messages whose reference count dropped to 0 (or that were put): they
     /// are deleted at the end unless referenced again meanwhile.
     released: HashSet<u64, IdHash>,
@@ -268,6 +236,13 @@ struct Tx {
 }
 
 impl Tx {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            writes: HashMap::with_capacity_and_hasher(n, Keyed::default()),
+            ..Self::default()
+        }
+    }
+
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         match self.writes.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().value = Some(v),
@@ -726,6 +701,9 @@ impl<B: Backend> KvStore<B> {
         if tx.writes.is_empty() {
             return Ok(Sealed::default());
         }
+        // The next transaction's map starts about as large as this one
+        // grew (a fresh entry put and deleted again left it).
+        st.tx_hint = tx.writes.len().saturating_mul(2).min(1 << 16);
         let writes = Arc::new(tx.into_writes());
         st.committing = Some(Arc::clone(&writes));
         Ok(Sealed {
@@ -1263,11 +1241,14 @@ impl<B: Backend> Store for KvStore<B> {
         if tx.writes.is_empty() {
             return Ok(outcomes);
         }
-        if let Err(e) = self.backend.commit(tx.into_writes()) {
+        let writes = tx.into_writes();
+        let n = writes.len() as u64;
+        if let Err(e) = self.backend.commit(writes) {
             st.poisoned = Some(e.to_string());
             return Err(e);
         }
         st.stats.commits += 1;
+        st.stats.writes += n;
         if self.backend.is_durable() {
             st.stats.fsyncs += 1;
         }
@@ -1287,7 +1268,8 @@ impl<B: Backend> Store for KvStore<B> {
         if let Some(why) = &st.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
-        let mut tx = st.open.take().unwrap_or_default();
+        let hint = st.tx_hint;
+        let mut tx = st.open.take().unwrap_or_else(|| Tx::with_capacity(hint));
         let outcomes = match self.apply_ops(&mut st, &mut tx, ops) {
             Ok(o) => o,
             Err(e) => {
@@ -1329,6 +1311,7 @@ impl<B: Backend> Store for KvStore<B> {
         match &r {
             Ok(()) => {
                 st.stats.commits += 1;
+                st.stats.writes += writes.len() as u64;
                 if self.backend.is_durable() {
                     st.stats.fsyncs += 1;
                 }

@@ -146,7 +146,27 @@ impl Backend for RedbBackend {
         let txn = self.db.begin_write().map_err(err)?;
         {
             let mut table = txn.open_table(TABLE).map_err(err)?;
-            for (k, v) in writes {
+            let mut rest = writes;
+            while let Some(((k, v), after)) = rest.split_first() {
+                if let Some(run) = dense_deletes(rest) {
+                    // One walk over the run's range instead of a descent
+                    // per key; only the listed keys go.
+                    let (first, last) = (&run[0].0, &run[run.len() - 1].0);
+                    let mut next = 0;
+                    table
+                        .retain_in(
+                            first.as_slice()..=last.as_slice(),
+                            |key: &[u8], _: &[u8]| {
+                                while run.get(next).is_some_and(|(d, _)| d.as_slice() < key) {
+                                    next += 1;
+                                }
+                                run.get(next).is_none_or(|(d, _)| d.as_slice() != key)
+                            },
+                        )
+                        .map_err(err)?;
+                    rest = &rest[run.len()..];
+                    continue;
+                }
                 match v {
                     Some(v) => {
                         table.insert(k.as_slice(), v.as_slice()).map_err(err)?;
@@ -155,8 +175,39 @@ impl Backend for RedbBackend {
                         table.remove(k.as_slice()).map_err(err)?;
                     }
                 }
+                rest = after;
             }
         }
         txn.commit().map_err(err)
     }
+}
+
+/// Deletes shorter than this go one by one.
+const MIN_RUN: usize = 16;
+
+/// The run of deletes at the start of `writes` (sorted, unique), if it is
+/// long and dense enough to remove with one range walk: at least
+/// [`MIN_RUN`] deletes of keys that differ only in a big-endian 8-byte
+/// suffix (a queue entry's seq, a message id), spanning at most twice as
+/// many suffix values as there are deletes, so the walk visits at most
+/// about as many keys again as it removes (the store's keys under one
+/// such prefix all have that length).
+fn dense_deletes(writes: &[KvWrite]) -> Option<&[KvWrite]> {
+    let (k, None) = writes.first()? else {
+        return None;
+    };
+    let cut = k.len().checked_sub(8)?;
+    let prefix = &k[..cut];
+    let len = writes
+        .iter()
+        .take_while(|(d, v)| v.is_none() && d.len() == k.len() && d.starts_with(prefix))
+        .count();
+    if len < MIN_RUN {
+        return None;
+    }
+    let run = &writes[..len];
+    let suffix =
+        |key: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(key.get(cut..)?.try_into().ok()?)) };
+    let span = suffix(&run[len - 1].0)?.checked_sub(suffix(k)?)?;
+    (span < 2 * len as u64).then_some(run)
 }

@@ -730,6 +730,9 @@ pub struct StoreStats {
     pub fsyncs: u64,
     /// Operations applied.
     pub ops: u64,
+    /// Key writes (puts and deletes) handed to the backend: what the
+    /// operations left once coalesced within their transactions.
+    pub writes: u64,
     /// Queue entries dropped by [`QuotaPolicy::DropOldest`].
     pub dropped: u64,
     /// Operations refused by a quota.

@@ -76,6 +76,9 @@ pub struct WriterStats {
     pub ops: u64,
     /// Durable syncs done by the store (see [`super::StoreStats::fsyncs`]).
     pub fsyncs: u64,
+    /// Key writes the store handed to its backend (see
+    /// [`super::StoreStats::writes`]).
+    pub writes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -275,11 +278,13 @@ impl StoreWriter {
 
     /// Counters so far.
     pub fn stats(&self) -> WriterStats {
+        let store = self.store.upgrade().map(|s| s.stats());
         WriterStats {
             batches: self.counters.batches.load(Ordering::Relaxed),
             submissions: self.counters.submissions.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
-            fsyncs: self.store.upgrade().map_or(0, |s| s.stats().fsyncs),
+            fsyncs: store.as_ref().map_or(0, |s| s.fsyncs),
+            writes: store.map_or(0, |s| s.writes),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The `listener` example program for the storage tests.
+//! The `listener` example program for the storage tests: where it is, and
+//! a running one with a store.
 //!
 //! `cargo test` builds the examples before it runs the tests, into
 //! `target/<profile>/examples/`, next to the `deps/` folder holding this
@@ -7,9 +8,13 @@
 //! features, once per test process: when it is missing, or older than
 //! this test binary (left by an earlier build of the library).
 
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The path of the `listener` example binary, built if missing or stale.
 pub fn listener_program() -> PathBuf {
@@ -55,4 +60,55 @@ fn find_or_build() -> PathBuf {
         program.display()
     );
     program
+}
+
+/// A listener process and the port it listens on.
+pub struct Listener {
+    pub child: Child,
+    pub port: u16,
+}
+
+/// Starts the listener on `port` (0: any) with a store in `dir`; waits for
+/// its `listening on HOST:PORT` line.
+pub fn start_listener(dir: &Path, port: u16, backend: &str) -> Listener {
+    // The port of a killed listener is free again at once (the listener
+    // sets SO_REUSEADDR); a bind can still fail briefly if the kernel has
+    // not finished closing the old process, so a few attempts are allowed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut child = Command::new(listener_program())
+            .arg("--storage")
+            .arg(dir)
+            .args(["--port", &port.to_string(), "--backend", backend])
+            // The subscriber may stay offline through many restarts (its
+            // reconnection delay is longer than some lives of the
+            // listener): with the default limit of 1000 queued messages
+            // the listener would drop the newest ones for it, as
+            // configured, and the test would count them as lost.
+            .args(["--max-queued-messages", "1000000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the listener program starts");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            let port = addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port in the listening line");
+            return Listener { child, port };
+        }
+        let mut err = String::new();
+        let _ = child.wait();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(
+            Instant::now() < deadline && err.contains("ddress"),
+            "the listener did not start: {line:?} {err}"
+        );
+    }
 }
