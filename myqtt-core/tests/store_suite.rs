@@ -456,7 +456,10 @@ fn wills_round_trip_with_their_due_time(s: &dyn Store) {
     let due = T0.plus_secs(30);
     apply(
         s,
-        vec![Op::PutWill(will("w1", due)), Op::PutWill(will("w2", due))],
+        vec![
+            Op::PutWill(Box::new(will("w1", due))),
+            Op::PutWill(Box::new(will("w2", due))),
+        ],
     );
     assert_eq!(
         s.wills().expect("read"),
@@ -501,7 +504,7 @@ fn remove_session_deletes_that_clients_records_only(s: &dyn Store) {
             }]
         });
     }
-    apply(s, vec![Op::PutWill(will("gone", T0))]);
+    apply(s, vec![Op::PutWill(Box::new(will("gone", T0)))]);
     // A subscription written in the same transaction goes too.
     let out = apply(
         s,
@@ -578,7 +581,7 @@ fn load_brings_back_everything_of_a_side(s: &dyn Store) {
                 },
             },
             Op::PutRetained(message("ret", b"r")),
-            Op::PutWill(will("all", T0)),
+            Op::PutWill(Box::new(will("all", T0))),
         ],
     );
     enqueue_new(s, &k, b"q1");
@@ -843,7 +846,7 @@ fn everything_comes_back_after_a_restart_in_order(open: &Opener) {
                     },
                 },
                 Op::PutRetained(message("ret/1", b"kept")),
-                Op::PutWill(will("persist", T0.plus_secs(5))),
+                Op::PutWill(Box::new(will("persist", T0.plus_secs(5)))),
             ],
         );
         for i in 0u8..20 {

@@ -210,6 +210,10 @@ impl std::ops::DerefMut for TrackBox {
     }
 }
 
+/// An acknowledgement the session sees only once its record change (the
+/// batch) is committed.
+struct Held(Packet, Batch);
+
 /// A store commit the connection waits for, in submission order.
 struct StoreWait {
     commit: Option<Commit>,
@@ -1145,20 +1149,54 @@ where
     }
 
     /// [`Self::take`] for a session with stored records: an
-    /// acknowledgement's record change is written first, and a PUBREC or
-    /// PUBREL waits for its commit before the session sees it
-    /// ([`Self::store_ack`]).
-    async fn take_stored(&mut self, packet: Packet, now: Instant) -> Result<(), Ending> {
+    /// acknowledgement's record change is written first; a PUBREC or PUBREL
+    /// that must wait for its commit before the session sees it
+    /// ([`Self::store_ack`]) is returned with its batch, for
+    /// [`Self::hold_ack`].
+    fn take_stored(&mut self, packet: Packet, now: Instant) -> Result<Option<Held>, Ending> {
         self.refresh_chain();
         self.chain.emit(EventKind::Packets, || {
             Event::PacketReceived(&self.info, &packet)
         });
-        let Some(packet) = self.store_ack(packet).await else {
-            return Ok(());
+        let packet = match self.store_ack(packet) {
+            Ok(packet) => packet,
+            Err(held) => return Ok(Some(held)),
         };
         if let Err(e) = self.session.handle_packet(now, packet) {
             tracing::warn!(error = %e, "protocol violation; closing");
             return Err(Self::violation(&e));
+        }
+        Ok(None)
+    }
+
+    /// [`Self::take_stored`] for a session with stored records, else
+    /// [`Self::take`].
+    fn take_stored_if(&mut self, packet: Packet, now: Instant) -> Result<Option<Held>, Ending> {
+        if self.persistent {
+            self.take_stored(packet, now)
+        } else {
+            self.take(packet, now).map(|()| None)
+        }
+    }
+
+    /// Submits the record change of a held acknowledgement; the session
+    /// sees the packet once it is committed.
+    async fn hold_ack(&mut self, held: Held) {
+        let Held(packet, b) = held;
+        let commit = self.submit(b).await;
+        self.pending.push_back(StoreWait {
+            commit,
+            after: After::Feed(packet),
+            checks: Checks::default(),
+        });
+    }
+
+    /// [`Self::take_stored`] and, when the packet is held, [`Self::hold_ack`]
+    /// (boxed: rare, and its future stays off the read loop's frame).
+    async fn take_stored_all(&mut self, packet: Packet, now: Instant) -> Result<(), Ending> {
+        if let Some(held) = self.take_stored(packet, now)? {
+            let hold = boxed(self.hold_ack(held));
+            hold.await;
         }
         Ok(())
     }
@@ -1180,10 +1218,11 @@ where
                 return Ok(());
             };
             if self.persistent {
-                // Boxed: the store path's future stays off the common
-                // path's frames.
-                let stored = boxed(self.take_stored(packet, now));
-                stored.await?;
+                if let Some(held) = self.take_stored(packet, now)? {
+                    // Boxed: rare, and off the common path's frames.
+                    let hold = boxed(self.hold_ack(held));
+                    hold.await;
+                }
             } else {
                 self.take(packet, now)?;
             }
@@ -1222,9 +1261,7 @@ where
                     return Ok(());
                 };
                 if self.persistent {
-                    // Boxed: the store path's future stays off the common
-                    // path's frames.
-                    let stored = boxed(self.take_stored(packet, now));
+                    let stored = boxed(self.take_stored_all(packet, now));
                     stored.await?;
                 } else {
                     self.take(packet, now)?;
@@ -1234,11 +1271,15 @@ where
                     return Ok(());
                 };
                 let publish = matches!(packet, Packet::Publish(_));
-                let taken = if self.persistent {
-                    let stored = boxed(self.take_stored(packet, now));
-                    stored.await
-                } else {
-                    self.take(packet, now)
+                let taken = match self.take_stored_if(packet, now) {
+                    Ok(Some(held)) => {
+                        // Boxed: rare, and off the common path's frames.
+                        let hold = boxed(self.hold_ack(held));
+                        hold.await;
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(ending) => Err(ending),
                 };
                 if let Err(ending) = taken {
                     if unsettled > 0 {
@@ -1325,33 +1366,37 @@ where
     }
 
     /// Writes the record change an acknowledgement makes; returns the
-    /// packet to handle now, or `None` when it is held until the change is
-    /// durable (PUBREC of an outgoing QoS 2 flow: no PUBREL before its
+    /// packet to handle now, or, with its batch, one held until the change
+    /// is durable (PUBREC of an outgoing QoS 2 flow: no PUBREL before its
     /// record says so; PUBREL of an incoming one: no PUBCOMP before its id
     /// is forgotten, or a reused id would be taken for a duplicate
-    /// [MQTT-4.3.3-10]).
-    async fn store_ack(&mut self, packet: Packet) -> Option<Packet> {
+    /// [MQTT-4.3.3-10]). Changes nobody waits for go with the next
+    /// submission.
+    fn store_ack(&mut self, packet: Packet) -> Result<Packet, Held> {
         let key = || SessionKey::broker(self.handle.client_id.clone());
-        let mut b = Batch::new();
-        let hold = match &packet {
+        match &packet {
             Packet::PubAck(a) if !self.track.sent.is_empty() => {
                 // A QoS 1 flow sent from its queue entry: the entry goes.
                 if let Some(id) = self.track.sent.take(a.packet_id.get()) {
-                    b.push(Op::DequeueMessage {
+                    self.out.push(Op::DequeueMessage {
                         key: key(),
                         message: id,
                     });
                 } else if self.track.inflight.remove(&a.packet_id.get()) {
-                    b.remove_inflight(key(), a.packet_id);
+                    self.out.remove_inflight(key(), a.packet_id);
                 }
-                false
+                return Ok(packet);
             }
             Packet::PubAck(a) | Packet::PubComp(a) => {
                 if self.track.inflight.remove(&a.packet_id.get()) {
-                    b.remove_inflight(key(), a.packet_id);
+                    self.out.remove_inflight(key(), a.packet_id);
                 }
-                false
+                return Ok(packet);
             }
+            _ => {}
+        }
+        let mut b = Batch::new();
+        match &packet {
             Packet::PubRec(a) if self.track.inflight.contains(&a.packet_id.get()) => {
                 if a.reason_code.is_success() {
                     b.put_inflight(key(), a.packet_id, InflightState::AwaitingPubComp, None);
@@ -1359,33 +1404,14 @@ where
                     self.track.inflight.remove(&a.packet_id.get());
                     b.remove_inflight(key(), a.packet_id);
                 }
-                true
             }
             Packet::PubRel(a) if self.track.incoming.contains(&a.packet_id.get()) => {
                 self.track.incoming.remove(&a.packet_id.get());
                 b.remove_incoming(key(), a.packet_id);
-                true
             }
-            _ => false,
-        };
-        if b.is_empty() {
-            return Some(packet);
+            _ => return Ok(packet),
         }
-        if !hold {
-            self.out.ops.append(&mut b.ops);
-            return Some(packet);
-        }
-        let commit = self.submit(b).await;
-        if hold {
-            self.pending.push_back(StoreWait {
-                commit,
-                after: After::Feed(packet),
-                checks: Checks::default(),
-            });
-            None
-        } else {
-            Some(packet)
-        }
+        Err(Held(packet, b))
     }
 
     /// Acts on completed store commits, in order: the one that completed,
@@ -1611,10 +1637,24 @@ where
         };
         let mut all = std::mem::take(&mut self.out);
         let prefix = all.len();
-        all.ops.append(&mut g.staged.batch.ops);
-        let mut checks = std::mem::take(&mut g.staged.checks);
+        // The next read's vectors start at this one's sizes instead of
+        // growing again message by message (an idle connection gives them
+        // back with the group, see `shrink_idle`).
+        let ops = Vec::with_capacity(g.staged.batch.len());
+        if prefix == 0 {
+            all.ops = std::mem::replace(&mut g.staged.batch.ops, ops);
+        } else {
+            all.ops.append(&mut g.staged.batch.ops);
+            g.staged.batch.ops = ops;
+        }
+        let sized = Checks {
+            list: Vec::with_capacity(g.staged.checks.list.len()),
+            clients: Vec::with_capacity(g.staged.checks.clients.len()),
+        };
+        let mut checks = std::mem::replace(&mut g.staged.checks, sized);
         checks.offset(prefix);
-        let acks = std::mem::take(&mut g.acks);
+        let n_acks = g.acks.len();
+        let acks = std::mem::replace(&mut g.acks, Vec::with_capacity(n_acks));
         let commit = match self.broker.persist() {
             Some(p) if !all.is_empty() => p.submit(all).await,
             _ => None,

@@ -455,7 +455,7 @@ pub enum Op {
     /// Deletes the retained message of a topic.
     RemoveRetained(TopicName),
     /// Creates or replaces a client's pending will.
-    PutWill(WillRecord),
+    PutWill(Box<WillRecord>),
     /// Deletes a client's pending will.
     RemoveWill(ByteStr),
 }
@@ -580,7 +580,7 @@ impl Batch {
 
     /// Adds [`Op::PutWill`].
     pub fn put_will(&mut self, will: WillRecord) -> &mut Self {
-        self.push(Op::PutWill(will))
+        self.push(Op::PutWill(Box::new(will)))
     }
 
     /// Adds [`Op::RemoveWill`].
