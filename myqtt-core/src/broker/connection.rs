@@ -1153,7 +1153,7 @@ where
     /// that must wait for its commit before the session sees it
     /// ([`Self::store_ack`]) is returned with its batch, for
     /// [`Self::hold_ack`].
-    fn take_stored(&mut self, packet: Packet, now: Instant) -> Result<Option<Held>, Ending> {
+    fn take_stored(&mut self, packet: Packet, now: Instant) -> Result<Option<Box<Held>>, Ending> {
         self.refresh_chain();
         self.chain.emit(EventKind::Packets, || {
             Event::PacketReceived(&self.info, &packet)
@@ -1171,7 +1171,11 @@ where
 
     /// [`Self::take_stored`] for a session with stored records, else
     /// [`Self::take`].
-    fn take_stored_if(&mut self, packet: Packet, now: Instant) -> Result<Option<Held>, Ending> {
+    fn take_stored_if(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+    ) -> Result<Option<Box<Held>>, Ending> {
         if self.persistent {
             self.take_stored(packet, now)
         } else {
@@ -1181,8 +1185,8 @@ where
 
     /// Submits the record change of a held acknowledgement; the session
     /// sees the packet once it is committed.
-    async fn hold_ack(&mut self, held: Held) {
-        let Held(packet, b) = held;
+    async fn hold_ack(&mut self, held: Box<Held>) {
+        let Held(packet, b) = *held;
         let commit = self.submit(b).await;
         self.pending.push_back(StoreWait {
             commit,
@@ -1372,7 +1376,7 @@ where
     /// is forgotten, or a reused id would be taken for a duplicate
     /// [MQTT-4.3.3-10]). Changes nobody waits for go with the next
     /// submission.
-    fn store_ack(&mut self, packet: Packet) -> Result<Packet, Held> {
+    fn store_ack(&mut self, packet: Packet) -> Result<Packet, Box<Held>> {
         let key = || SessionKey::broker(self.handle.client_id.clone());
         match &packet {
             Packet::PubAck(a) if !self.track.sent.is_empty() => {
@@ -1411,7 +1415,7 @@ where
             }
             _ => return Ok(packet),
         }
-        Err(Held(packet, b))
+        Err(Box::new(Held(packet, b)))
     }
 
     /// Acts on completed store commits, in order: the one that completed,
