@@ -132,6 +132,9 @@ struct State {
     /// The sealed transaction being committed: reads during staging see
     /// through it (it is not in the backend yet).
     committing: Option<Arc<Vec<KvWrite>>>,
+    /// The last committed transaction's writes, freed by the staging
+    /// thread that allocated them (see [`Store::stage`]).
+    committed: Option<Arc<Vec<KvWrite>>>,
     /// Readers waiting for the store to be quiet: no new transaction opens
     /// meanwhile.
     readers_waiting: usize,
@@ -1268,6 +1271,11 @@ impl<B: Backend> Store for KvStore<B> {
         if let Some(why) = &st.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
+        // Freed here, after the lock: the keys and values go back to the
+        // allocator of the thread that made them (freeing them on the
+        // committing thread left this one's allocator without a cache,
+        // about a third of its time in malloc).
+        let garbage = st.committed.take();
         let hint = st.tx_hint;
         let mut tx = st.open.take().unwrap_or_else(|| Tx::with_capacity(hint));
         let outcomes = match self.apply_ops(&mut st, &mut tx, ops) {
@@ -1280,6 +1288,8 @@ impl<B: Backend> Store for KvStore<B> {
         };
         st.stats.ops += ops.len() as u64;
         st.open = Some(tx);
+        drop(st);
+        drop(garbage);
         Ok(outcomes)
     }
 
@@ -1307,7 +1317,7 @@ impl<B: Backend> Store for KvStore<B> {
         // reading through `committing`.
         let r = self.backend.commit_ref(&writes);
         let mut st = lock(&self.state);
-        st.committing = None;
+        st.committed = st.committing.take();
         match &r {
             Ok(()) => {
                 st.stats.commits += 1;
