@@ -894,7 +894,8 @@ where
         loop {
             if self.persistent {
                 if let Some(due) = self.track.sent.due() {
-                    let now = self.broker.timers().now_millis(Instant::now());
+                    // The sweep's clock: one load, no clock read per turn.
+                    let now = self.broker.timers().coarse_millis();
                     if due <= now {
                         self.record_sent(now.checked_sub(SentQos1::MOVE_AFTER_MS));
                     }
@@ -1514,7 +1515,6 @@ where
         let mut packets = Vec::new();
         let mut b = Batch::new();
         let mut hold = false;
-        let mut now_ms = None;
         while let Some(p) = self.session.poll_transmit() {
             if let Packet::Publish(pb) = &p
                 && pb.qos != QoS::AtMostOnce
@@ -1533,8 +1533,7 @@ where
                         // Its queue entry stands for it until the PUBACK
                         // (see `SentQos1`): a QoS 1 message may arrive
                         // twice, so nothing waits.
-                        let at = *now_ms
-                            .get_or_insert_with(|| self.broker.timers().now_millis(Instant::now()));
+                        let at = self.broker.timers().coarse_millis();
                         self.track.sent.insert(pid.get(), id, at);
                     } else {
                         // Sent only once its in-flight record is durable: a
@@ -1659,6 +1658,8 @@ where
         checks.offset(prefix);
         let n_acks = g.acks.len();
         let acks = std::mem::replace(&mut g.acks, Vec::with_capacity(n_acks));
+        // The next read's messages are received later.
+        g.staged.received = None;
         let commit = match self.broker.persist() {
             Some(p) if !all.is_empty() => p.submit(all).await,
             _ => None,

@@ -121,7 +121,8 @@ pub(crate) struct SentQos1 {
 
 impl SentQos1 {
     /// How long a QoS 1 flow may wait for its PUBACK before its in-flight
-    /// record is written.
+    /// record is written (measured on the broker's sweep clock, so the
+    /// record comes between about 0.9 and 1.2 s after the send).
     pub(crate) const MOVE_AFTER_MS: u64 = 1000;
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -194,6 +195,9 @@ pub(crate) struct Staged {
     pub(crate) batch: Batch,
     pub(crate) deliveries: Vec<(Arc<SessionHandle>, Delivery)>,
     pub(crate) checks: Checks,
+    /// When the messages staged so far were received (read once per
+    /// `Staged`: the PUBLISH packets of one read arrived together).
+    pub(crate) received: Option<Timestamp>,
 }
 
 /// Which ops of a submission enqueued which message for which client, to
@@ -297,7 +301,7 @@ impl Broker {
         if deferred.is_empty() && !retain {
             return false;
         }
-        let received = Timestamp::now();
+        let received = *into.received.get_or_insert_with(Timestamp::now);
         let batch = &mut into.batch;
         if !deferred.is_empty() {
             let id = p.writer.new_message_id();
@@ -448,6 +452,7 @@ impl Broker {
             batch,
             mut deliveries,
             checks,
+            ..
         } = staged;
         match p.writer.try_submit(batch) {
             Ok(commit) => {
@@ -708,3 +713,40 @@ const FIRST_PACKET_ID: PacketId = match PacketId::new(1) {
     Some(id) => id,
     None => panic!("1 is a valid packet id"),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::SentQos1;
+    use crate::store::MessageId;
+
+    fn ids(sent: &mut SentQos1, until: Option<u64>) -> Vec<(u16, u64)> {
+        let mut out = Vec::new();
+        sent.take_due(until, |pid, id| out.push((pid, id.get())));
+        out
+    }
+
+    #[test]
+    fn flows_acknowledged_in_time_never_get_a_record_and_late_ones_do_oldest_first() {
+        let mut sent = SentQos1::default();
+        sent.insert(1, MessageId(10), 100);
+        sent.insert(2, MessageId(20), 150);
+        sent.insert(3, MessageId(30), 200);
+        assert_eq!(sent.due(), Some(100 + SentQos1::MOVE_AFTER_MS));
+        // Acknowledged: its queue entry is what goes.
+        assert_eq!(sent.take(1).map(MessageId::get), Some(10));
+        assert_eq!(sent.take(1), None, "once");
+        assert_eq!(sent.due(), Some(150 + SentQos1::MOVE_AFTER_MS));
+        // Packet id 2 acknowledged, then reused for a later message: the
+        // stale place in the order is skipped, the new flow is not taken
+        // as old.
+        assert_eq!(sent.take(2).map(MessageId::get), Some(20));
+        sent.insert(2, MessageId(40), 900);
+        assert_eq!(ids(&mut sent, Some(500)), [(3, 30)]);
+        assert_eq!(sent.due(), Some(900 + SentQos1::MOVE_AFTER_MS));
+        assert_eq!(ids(&mut sent, Some(500)), []);
+        // At close, every flow left.
+        assert_eq!(ids(&mut sent, None), [(2, 40)]);
+        assert!(sent.is_empty());
+        assert_eq!(sent.due(), None);
+    }
+}

@@ -45,6 +45,10 @@ pub(crate) struct Timers {
     /// No connection is due before this (milliseconds since `epoch`): a
     /// sweep before it looks at no connection.
     next: AtomicU64,
+    /// The time of the last sweep (milliseconds since `epoch`): a clock
+    /// for what needs no better than [`SWEEP_EVERY`], read without a
+    /// system call.
+    coarse: AtomicU64,
 }
 
 impl Default for Timers {
@@ -59,6 +63,7 @@ impl Timers {
         Self {
             epoch,
             next: AtomicU64::new(NEVER),
+            coarse: AtomicU64::new(0),
         }
     }
 
@@ -77,6 +82,12 @@ impl Timers {
         d.as_secs()
             .saturating_mul(1000)
             .saturating_add(u64::from(d.subsec_millis()))
+    }
+
+    /// The time of the last sweep, in milliseconds since the epoch: at
+    /// most [`SWEEP_EVERY`] (plus scheduling delay) behind, never ahead.
+    pub(crate) fn coarse_millis(&self) -> u64 {
+        self.coarse.load(Ordering::Relaxed)
     }
 
     /// Asks for the connection owning `slot` to be woken at `due`
@@ -102,6 +113,7 @@ impl Timers {
     /// is still ahead.
     pub(crate) fn sweep(&self, registry: &Registry, now: Instant) -> usize {
         let now = self.now_millis(now);
+        self.coarse.fetch_max(now, Ordering::Relaxed);
         if self.next.load(Ordering::SeqCst) > now {
             return 0;
         }
@@ -222,6 +234,9 @@ mod tests {
         assert_eq!(t.sweep(&registry, at(3_050)), 1);
         assert!(woken(&late));
         assert!(!woken(&idle), "a connection without a time is never woken");
+        assert_eq!(t.coarse_millis(), 3_050, "the clock of the last sweep");
+        t.sweep(&registry, at(2_000));
+        assert_eq!(t.coarse_millis(), 3_050, "never going back");
     }
 
     #[test]
