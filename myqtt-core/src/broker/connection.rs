@@ -1574,7 +1574,7 @@ where
 
     /// Writes the in-flight records of the QoS 1 flows sent from the queue
     /// at or before `until` (timer ms; every one when `None`), still
-    /// unacknowledged (see [`SentQos1`](super::persist::SentQos1)).
+    /// unacknowledged (see [`SentQos1`]).
     fn record_sent(&mut self, until: Option<u64>) {
         let key = SessionKey::broker(self.handle.client_id.clone());
         let Self { track, out, .. } = self;

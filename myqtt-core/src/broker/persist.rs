@@ -105,7 +105,7 @@ pub(crate) struct Track {
 /// then simply dequeued (one op instead of writing the record, dequeuing
 /// and deleting the record, and usually nothing written at all when the
 /// entry was stored in the same group commit). A flow still unacknowledged
-/// after [`SentQos1::MOVE_AFTER`], or when its connection closes, gets its
+/// after [`SentQos1::MOVE_AFTER_MS`], or when its connection closes, gets its
 /// record then. Until then a crash brings the message back from the queue:
 /// sent again as a new PUBLISH, at least once as QoS 1 promises.
 #[derive(Debug, Default)]

@@ -6,8 +6,6 @@
 //! one test suite covers them all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-use crate::hash::{IdHash, Keyed};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -22,6 +20,7 @@ use super::types::{
 };
 use crate::ByteStr;
 use crate::codec::PacketId;
+use crate::hash::{IdHash, Keyed};
 
 /// One key's new value (`None`: delete), as handed to [`Backend::commit`].
 pub type KvWrite = (Vec<u8>, Option<Vec<u8>>);
