@@ -745,6 +745,8 @@ where
         "client connected"
     );
     chain.emit(EventKind::Lifecycle, || Event::Connected(&info));
+    // Past CONNACK: the broker's sweeps look at this connection's timers.
+    broker.timers().register(&shared);
     let conn = Box::new(Conn {
         broker,
         reader,

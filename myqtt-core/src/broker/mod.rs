@@ -915,7 +915,7 @@ impl Broker {
                 };
                 let now = Instant::now();
                 if !tick {
-                    broker.timers().sweep(broker.registry(), now);
+                    broker.timers().sweep(now);
                     continue;
                 }
                 if !interval.is_zero() {

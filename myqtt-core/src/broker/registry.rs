@@ -480,18 +480,6 @@ impl Registry {
             .collect()
     }
 
-    /// Calls `f` with every live connection, under its session's mailbox
-    /// lock (so `f` must not take that lock). The sessions are copied out
-    /// of the map first: no mailbox is locked under the map's lock.
-    pub(crate) fn for_each_conn(&self, mut f: impl FnMut(&ConnShared)) {
-        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
-        for s in sessions {
-            if let Some(c) = &lock(&s.mailbox).conn {
-                f(c);
-            }
-        }
-    }
-
     /// The number of sessions (connected or not).
     pub(crate) fn session_count(&self) -> usize {
         lock(&self.sessions).len()
