@@ -781,6 +781,80 @@ fn message_ids_are_never_repeated(s: &dyn Store) {
     assert_eq!(sorted.len(), ids.len());
 }
 
+/// `DequeueMessage` finds an entry by message wherever it is: a
+/// subscriber may acknowledge in any order (here in reverse, the worst
+/// case for a look from the front, and then with a message queued twice,
+/// whose oldest entry goes first).
+fn dequeue_by_message_finds_entries_acknowledged_in_any_order(s: &dyn Store) {
+    let k = SessionKey::broker("acks");
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let (id, out) = put_with(s, message("q/t", format!("{i}").as_bytes()), |id| {
+            vec![Op::Enqueue {
+                key: k.clone(),
+                message: id,
+                delivery: None,
+            }]
+        });
+        assert!(matches!(out[1], OpOutcome::Enqueued { .. }), "{out:?}");
+        ids.push(id);
+    }
+    let dequeue = |id| Op::DequeueMessage {
+        key: k.clone(),
+        message: id,
+    };
+    // The newest first, in three transactions.
+    for chunk in ids[100..].rchunks(40) {
+        let ops: Vec<Op> = chunk.iter().rev().map(|&id| dequeue(id)).collect();
+        let out = apply(s, ops);
+        assert!(out.iter().all(|o| *o == OpOutcome::Done), "{out:?}");
+    }
+    let left: Vec<Bytes> = (0..100).map(|i| Bytes::from(format!("{i}"))).collect();
+    assert_eq!(payloads(s, &k), left);
+    // Gone already: not found again.
+    assert_eq!(apply(s, vec![dequeue(ids[150])]), [OpOutcome::NotFound]);
+    // A message queued twice for the client, behind the 100 left.
+    let (twice, _) = put_with(s, message("q/t", b"twice"), |id| {
+        vec![
+            Op::Enqueue {
+                key: k.clone(),
+                message: id,
+                delivery: None,
+            },
+            Op::Enqueue {
+                key: k.clone(),
+                message: id,
+                delivery: None,
+            },
+        ]
+    });
+    let out = apply(s, vec![dequeue(ids[99]), dequeue(twice), dequeue(ids[50])]);
+    assert!(out.iter().all(|o| *o == OpOutcome::Done), "{out:?}");
+    let mut left: Vec<Bytes> = (0..99)
+        .filter(|&i| i != 50)
+        .map(|i| Bytes::from(format!("{i}")))
+        .collect();
+    left.push(Bytes::from_static(b"twice"));
+    assert_eq!(
+        payloads(s, &k),
+        left,
+        "one entry of the message queued twice is left"
+    );
+    assert_eq!(apply(s, vec![dequeue(twice)]), [OpOutcome::Done]);
+    left.pop();
+    assert_eq!(payloads(s, &k), left);
+    for &id in ids[..99].iter().rev() {
+        let expect = if id == ids[50] {
+            OpOutcome::NotFound
+        } else {
+            OpOutcome::Done
+        };
+        assert_eq!(apply(s, vec![dequeue(id)]), [expect]);
+    }
+    assert!(payloads(s, &k).is_empty());
+    assert_eq!(s.stats().messages, 0);
+}
+
 macro_rules! shared_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -819,6 +893,7 @@ shared_suite!(
     store_quota_drops_the_oldest_entries_of_all_queues,
     retained_messages_past_the_store_quota_are_refused,
     message_ids_are_never_repeated,
+    dequeue_by_message_finds_entries_acknowledged_in_any_order,
 );
 
 // --- restart: disk backends only --------------------------------------------

@@ -172,6 +172,79 @@ struct ClientQueue {
     /// seq -> (message id, message size).
     entries: BTreeMap<u64, (u64, u64)>,
     bytes: u64,
+    /// message id -> seq, built the first time an entry is looked up by
+    /// message far from the front (see [`ClientQueue::seq_of`]) and kept
+    /// while the queue has entries.
+    by_message: Option<HashMap<u64, u64, IdHash>>,
+}
+
+/// How many entries from the front [`ClientQueue::seq_of`] looks at
+/// before it indexes the queue by message.
+const FRONT_LOOK: usize = 32;
+
+impl ClientQueue {
+    fn insert(&mut self, seq: u64, id: u64, size: u64) {
+        self.entries.insert(seq, (id, size));
+        self.bytes += size;
+        if let Some(ix) = &mut self.by_message
+            && ix.insert(id, seq).is_some()
+        {
+            // A message queued twice for one client (not something the
+            // broker does): the oldest entry must be found first, which
+            // the scan does.
+            self.by_message = None;
+        }
+    }
+
+    /// Removes entry `seq`: its message id and size.
+    fn remove(&mut self, seq: u64) -> Option<(u64, u64)> {
+        let (id, size) = self.entries.remove(&seq)?;
+        self.bytes -= size;
+        if self.entries.is_empty() {
+            self.by_message = None;
+        } else if let Some(ix) = &mut self.by_message {
+            ix.remove(&id);
+        }
+        Some((id, size))
+    }
+
+    /// The seq of the oldest entry referring to message `id`. A subscriber
+    /// acknowledges mostly the oldest entries, found near the front; one
+    /// that acknowledges out of order (or in reverse, on purpose) makes
+    /// the queue index its entries by message once, so each lookup stays
+    /// O(1) instead of a scan of everything in flight.
+    fn seq_of(&mut self, id: u64) -> Option<u64> {
+        if let Some(ix) = &self.by_message {
+            return ix.get(&id).copied();
+        }
+        let mut looked = 0;
+        for (seq, (m, _)) in &self.entries {
+            if *m == id {
+                return Some(*seq);
+            }
+            looked += 1;
+            if looked == FRONT_LOOK {
+                break;
+            }
+        }
+        if self.entries.len() <= FRONT_LOOK {
+            return None;
+        }
+        let mut ix = HashMap::with_capacity_and_hasher(self.entries.len(), IdHash::default());
+        for (seq, (m, _)) in &self.entries {
+            if ix.insert(*m, *seq).is_some() {
+                // Queued twice: no index; the scan finds the oldest.
+                return self
+                    .entries
+                    .iter()
+                    .find(|(_, (m, _))| *m == id)
+                    .map(|(seq, _)| *seq);
+            }
+        }
+        let found = ix.get(&id).copied();
+        self.by_message = Some(ix);
+        found
+    }
 }
 
 /// Adds entry `seq` (message `id` of `size` bytes) to `key`'s queue,
@@ -189,10 +262,10 @@ fn push_entry(
             owner: Arc::new(key.clone()),
             entries: BTreeMap::new(),
             bytes: 0,
+            by_message: None,
         }),
     };
-    q.entries.insert(seq, (id, size));
-    q.bytes += size;
+    q.insert(seq, id, size);
     order.insert(seq, Arc::clone(&q.owner));
 }
 
@@ -547,12 +620,7 @@ impl<B: Backend> KvStore<B> {
             } => st.enqueue(tx, key, *message, delivery.as_ref()),
             Op::Dequeue { key, seq } => st.dequeue(tx, key, *seq),
             Op::DequeueMessage { key, message } => {
-                let seq = st.queues.get(key).and_then(|q| {
-                    q.entries
-                        .iter()
-                        .find(|(_, (id, _))| *id == message.0)
-                        .map(|(seq, _)| *seq)
-                });
+                let seq = st.queues.get_mut(key).and_then(|q| q.seq_of(message.0));
                 match seq {
                     Some(seq) => st.dequeue(tx, key, seq),
                     None => OpOutcome::NotFound,
@@ -927,10 +995,9 @@ impl State {
         let Some(q) = self.queues.get_mut(key) else {
             return OpOutcome::NotFound;
         };
-        let Some((id, size)) = q.entries.remove(&seq) else {
+        let Some((id, _)) = q.remove(seq) else {
             return OpOutcome::NotFound;
         };
-        q.bytes -= size;
         self.order.remove(&seq);
         self.unqueue(tx, key, seq, id);
         self.release(tx, id);
@@ -1188,10 +1255,7 @@ impl State {
         reason: QuotaKind,
     ) -> Dropped {
         let mut message = 0;
-        if let Some(q) = self.queues.get_mut(key)
-            && let Some((id, size)) = q.entries.remove(&seq)
-        {
-            q.bytes -= size;
+        if let Some((id, _)) = self.queues.get_mut(key).and_then(|q| q.remove(seq)) {
             message = id;
         }
         self.order.remove(&seq);
