@@ -26,7 +26,7 @@ use super::hooks::{
     Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, DropReason, Event, Message,
     Transport,
 };
-use super::persist::{Checks, SentQos1, Staged, Track};
+use super::persist::{self, Checks, SentQos1, Staged, Track};
 use super::registry::{
     ClaimError, ConnShared, Control, Delivery, Routed, SessionHandle, SubRecord, lock,
 };
@@ -1384,7 +1384,7 @@ where
         match &packet {
             Packet::PubAck(a) if !self.track.sent.is_empty() => {
                 // A QoS 1 flow sent from its queue entry: the entry goes.
-                if let Some(id) = self.track.sent.take(a.packet_id.get()) {
+                if let Some(id) = self.track.sent.take(a.packet_id) {
                     self.out.push(Op::DequeueMessage {
                         key: key(),
                         message: id,
@@ -1536,17 +1536,20 @@ where
                         // (see `SentQos1`): a QoS 1 message may arrive
                         // twice, so nothing waits.
                         let at = self.broker.timers().coarse_millis();
-                        self.track.sent.insert(pid.get(), id, at);
+                        self.track.sent.insert(pid, id, at);
                     } else {
                         // Sent only once its in-flight record is durable: a
                         // crash must not leave it in the queue as well, to
                         // be sent again as a new message [MQTT-4.3.3-10].
                         hold = true;
                         let key = SessionKey::broker(self.handle.client_id.clone());
-                        // The in-flight record first: it keeps the message.
-                        b.put_inflight(key.clone(), pid, InflightState::AwaitingPubRec, Some(id));
-                        b.push(Op::DequeueMessage { key, message: id });
-                        self.track.inflight.insert(pid.get());
+                        persist::move_to_inflight(
+                            &mut b,
+                            &mut self.track.inflight,
+                            (&key, pid),
+                            InflightState::AwaitingPubRec,
+                            id,
+                        );
                     }
                 }
             }
@@ -1580,23 +1583,16 @@ where
     fn record_sent(&mut self, until: Option<u64>) {
         let key = SessionKey::broker(self.handle.client_id.clone());
         let Self { track, out, .. } = self;
-        let mut moved = Vec::new();
-        track.sent.take_due(until, |pid, id| moved.push((pid, id)));
-        for (pid, id) in moved {
-            if let Some(packet_id) = PacketId::new(pid) {
-                out.put_inflight(
-                    key.clone(),
-                    packet_id,
-                    InflightState::AwaitingPubAck,
-                    Some(id),
-                );
-                out.push(Op::DequeueMessage {
-                    key: key.clone(),
-                    message: id,
-                });
-                track.inflight.insert(pid);
-            }
-        }
+        let Track { sent, inflight, .. } = &mut **track;
+        sent.take_due(until, |pid, id| {
+            persist::move_to_inflight(
+                out,
+                inflight,
+                (&key, pid),
+                InflightState::AwaitingPubAck,
+                id,
+            );
+        });
     }
 
     /// Removes a stored message's queue entry (it will not be delivered).

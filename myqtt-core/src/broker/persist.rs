@@ -112,10 +112,10 @@ pub(crate) struct Track {
 pub(crate) struct SentQos1 {
     /// Packet id -> (message, serial, sent at in the broker's timer
     /// milliseconds).
-    by_id: IdMap<u16, (MessageId, u64, u64)>,
+    by_id: IdMap<PacketId, (MessageId, u64, u64)>,
     /// (packet id, serial), oldest first; acknowledged flows are skipped
     /// lazily (their serial no longer matches).
-    order: std::collections::VecDeque<(u16, u64)>,
+    order: std::collections::VecDeque<(PacketId, u64)>,
     serial: u64,
 }
 
@@ -130,14 +130,14 @@ impl SentQos1 {
     }
 
     /// Message `id` was sent with packet id `pid` at `at` (timer ms).
-    pub(crate) fn insert(&mut self, pid: u16, id: MessageId, at: u64) {
+    pub(crate) fn insert(&mut self, pid: PacketId, id: MessageId, at: u64) {
         self.serial += 1;
         self.by_id.insert(pid, (id, self.serial, at));
         self.order.push_back((pid, self.serial));
     }
 
     /// The message sent with `pid`, acknowledged now.
-    pub(crate) fn take(&mut self, pid: u16) -> Option<MessageId> {
+    pub(crate) fn take(&mut self, pid: PacketId) -> Option<MessageId> {
         let (id, _, _) = self.by_id.remove(&pid)?;
         self.skip_done();
         Some(id)
@@ -166,7 +166,7 @@ impl SentQos1 {
 
     /// Removes the flows sent at or before `until` (every flow when
     /// `None`), oldest first, handing each to `f`.
-    pub(crate) fn take_due(&mut self, until: Option<u64>, mut f: impl FnMut(u16, MessageId)) {
+    pub(crate) fn take_due(&mut self, until: Option<u64>, mut f: impl FnMut(PacketId, MessageId)) {
         while let Some(&(pid, serial)) = self.order.front() {
             match self.by_id.get(&pid) {
                 Some(&(id, s, at)) if s == serial => {
@@ -184,6 +184,24 @@ impl SentQos1 {
             self.order.clear();
         }
     }
+}
+
+/// Moves stored message `id`, sent with packet id `pid`, from `key`'s queue
+/// to its in-flight table in `b` (the record first: it keeps the message),
+/// and notes the record in `inflight`.
+pub(crate) fn move_to_inflight(
+    b: &mut Batch,
+    inflight: &mut IdSet<u16>,
+    (key, pid): (&SessionKey, PacketId),
+    state: InflightState,
+    id: MessageId,
+) {
+    b.put_inflight(key.clone(), pid, state, Some(id));
+    b.push(crate::store::Op::DequeueMessage {
+        key: key.clone(),
+        message: id,
+    });
+    inflight.insert(pid.get());
 }
 
 /// Messages routed with a store, not submitted yet: their store ops, and
@@ -717,30 +735,35 @@ const FIRST_PACKET_ID: PacketId = match PacketId::new(1) {
 #[cfg(test)]
 mod tests {
     use super::SentQos1;
+    use crate::codec::PacketId;
     use crate::store::MessageId;
+
+    fn pid(n: u16) -> PacketId {
+        PacketId::new(n).expect("non-zero")
+    }
 
     fn ids(sent: &mut SentQos1, until: Option<u64>) -> Vec<(u16, u64)> {
         let mut out = Vec::new();
-        sent.take_due(until, |pid, id| out.push((pid, id.get())));
+        sent.take_due(until, |pid, id| out.push((pid.get(), id.get())));
         out
     }
 
     #[test]
     fn flows_acknowledged_in_time_never_get_a_record_and_late_ones_do_oldest_first() {
         let mut sent = SentQos1::default();
-        sent.insert(1, MessageId(10), 100);
-        sent.insert(2, MessageId(20), 150);
-        sent.insert(3, MessageId(30), 200);
+        sent.insert(pid(1), MessageId(10), 100);
+        sent.insert(pid(2), MessageId(20), 150);
+        sent.insert(pid(3), MessageId(30), 200);
         assert_eq!(sent.due(), Some(100 + SentQos1::MOVE_AFTER_MS));
         // Acknowledged: its queue entry is what goes.
-        assert_eq!(sent.take(1).map(MessageId::get), Some(10));
-        assert_eq!(sent.take(1), None, "once");
+        assert_eq!(sent.take(pid(1)).map(MessageId::get), Some(10));
+        assert_eq!(sent.take(pid(1)), None, "once");
         assert_eq!(sent.due(), Some(150 + SentQos1::MOVE_AFTER_MS));
         // Packet id 2 acknowledged, then reused for a later message: the
         // stale place in the order is skipped, the new flow is not taken
         // as old.
-        assert_eq!(sent.take(2).map(MessageId::get), Some(20));
-        sent.insert(2, MessageId(40), 900);
+        assert_eq!(sent.take(pid(2)).map(MessageId::get), Some(20));
+        sent.insert(pid(2), MessageId(40), 900);
         assert_eq!(ids(&mut sent, Some(500)), [(3, 30)]);
         assert_eq!(sent.due(), Some(900 + SentQos1::MOVE_AFTER_MS));
         assert_eq!(ids(&mut sent, Some(500)), []);
