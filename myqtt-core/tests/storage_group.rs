@@ -5,19 +5,16 @@
 
 mod broker_util;
 
-use std::path::PathBuf;
+mod storage_util;
+
+use storage_util::temp_dir;
+
 use std::time::Duration;
 
 use broker_util::*;
 use myqtt_core::Ctx;
 use myqtt_core::codec::{Packet, ProtocolVersion, QoS, ReasonCode, encode};
 use myqtt_core::store::StoreConfig;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("myqtt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 #[test]
 fn publishes_read_together_share_one_submission_and_are_acknowledged_in_order() {

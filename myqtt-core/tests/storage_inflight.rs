@@ -10,7 +10,7 @@ mod broker_util;
 mod storage_util;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use broker_util::Raw;
@@ -18,15 +18,9 @@ use myqtt_core::Ctx;
 use myqtt_core::broker::BrokerConfig;
 use myqtt_core::codec::{Packet, ProtocolVersion, PubAck, Publish, QoS};
 use myqtt_core::store::StoreConfig;
-use storage_util::start_listener;
+use storage_util::{start_listener, temp_dir};
 
 const V311: ProtocolVersion = ProtocolVersion::V311;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("myqtt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn ctx_with_store(dir: &Path) -> (Ctx, SocketAddr) {
     let ctx = Ctx::builder()

@@ -4,11 +4,13 @@
 //! start on a corrupt store or on a store another process has open.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod storage_util;
+
+use storage_util::temp_dir;
 
 use myqtt_core::broker::BrokerConfig;
 use myqtt_core::client::{ConnectOptions, PublishMessage};
@@ -17,12 +19,6 @@ use myqtt_core::store::{BackendKind, StoreConfig};
 use myqtt_core::{Conn, Ctx, CtxError};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("myqtt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn ctx_with_store(dir: &Path, backend: BackendKind) -> Ctx {
     Ctx::builder()

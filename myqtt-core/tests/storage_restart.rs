@@ -7,6 +7,10 @@
 //! disconnect and receive times lie in the past, as a listener that stopped
 //! a minute ago would have left them: no test waits for time to pass.
 
+mod storage_util;
+
+use storage_util::temp_dir;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,12 +24,6 @@ use myqtt_core::topic::{TopicFilter, TopicName};
 use myqtt_core::{Conn, Ctx};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("myqtt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 /// A context with a redb store in `dir` and a listener; its port.
 fn start(dir: &PathBuf) -> (Ctx, u16) {

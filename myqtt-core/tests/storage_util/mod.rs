@@ -1,5 +1,5 @@
-//! The `listener` example program for the storage tests: where it is, and
-//! a running one with a store.
+//! Helpers of the storage tests: temporary folders, the `listener` example
+//! program (where it is, and a running one with a store).
 //!
 //! `cargo test` builds the examples before it runs the tests, into
 //! `target/<profile>/examples/`, next to the `deps/` folder holding this
@@ -15,6 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// A fresh folder `myqtt-NAME-PID` under the system's temporary folder
+/// (emptied if a run before left it).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("myqtt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
 
 /// The path of the `listener` example binary, built if missing or stale.
 pub fn listener_program() -> PathBuf {
