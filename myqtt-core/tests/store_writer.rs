@@ -273,20 +273,34 @@ fn releasing_a_shared_writer_commits_then_drops_the_store_and_refuses_more() {
     ));
 }
 
-/// A memory backend whose commits fail once `fail` is set, like a full
-/// disk.
-#[derive(Debug, Default)]
-struct Failing {
+/// A memory backend that runs `before` ahead of every commit: the commit
+/// fails with its error (a full disk), or waits while it blocks.
+struct Hooked {
     inner: MemoryBackend,
-    fail: Arc<AtomicBool>,
+    before: Box<dyn Fn() -> Result<(), StoreError> + Send + Sync>,
 }
 
-impl Backend for Failing {
+impl Hooked {
+    fn new(before: impl Fn() -> Result<(), StoreError> + Send + Sync + 'static) -> Self {
+        Self {
+            inner: MemoryBackend::default(),
+            before: Box::new(before),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked").finish_non_exhaustive()
+    }
+}
+
+impl Backend for Hooked {
     fn name(&self) -> &'static str {
-        "failing"
+        "hooked"
     }
     fn location(&self) -> PathBuf {
-        PathBuf::from("<failing>")
+        PathBuf::from("<hooked>")
     }
     fn is_durable(&self) -> bool {
         true
@@ -298,20 +312,26 @@ impl Backend for Failing {
         self.inner.scan_prefix(prefix)
     }
     fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend {
-                backend: "failing",
-                message: "disk full".into(),
-            });
-        }
+        (self.before)()?;
         self.inner.commit(writes)
     }
 }
 
 #[test]
 fn a_failed_commit_fails_every_submission_in_it_and_poisons_the_store() {
-    let backend = Failing::default();
-    let fail = Arc::clone(&backend.fail);
+    let fail = Arc::new(AtomicBool::new(false));
+    let backend = Hooked::new({
+        let fail = Arc::clone(&fail);
+        move || {
+            if fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend {
+                    backend: "hooked",
+                    message: "disk full".into(),
+                });
+            }
+            Ok(())
+        }
+    });
     let store: Arc<dyn Store> =
         Arc::new(KvStore::from_backend(backend, Quotas::default()).expect("open"));
     let writer = StoreWriter::spawn(store.clone()).expect("spawn");
@@ -343,45 +363,6 @@ fn a_failed_commit_fails_every_submission_in_it_and_poisons_the_store() {
     );
 }
 
-/// A memory backend whose commits, once `armed`, each announce themselves
-/// on `started` and wait for a signal on `gate`.
-#[derive(Debug)]
-struct Stepped {
-    inner: MemoryBackend,
-    armed: Arc<AtomicBool>,
-    started: Mutex<std_mpsc::Sender<()>>,
-    gate: Mutex<std_mpsc::Receiver<()>>,
-}
-
-impl Backend for Stepped {
-    fn name(&self) -> &'static str {
-        "stepped"
-    }
-    fn location(&self) -> PathBuf {
-        PathBuf::from("<stepped>")
-    }
-    fn is_durable(&self) -> bool {
-        true
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<KvPairs, StoreError> {
-        self.inner.scan_prefix(prefix)
-    }
-    fn commit(&self, writes: Vec<KvWrite>) -> Result<(), StoreError> {
-        if self.armed.load(Ordering::SeqCst) {
-            self.started
-                .lock()
-                .expect("started")
-                .send(())
-                .expect("test alive");
-            self.gate.lock().expect("gate").recv().expect("gate opened");
-        }
-        self.inner.commit(writes)
-    }
-}
-
 #[test]
 fn a_submission_staged_while_a_commit_runs_completes_only_after_its_own_commit() {
     use futures_util::FutureExt as _;
@@ -390,12 +371,23 @@ fn a_submission_staged_while_a_commit_runs_completes_only_after_its_own_commit()
     let armed = Arc::new(AtomicBool::new(false));
     let (started_tx, started) = std_mpsc::channel();
     let (open, gate) = std_mpsc::channel();
-    let backend = Stepped {
-        inner: MemoryBackend::default(),
-        armed: Arc::clone(&armed),
-        started: Mutex::new(started_tx),
-        gate: Mutex::new(gate),
-    };
+    // Once armed, each commit announces itself on `started` and waits for
+    // a signal on `gate`.
+    let backend = Hooked::new({
+        let armed = Arc::clone(&armed);
+        let (started, gate) = (Mutex::new(started_tx), Mutex::new(gate));
+        move || {
+            if armed.load(Ordering::SeqCst) {
+                started
+                    .lock()
+                    .expect("started")
+                    .send(())
+                    .expect("test alive");
+                gate.lock().expect("gate").recv().expect("gate opened");
+            }
+            Ok(())
+        }
+    });
     let store: Arc<dyn Store> =
         Arc::new(KvStore::from_backend(backend, Quotas::default()).expect("open"));
     let writer = StoreWriter::spawn(store.clone()).expect("spawn");

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -179,6 +180,16 @@ def _raw_publish(topic: str, qos: int, packet_id: int) -> bytes:
     return _packet(0x30 | (qos << 1), body + topic.encode())
 
 
+def _raw_connect(port: int, client_id: str) -> socket.socket:
+    """A raw MQTT 3.1.1 connection (clean session, keep alive 60), past its
+    CONNACK (accepted)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
+    s.sendall(_packet(0x10, connect + _mqtt_string(client_id)))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    return s
+
+
 def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its_packet(
     broker: Broker,
 ) -> None:
@@ -187,8 +198,6 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     packet order, acknowledgements keep that order [MQTT-4.6.0-2], and
     PUBLISH_CONN_CLOSE ends the connection at its packet: the handler is
     not called for the packets behind it and none of them is routed."""
-    import socket
-
     seen: List[str] = []
 
     def on_publish(ctx: Any, conn: Any, msg: Any, data: Any) -> int:
@@ -205,10 +214,7 @@ def test_a_burst_of_publish_packets_is_decided_in_order_and_a_close_stops_at_its
     broker.start()
     sub = Client(broker.port, "sub")
     sub.subscribe("#", 1)
-    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
-    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
-    s.sendall(_packet(0x10, connect + _mqtt_string("raw-burst")))
-    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    s = _raw_connect(broker.port, "raw-burst")
     s.sendall(
         _raw_publish("ok/1", 1, 1)
         + _raw_publish("d/2", 1, 2)
@@ -241,8 +247,6 @@ def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
     the next message: a handler that keeps some (and changes one after its
     call) neither changes what was routed nor sees a kept `msg` change
     under it."""
-    import socket
-
     kept: List[Any] = []
     seen: List[str] = []
 
@@ -259,10 +263,7 @@ def test_msg_objects_kept_past_their_handler_still_read_as_their_messages(
     broker.start()
     sub = Client(broker.port, "keep-sub")
     sub.subscribe("#", 1)
-    s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
-    connect = _mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big")
-    s.sendall(_packet(0x10, connect + _mqtt_string("raw-keep")))
-    assert s.recv(4) == bytes([0x20, 2, 0, 0])
+    s = _raw_connect(broker.port, "raw-keep")
     topics = ["n/0", "k/1", "n/2", "n/3", "k/2", "n/5", "k/3"]
     s.sendall(b"".join(_raw_publish(t, 0, 0) for t in topics[:-1]) + _raw_publish("k/3", 1, 7))
     assert s.recv(4) == bytes([0x40, 2, 0, 7])
@@ -284,8 +285,6 @@ def test_the_listener_conn_gives_the_clients_socket_while_it_is_connected(
     broker: Broker,
 ) -> None:
     import os
-    import socket
-
     conns: List[Any] = []
     fds: List[Any] = []
 

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::hooks::{
-    AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, Event, FailurePolicy, Hook, HookError,
-    HookPolicy, Interests, Message, PublishVerdict, Reply,
+    Access, AclRequest, ClientInfo, ConnectRequest, ConnectVerdict, Event, FailurePolicy, Hook,
+    HookError, HookPolicy, Interests, Message, PublishVerdict, Reply,
 };
 use crate::codec::ReasonCode;
 
@@ -147,6 +147,26 @@ impl HookChain {
             }
         }
         ConnectVerdict::Accept
+    }
+
+    /// The publish ACL's answer on `msg` from `client`, for its PUBLISH
+    /// packets (a refused one is acknowledged with Not authorized, 0x87)
+    /// and its will.
+    pub(crate) async fn publish_allowed(&self, client: &Arc<ClientInfo>, msg: &Message) -> bool {
+        let allowed = self
+            .acl(&AclRequest {
+                client,
+                access: Access::Publish,
+                topic: msg.topic.as_str(),
+                qos: msg.qos,
+                payload: Some(&msg.payload),
+                retain: msg.retain,
+            })
+            .await;
+        if !allowed {
+            tracing::debug!("publish denied by the ACL");
+        }
+        allowed
     }
 
     /// Runs `acl_check` through the chain: every hook must allow.

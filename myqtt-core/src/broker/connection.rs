@@ -240,25 +240,6 @@ impl Group {
     }
 }
 
-/// The publish ACL's answer on `msg` from `client` (a refused PUBLISH is
-/// acknowledged with Not authorized, 0x87).
-async fn publish_allowed(chain: &HookChain, client: &Arc<ClientInfo>, msg: &Message) -> bool {
-    let allowed = chain
-        .acl(&AclRequest {
-            client,
-            access: Access::Publish,
-            topic: msg.topic.as_str(),
-            qos: msg.qos,
-            payload: Some(&msg.payload),
-            retain: msg.retain,
-        })
-        .await;
-    if !allowed {
-        tracing::debug!("publish denied by the ACL");
-    }
-    allowed
-}
-
 /// The front commit of `q` (an entry without a commit is ready at once).
 async fn front_done(q: &mut LazyDeque<StoreWait>) -> Result<Vec<OpOutcome>, StoreError> {
     std::future::poll_fn(|cx| match q.front_mut() {
@@ -1953,7 +1934,7 @@ where
                 continue;
             }
             let Some(msg) = msgs.next() else { break };
-            if publish_allowed(&chain, &self.info, &msg).await {
+            if chain.publish_allowed(&self.info, &msg).await {
                 kept.push(msg);
             } else {
                 step.2 = Step::Refused(ReasonCode::NotAuthorized);
@@ -1984,7 +1965,7 @@ where
     /// let it through; the reason code for its acknowledgement.
     async fn hooked_reason(&mut self, now: Instant, msg: Message) -> Result<ReasonCode, Ending> {
         let chain = Arc::clone(&self.chain);
-        if !publish_allowed(&chain, &self.info, &msg).await {
+        if !chain.publish_allowed(&self.info, &msg).await {
             return Ok(ReasonCode::NotAuthorized);
         }
         let outcome = chain.on_publish(&self.info, msg).await;

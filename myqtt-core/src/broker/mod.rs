@@ -42,7 +42,7 @@ pub use config::{BrokerConfig, BrokerConfigBuilder, ConfigError, DuplicateClient
 pub(crate) use connection::serve;
 
 use self::chain::HookChain;
-use self::hooks::{Access, AclRequest, ClientInfo, DropReason, Event, Hook, Message};
+use self::hooks::{ClientInfo, DropReason, Event, Hook, Message};
 use self::registry::{
     Control, Delivery, Mailbox, PendingWill, Registry, Routed, SessionHandle, lock,
 };
@@ -807,15 +807,7 @@ impl Broker {
         let msg = if chain.is_empty() {
             msg
         } else {
-            let req = AclRequest {
-                client,
-                access: Access::Publish,
-                topic: msg.topic.as_str(),
-                qos: msg.qos,
-                payload: Some(&msg.payload),
-                retain: msg.retain,
-            };
-            if !chain.acl(&req).await {
+            if !chain.publish_allowed(client, &msg).await {
                 tracing::debug!(client_id = %client.client_id, "will refused by the ACL");
                 return;
             }
